@@ -1,0 +1,65 @@
+/* util.h — errors, checked allocation, atomic file replacement, timing.
+ *
+ * Two kinds of failure, two mechanisms:
+ *  - Bad input from outside (a file, a config, a command line): the function that meets it calls
+ *    kao_fail("...") and returns KAO_ERR; the message names the file or key and the problem.
+ *    Callers pass KAO_ERR up; the program prints kao_last_error() once and exits non-zero.
+ *  - A broken invariant inside kao (a shape that the code itself computed is wrong): KAO_ASSERT
+ *    aborts with file and line. It is never used to validate input and is never compiled out.
+ */
+#ifndef KAO_UTIL_H
+#define KAO_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdbool.h>
+
+#define KAO_OK 0
+#define KAO_ERR (-1)
+
+#if defined(__GNUC__)
+#define KAO_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define KAO_PRINTF(a, b)
+#endif
+
+/* Records the message of the current thread's error and returns KAO_ERR. */
+int kao_fail(const char *fmt, ...) KAO_PRINTF(1, 2);
+/* Prefixes the recorded message with more context ("loading W.h5: " + message); returns KAO_ERR. */
+int kao_fail_context(const char *fmt, ...) KAO_PRINTF(1, 2);
+const char *kao_last_error(void);
+void kao_clear_error(void);
+
+void kao_abort(const char *file, int line, const char *fmt, ...) KAO_PRINTF(3, 4);
+#define KAO_ASSERT(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) kao_abort(__FILE__, __LINE__, "assertion `" #cond "` failed: " __VA_ARGS__);  \
+    } while (0)
+
+/* Allocation that aborts with the size and purpose on failure (out of memory is not recoverable). */
+void *kao_malloc(size_t bytes, const char *what);
+void *kao_calloc(size_t count, size_t size, const char *what);
+void *kao_realloc(void *ptr, size_t bytes, const char *what);
+/* 64-byte aligned, for SIMD and cache lines; free with free(). */
+void *kao_aligned_alloc(size_t bytes, const char *what);
+char *kao_strdup(const char *s);
+
+/* Atomic replacement of a file: write to kao_temp_path(path), then kao_commit_file() fsyncs it,
+ * renames it over path and fsyncs the folder. A crash at any moment leaves either the old or the
+ * new file at path, never a half-written one. kao_discard_file() removes an abandoned temp file. */
+void kao_temp_path(char *out, size_t out_size, const char *path);
+int kao_commit_file(const char *temp_path, const char *path);
+void kao_discard_file(const char *temp_path);
+/* Fails (with a message naming the folder) when the folder that would hold path does not exist. */
+int kao_check_parent_dir(const char *path);
+
+bool kao_file_exists(const char *path);
+bool kao_is_dir(const char *path);
+bool kao_ends_with(const char *s, const char *suffix);
+
+double kao_now_seconds(void);
+/* Peak resident set size of this process in MiB (from getrusage). */
+double kao_peak_rss_mib(void);
+
+#endif
