@@ -1,2 +1,45 @@
+/* kao — face-recognition embedding training. One program, one subcommand per job. */
 #include <stdio.h>
-int main(void) { puts("kao"); return 0; }
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"embed", kao_cmd_embed, "compute face embeddings of PNG images with a weights file"},
+    {"info", kao_cmd_info, "describe a weights file: architecture, parameters, mismatches"},
+    {"bench", kao_cmd_bench, "measure images/s of inference or training steps (see scripts/bench.sh)"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "kao %s — face-recognition embedding training (EfficientNetV2 + ArcFace)\n\n"
+                 "usage: kao <command> [options]   (kao <command> --help for its options)\n\ncommands:\n",
+            KAO_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("kao %s\n", KAO_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "kao: error: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,85 @@
+/* network.h — the EfficientNetV2 embedding network's forward and backward passes.
+ *
+ * kao_acts holds every activation of one batch at one input size. In training mode each
+ * tensor that backward needs has its own memory (one block, carved by kao_acts_create); in
+ * eval mode the blocks ping-pong between a few buffers, so inference needs only a few
+ * activation-sized tensors. Everything is NHWC.
+ */
+#ifndef KAO_NETWORK_H
+#define KAO_NETWORK_H
+
+#include "kao/model.h"
+#include "kao/ops.h"
+#include "kao/profile.h"
+#include "kao/rng.h"
+
+/* What one block keeps for backward. Block types use a subset (NULL otherwise):
+ *  cn: c1 → (BN1+SiLU) → out                         (a1 is not stored: BN backward recomputes it)
+ *  er: c1 → a1 → c3 → (BN) → out
+ *  ir: c1 → a1 → c2 → a2 → se_out → c3 → (BN) → out
+ * With a skip, out = branch·drop_mask + in. */
+typedef struct {
+    int in_h, in_w, out_h, out_w;
+    kao_conv_shape conv1, conv_dw, conv_pwl;
+    float *in;                          /* (B, in_h, in_w, in_ch)   = previous block's out */
+    float *c1, *a1;                     /* (B, h1, w1, mid)  conv1 output, BN1+SiLU output */
+    float *c2, *a2;                     /* (B, out_h, out_w, mid)  depthwise output, BN2+SiLU */
+    float *se_out;                      /* (B, out_h, out_w, mid)  a2 · gate */
+    float *se_pooled, *se_hidden, *se_gate; /* (B, mid), (B, rd), (B, mid) */
+    float *c3;                          /* (B, out_h, out_w, out)  conv_pwl output */
+    float *branch;                      /* (B, out_h, out_w, out)  BN output before the skip (skip blocks) */
+    float *out;                         /* (B, out_h, out_w, out) */
+    float *mean1, *rstd1, *mean2, *rstd2, *mean3, *rstd3; /* (C) batch statistics of each BN */
+    float *drop_mask;                   /* (B) 0 or 1/keep per sample; NULL = identity */
+} kao_block_acts;
+
+typedef struct {
+    int batch, height, width;
+    bool training;
+    kao_conv_shape stem_conv, head_conv;
+    const float *input;                 /* (B, H, W, 3) the caller's batch */
+    float *stem_c, *stem_out;           /* (B, Hs, Ws, stem) */
+    float *stem_mean, *stem_rstd;
+    kao_block_acts blocks[KAO_MAX_BLOCKS];
+    float *head_c, *head_a;             /* (B, Hh, Wh, nf) */
+    float *head_mean, *head_rstd;
+    float *pooled;                      /* (B, nf) */
+    float *embedding;                   /* (B, E) */
+    float *memory;                      /* the one block everything above is carved from */
+    size_t memory_floats;
+    kao_profile *profile;               /* optional: time every op into it (NULL: off) */
+} kao_acts;
+
+/* Options of one training forward/backward. */
+typedef struct {
+    bool freeze_bn;          /* BN uses (and keeps) its running statistics, as in eval */
+    int frozen_units;        /* how many leading units get no gradient, counting the stem as unit 0,
+                                block stage s as unit s+1 and conv_head+bn2 as unit num_stages+1;
+                                0 = nothing frozen, num_stages+2 = only the classifier trains */
+} kao_train_options;
+
+/* Whether tensor t is frozen under opt (the classifier never is). */
+bool kao_tensor_frozen(const kao_tensor *t, const kao_train_options *opt);
+
+void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training);
+void kao_acts_free(kao_acts *a);
+
+/* Eval forward: running BN statistics, no drop path. Result in a->embedding. */
+void kao_forward_eval(const kao_model *m, kao_acts *a, const float *input, kao_workspace *ws);
+/* Training forward: batch statistics (running statistics updated in m unless opt->freeze_bn),
+ * drop path drawn from rng. a must have been created with training = true. */
+void kao_forward_train(kao_model *m, kao_acts *a, const float *input, const kao_train_options *opt,
+                       kao_rng *rng, kao_workspace *ws);
+/* Backward from d_embedding (B, E). grads has the layout of m->params and is ACCUMULATED into;
+ * d_input (B, H, W, 3) is written when non-NULL. d_embedding is not modified. Scratch gradient
+ * memory is taken from ws and from scratch, which this call allocates on first use. */
+typedef struct {
+    float *buf[4];        /* each as large as the largest activation: dout, din and two temporaries */
+    size_t floats;
+} kao_grad_scratch;
+void kao_backward(const kao_model *m, float *grads, float *d_input, const kao_acts *a,
+                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch,
+                  kao_workspace *ws);
+void kao_grad_scratch_free(kao_grad_scratch *s);
+
+#endif

@@ -1,0 +1,83 @@
+/* train_step.h — one training step of the embedding network with an ArcFace head:
+ * forward → ArcFace loss → backward → gradient clipping → optimizer updates.
+ *
+ * This is the PyTorch pipeline kao replaces, step for step:
+ *     opt.zero_grad(); loss_opt.zero_grad()
+ *     loss = ArcFaceLoss(model(x), labels); loss.backward()
+ *     clip_grad_norm_(model.parameters(), clip)        # the network's gradients only
+ *     opt.step(); loss_opt.step()                      # two optimizers: network, ArcFace W
+ * with the learning rates of both scaled by the schedule's factor at the current step.
+ * Everything a checkpoint needs is in kao_trainer: the model (parameters, BN statistics), W, both
+ * optimizers' state, the step count and the drop-path generator.
+ */
+#ifndef KAO_TRAIN_STEP_H
+#define KAO_TRAIN_STEP_H
+
+#include "kao/arcface.h"
+#include "kao/model.h"
+#include "kao/network.h"
+#include "kao/optim.h"
+#include "kao/rng.h"
+#include "kao/schedule.h"
+
+/* Network optimizer groups: the backbone (group 0, with exclude_no_decay as configured) and the
+ * embedding head (group 1, if the config has a second group; else the head shares group 0). */
+enum { KAO_GROUP_BACKBONE = 0, KAO_GROUP_HEAD = 1 };
+
+typedef struct {
+    kao_optim_cfg model_optim;   /* 1 or 2 groups (backbone, head) */
+    kao_optim_cfg arcface_optim; /* 1 group: the ArcFace W */
+    kao_arcface_cfg arcface;
+    kao_schedule schedule;
+    kao_train_options options;   /* frozen units, frozen BN statistics */
+    double grad_clip;            /* max global norm of the network's gradients; 0 = no clipping */
+    uint64_t seed;               /* drop path */
+} kao_trainer_cfg;
+
+typedef struct {
+    float loss;
+    float grad_norm;             /* before clipping; 0 when clipping is off */
+    double lr_factor;
+    int correct;                 /* rows whose nearest class (by cosine) is their label */
+    double seconds_forward, seconds_loss, seconds_backward, seconds_update;
+} kao_step_stats;
+
+typedef struct {
+    kao_trainer_cfg cfg;
+    kao_model *model;            /* borrowed */
+    int num_classes;
+    float *grads;                /* (num_params) the network's gradients, params' layout */
+    float *arcface_W;            /* (E, C) */
+    float *arcface_dW;           /* (E, C) */
+    kao_tensor arcface_tensor;   /* one-entry table for W */
+    kao_optim optim, arcface_optim;
+    int64_t step;                /* optimizer steps taken */
+    kao_rng rng;                 /* drop path */
+    /* per-batch memory */
+    int batch, height, width;
+    kao_acts acts;
+    kao_arcface_acts arcface_acts;
+    kao_grad_scratch scratch;
+    kao_workspace ws;
+    float *d_embedding;          /* (B, E) */
+} kao_trainer;
+
+/* W is initialised N(0, 1) from seed (stream of its own); the caller may overwrite
+ * t->arcface_W afterwards (resume, carried-over identities). Fails on a bad optimizer config. */
+int kao_trainer_create(kao_trainer *t, kao_model *m, int num_classes, const kao_trainer_cfg *cfg,
+                       int batch, int height, int width);
+void kao_trainer_free(kao_trainer *t);
+
+/* Changes which leading units are frozen (head-only warm-up, then the whole network). */
+void kao_trainer_set_frozen(kao_trainer *t, int frozen_units);
+
+/* One step on a batch: input (B, H, W, 3) NHWC, labels (B). B may be smaller than the planned
+ * batch (the last batch of an epoch); the activations are re-planned when it changes. */
+void kao_trainer_step(kao_trainer *t, kao_step_stats *stats, const float *input, const int *labels, int B);
+
+/* The gradient part alone (no update), for tests: fills t->grads, t->arcface_dW and, when
+ * d_input is non-NULL, the input gradient (B, H, W, 3). Returns the loss. */
+float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, const int *labels, int B,
+                            kao_step_stats *stats);
+
+#endif

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything on a bare Debian machine and runs all of kao's tests:
+#   1. system packages and the Python tools environment;
+#   2. a Release build with warnings as errors, and its ctest suite;
+#   3. an ASan/UBSan build and the same suite under the sanitizers;
+#   4. a compile-and-link check of the CUDA backend when nvcc is present.
+# KAO_SKIP_SANITIZE=1 skips step 3 (quicker local runs).
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+jobs="$(nproc)"
+
+bash scripts/install_deps.sh
+KAO_PYTHON="$(bash scripts/setup_python.sh)"
+export KAO_PYTHON
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKAO_WERROR=ON >/dev/null
+cmake --build build -j "$jobs"
+(cd build && ctest --output-on-failure -j "$jobs")
+
+if [ "${KAO_SKIP_SANITIZE:-0}" != "1" ]; then
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKAO_SANITIZE=ON -DKAO_WERROR=ON >/dev/null
+    cmake --build build-asan -j "$jobs"
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -LE slow)
+fi
+
+if command -v nvcc >/dev/null 2>&1; then
+    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DKAO_WERROR=ON >/dev/null
+    cmake --build build-cuda -j "$jobs"
+    echo "test: CUDA backend compiled and linked (its GPU tests run only on a machine with a GPU)"
+fi

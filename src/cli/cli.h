@@ -1,0 +1,42 @@
+/* cli.h — the subcommands of the kao program and their shared option parsing.
+ * Each kao_cmd_X takes argv starting at the subcommand's name and returns the exit status:
+ * 0 success, 1 an error (one "kao: error: ..." line already printed), 2 a usage error. */
+#ifndef KAO_CLI_H
+#define KAO_CLI_H
+
+#include <stdbool.h>
+
+#include "kao/arch.h"
+#include "kao/model.h"
+
+int kao_cmd_embed(int argc, char **argv);
+int kao_cmd_info(int argc, char **argv);
+int kao_cmd_bench(int argc, char **argv);
+
+/* Prints "kao: error: <kao_last_error()>" and returns 1. */
+int kao_cli_report_error(void);
+/* Prints "kao <command>: <message>" plus a hint to --help, returns 2. */
+int kao_cli_usage_error(const char *command, const char *fmt, ...);
+
+/* Parses "224" or "224x192" (H x W). */
+bool kao_cli_parse_size(const char *text, int *height, int *width);
+bool kao_cli_parse_int(const char *text, int min, int max, int *out);
+bool kao_cli_parse_double(const char *text, double min, double max, double *out);
+
+/* The model options several commands share: --weights, --model, --width-mult, --depth-mult. */
+typedef struct {
+    const char *weights;
+    const char *model;
+    double width_mult, depth_mult; /* 0: from the file or the variant */
+} kao_cli_model_options;
+/* If argv[*i] is one of the shared model options, consumes it (and its value) and returns 1;
+ * returns 0 if it is not one, -1 (usage already printed) if its value is bad. */
+int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc, char **argv, int *i);
+/* Resolves the architecture (--model and the multipliers when given, else the file's attributes
+ * or shapes), creates m and loads the weights strictly. */
+int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o);
+
+/* Sets the OpenMP and OpenBLAS thread counts (0: leave the defaults). */
+void kao_cli_set_threads(int threads);
+
+#endif

@@ -1,0 +1,106 @@
+#include <cblas.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kao/util.h"
+#include "kao/weights.h"
+
+int kao_cli_report_error(void) {
+    fprintf(stderr, "kao: error: %s\n", kao_last_error());
+    return 1;
+}
+
+int kao_cli_usage_error(const char *command, const char *fmt, ...) {
+    fprintf(stderr, "kao %s: ", command);
+    va_list args;
+    va_start(args, fmt);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
+    fprintf(stderr, " (see kao %s --help)\n", command);
+    return 2;
+}
+
+bool kao_cli_parse_int(const char *text, int min, int max, int *out) {
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < min || v > max) return false;
+    *out = (int)v;
+    return true;
+}
+
+bool kao_cli_parse_double(const char *text, double min, double max, double *out) {
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= min && v <= max)) return false;
+    *out = v;
+    return true;
+}
+
+bool kao_cli_parse_size(const char *text, int *height, int *width) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", text);
+    char *x = strchr(buf, 'x');
+    if (x) *x = '\0';
+    if (!kao_cli_parse_int(buf, 8, 4096, height)) return false;
+    if (!x) {
+        *width = *height;
+        return true;
+    }
+    return kao_cli_parse_int(x + 1, 8, 4096, width);
+}
+
+int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    bool known = !strcmp(opt, "--weights") || !strcmp(opt, "--model") || !strcmp(opt, "--width-mult") ||
+                 !strcmp(opt, "--depth-mult");
+    if (!known) return 0;
+    if (*i + 1 >= argc) {
+        kao_cli_usage_error(command, "%s needs a value", opt);
+        return -1;
+    }
+    const char *value = argv[++*i];
+    if (!strcmp(opt, "--weights")) o->weights = value;
+    else if (!strcmp(opt, "--model")) o->model = value;
+    else {
+        double *target = !strcmp(opt, "--width-mult") ? &o->width_mult : &o->depth_mult;
+        if (!kao_cli_parse_double(value, 0.01, 8.0, target)) {
+            kao_cli_usage_error(command, "%s must be a number in (0, 8], got '%s'", opt, value);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o) {
+    kao_arch arch;
+    if (kao_weights_probe(o->weights, &arch)) {
+        if (!o->model) return KAO_ERR;
+        /* The file's architecture cannot be told: build what the user named and let the strict
+         * load name every mismatching tensor. */
+        arch.embedding_dim = 512;
+    }
+    if (o->model || o->width_mult > 0 || o->depth_mult > 0) {
+        const char *variant = o->model ? o->model : arch.variant;
+        double wm = o->width_mult > 0 ? o->width_mult : (o->model ? 0 : arch.width_mult);
+        double dm = o->depth_mult > 0 ? o->depth_mult : (o->model ? 0 : arch.depth_mult);
+        char name[64];
+        snprintf(name, sizeof name, "%s", variant);
+        if (kao_arch_build(&arch, name, wm, dm, arch.embedding_dim, 0.0f)) return KAO_ERR;
+    }
+    kao_model_create(m, &arch);
+    if (kao_weights_load(m, o->weights, NULL, NULL)) {
+        kao_model_free(m);
+        return KAO_ERR;
+    }
+    return KAO_OK;
+}
+
+void kao_cli_set_threads(int threads) {
+    if (threads <= 0) return;
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}

@@ -1,0 +1,128 @@
+/* kao bench: images/s of inference or of full training steps, on random data and weights. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "kao/network.h"
+#include "kao/rng.h"
+#include "kao/train_step.h"
+#include "kao/util.h"
+
+static const char *help =
+    "usage: kao bench [--mode infer|train] [--model NAME] [--width-mult X] [--depth-mult Y]\n"
+    "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
+    "                 [--embedding N] [--threads N] [--profile]\n"
+    "\n"
+    "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
+    "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
+    "initialised model, and prints one JSON line: images/s, median ms per batch, peak RSS (MiB).\n"
+    "tools/bench_torch.py runs the same workloads in PyTorch; scripts/bench.sh runs both.\n"
+    "--profile adds a table of time per kind of op (forward and backward).\n";
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int kao_cmd_bench(int argc, char **argv) {
+    const char *mode = "infer", *model = "tf_efficientnetv2_b0";
+    double wm = 0, dm = 0;
+    int height = 224, width = 224, batch = 32, steps = 5, warmup = 2, classes = 1000, emb = 512, threads = 0;
+    bool profile = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool v = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(help, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--profile")) profile = true;
+        else if (!strcmp(a, "--mode") && v) mode = argv[++i];
+        else if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--size") && v) {
+            if (!kao_cli_parse_size(argv[++i], &height, &width))
+                return kao_cli_usage_error("bench", "--size wants H or HxW, got '%s'", argv[i]);
+        } else if ((!strcmp(a, "--width-mult") || !strcmp(a, "--depth-mult")) && v) {
+            if (!kao_cli_parse_double(argv[++i], 0.01, 8, !strcmp(a, "--width-mult") ? &wm : &dm))
+                return kao_cli_usage_error("bench", "%s wants a number in (0, 8], got '%s'", a, argv[i]);
+        } else if (v && (!strcmp(a, "--batch") || !strcmp(a, "--steps") || !strcmp(a, "--warmup") ||
+                         !strcmp(a, "--classes") || !strcmp(a, "--embedding") || !strcmp(a, "--threads"))) {
+            int *t = !strcmp(a, "--batch") ? &batch : !strcmp(a, "--steps") ? &steps : !strcmp(a, "--warmup") ? &warmup
+                     : !strcmp(a, "--classes") ? &classes : !strcmp(a, "--embedding") ? &emb : &threads;
+            if (!kao_cli_parse_int(argv[++i], !strcmp(a, "--warmup") ? 0 : 1, 1 << 20, t))
+                return kao_cli_usage_error("bench", "%s wants a positive integer, got '%s'", a, argv[i]);
+        } else {
+            return kao_cli_usage_error("bench", "unknown option or missing value '%s'", a);
+        }
+    }
+    bool train = !strcmp(mode, "train");
+    if (!train && strcmp(mode, "infer")) return kao_cli_usage_error("bench", "--mode is infer or train, got '%s'", mode);
+    kao_cli_set_threads(threads);
+
+    kao_arch arch;
+    if (kao_arch_build(&arch, model, wm, dm, emb, 0.0f)) return kao_cli_report_error();
+    kao_model m;
+    kao_model_create(&m, &arch);
+    kao_model_init(&m, 1);
+    size_t image = (size_t)height * width * 3;
+    float *input = kao_aligned_alloc((size_t)batch * image * sizeof(float), "input");
+    kao_rng rng;
+    kao_rng_seed(&rng, 7, 0);
+    for (size_t i = 0; i < (size_t)batch * image; i++) input[i] = kao_rng_normal(&rng);
+    int *labels = kao_malloc((size_t)batch * sizeof(int), "labels");
+    for (int i = 0; i < batch; i++) labels[i] = (int)kao_rng_below(&rng, (uint32_t)classes);
+
+    kao_profile prof;
+    memset(&prof, 0, sizeof prof);
+    double *times = kao_malloc((size_t)(steps + warmup) * sizeof(double), "times");
+    kao_acts acts;
+    kao_workspace ws = {0};
+    kao_trainer trainer;
+    kao_step_stats stats;
+    double other[4] = {0}; /* training: loss, update */
+    if (train) {
+        kao_trainer_cfg cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.model_optim = kao_optim_default_cfg(KAO_OPTIM_ADAMW, 1e-3);
+        cfg.arcface_optim = kao_optim_default_cfg(KAO_OPTIM_SGD, 0.01);
+        cfg.arcface_optim.groups[0].weight_decay = 0;
+        cfg.arcface = kao_arcface_default_cfg();
+        cfg.schedule.type = KAO_SCHEDULE_CONSTANT;
+        cfg.seed = 1;
+        if (kao_trainer_create(&trainer, &m, classes, &cfg, batch, height, width)) return kao_cli_report_error();
+    } else {
+        kao_acts_create(&acts, &m, batch, height, width, false);
+    }
+    for (int s = 0; s < warmup + steps; s++) {
+        bool timed = s >= warmup;
+        kao_acts *a = train ? &trainer.acts : &acts;
+        a->profile = timed && profile ? &prof : NULL;
+        double t0 = kao_now_seconds();
+        if (train) kao_trainer_step(&trainer, &stats, input, labels, batch);
+        else kao_forward_eval(&m, &acts, input, &ws);
+        times[s] = kao_now_seconds() - t0;
+        if (timed && train) {
+            other[0] += stats.seconds_loss;
+            other[1] += stats.seconds_update;
+        }
+    }
+    qsort(times + warmup, (size_t)steps, sizeof(double), cmp_double);
+    double median = times[warmup + steps / 2];
+    printf("{\"engine\": \"kao %s\", \"mode\": \"%s\", \"model\": \"%s\", \"size\": %d, \"batch\": %d, "
+           "\"threads\": %d, \"ms_per_batch\": %.2f, \"images_per_s\": %.2f, \"peak_rss_mib\": %.1f}\n",
+           KAO_VERSION, mode, model, height, batch, threads, 1e3 * median, batch / median, kao_peak_rss_mib());
+    if (profile) {
+        kao_profile_print(stdout, &prof, steps);
+        if (train)
+            printf("%-16s %12.2f ms\n%-16s %12.2f ms\n", "arcface", 1e3 * other[0] / steps, "optimizer", 1e3 * other[1] / steps);
+    }
+    if (train) kao_trainer_free(&trainer);
+    else kao_acts_free(&acts);
+    kao_workspace_free(&ws);
+    kao_model_free(&m);
+    free(times);
+    free(labels);
+    free(input);
+    return 0;
+}

@@ -1,0 +1,247 @@
+#include "kao/embeddings.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kao/h5io.h"
+#include "kao/image.h"
+#include "kao/network.h"
+#include "kao/util.h"
+
+kao_embedding_format kao_embedding_format_for(const char *path) {
+    if (kao_ends_with(path, ".npy")) return KAO_EMB_NPY;
+    if (kao_ends_with(path, ".csv")) return KAO_EMB_CSV;
+    return KAO_EMB_HDF5;
+}
+
+/* ---- collecting images -------------------------------------------------------------------- */
+
+typedef struct {
+    char **items;
+    int count, capacity;
+} path_list;
+
+static void push(path_list *l, const char *path) {
+    if (l->count == l->capacity) {
+        l->capacity = l->capacity ? 2 * l->capacity : 64;
+        l->items = kao_realloc(l->items, (size_t)l->capacity * sizeof *l->items, "image list");
+    }
+    l->items[l->count++] = kao_strdup(path);
+}
+
+static bool is_png_name(const char *name) {
+    size_t n = strlen(name);
+    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk(path_list *l, const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return kao_fail("%s: cannot open folder", dir);
+    path_list names = {0};
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') push(&names, e->d_name);
+    closedir(d);
+    qsort(names.items, (size_t)names.count, sizeof *names.items, cmp_names);
+    int rc = KAO_OK;
+    for (int i = 0; i < names.count && rc == KAO_OK; i++) {
+        size_t len = strlen(dir) + strlen(names.items[i]) + 2;
+        char *full = kao_malloc(len, "path");
+        snprintf(full, len, "%s/%s", dir, names.items[i]);
+        if (kao_is_dir(full)) rc = walk(l, full);
+        else if (is_png_name(full)) push(l, full);
+        free(full);
+    }
+    kao_free_paths(names.items, names.count);
+    return rc;
+}
+
+int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_inputs) {
+    path_list l = {0};
+    for (int i = 0; i < num_inputs; i++) {
+        const char *in = inputs[i];
+        int rc = KAO_OK;
+        if (kao_is_dir(in)) rc = walk(&l, in);
+        else if (!kao_file_exists(in)) rc = kao_fail("%s: No such file or directory", in);
+        else if (!is_png_name(in)) rc = kao_fail("%s: not a PNG file name (kao reads *.png)", in);
+        else push(&l, in);
+        if (rc) {
+            kao_free_paths(l.items, l.count);
+            return KAO_ERR;
+        }
+    }
+    if (l.count == 0) {
+        kao_free_paths(l.items, l.count);
+        return kao_fail("no PNG images found in %s%s", num_inputs ? inputs[0] : "(no inputs)",
+                        num_inputs > 1 ? " and the other inputs" : "");
+    }
+    *paths = l.items;
+    *count = l.count;
+    return KAO_OK;
+}
+
+void kao_free_paths(char **paths, int count) {
+    for (int i = 0; i < count; i++) free(paths[i]);
+    free(paths);
+}
+
+/* ---- the forward pass over files ---------------------------------------------------------- */
+
+int kao_embed_images(float *out, const kao_model *m, char *const *paths, int count, int height,
+                     int width, int batch, bool progress) {
+    int E = m->arch.embedding_dim;
+    if (batch > count) batch = count;
+    size_t image_floats = (size_t)height * width * 3;
+    float *input = kao_aligned_alloc((size_t)batch * image_floats * sizeof(float), "input batch");
+    kao_acts acts;
+    kao_acts_create(&acts, m, batch, height, width, false);
+    kao_workspace ws = {0};
+    int rc = KAO_OK;
+    double start = kao_now_seconds();
+    for (int first = 0; first < count && rc == KAO_OK; first += batch) {
+        int n = count - first < batch ? count - first : batch;
+        /* Decoding is independent per image: spread it over the threads. */
+        int failed = -1;
+        char message[1024] = "";
+#pragma omp parallel for schedule(dynamic)
+        for (int i = 0; i < n; i++) {
+            if (kao_load_input(input + (size_t)i * image_floats, paths[first + i], height, width)) {
+#pragma omp critical
+                if (failed < 0 || first + i < failed) {
+                    failed = first + i;
+                    snprintf(message, sizeof message, "%s", kao_last_error());
+                }
+            }
+        }
+        if (failed >= 0) {
+            rc = kao_fail("%s", message);
+            break;
+        }
+        if (n < batch) { /* a short last batch: plan for its size */
+            kao_acts_free(&acts);
+            kao_acts_create(&acts, m, n, height, width, false);
+        }
+        kao_forward_eval(m, &acts, input, &ws);
+        memcpy(out + (size_t)first * E, acts.embedding, (size_t)n * E * sizeof(float));
+        if (progress) {
+            double elapsed = kao_now_seconds() - start;
+            fprintf(stderr, "\rembedded %d/%d images (%.1f images/s)", first + n, count, (first + n) / elapsed);
+            if (first + n == count) fputc('\n', stderr);
+        }
+    }
+    kao_workspace_free(&ws);
+    kao_acts_free(&acts);
+    free(input);
+    return rc;
+}
+
+/* ---- writers ------------------------------------------------------------------------------- */
+
+static int save_hdf5(const char *path, const float *emb, int count, int dim, char *const *paths,
+                     const kao_model *m, int height, int width) {
+    kao_h5_file f;
+    if (kao_h5_create(&f, path)) return KAO_ERR;
+    int rc = kao_h5_write_f32(&f, "embeddings", emb, 2, (int64_t[]){count, dim}) ||
+             kao_h5_write_strings(&f, "paths", (const char *const *)paths, count) ||
+             kao_h5_write_attr_str(&f, NULL, "architecture", m->arch.variant) ||
+             kao_h5_write_attr_f64(&f, NULL, "width_mult", m->arch.width_mult) ||
+             kao_h5_write_attr_f64(&f, NULL, "depth_mult", m->arch.depth_mult) ||
+             kao_h5_write_attr_i64(&f, NULL, "input_height", height) ||
+             kao_h5_write_attr_i64(&f, NULL, "input_width", width) ||
+             kao_h5_write_attr_i64(&f, NULL, "normalized", 0) || kao_h5_commit(&f);
+    kao_h5_close(&f);
+    return rc ? KAO_ERR : KAO_OK;
+}
+
+/* Opens the temporary file of an atomic write. */
+static FILE *open_temp(char *temp, size_t temp_size, const char *path) {
+    if (kao_check_parent_dir(path)) return NULL;
+    kao_temp_path(temp, temp_size, path);
+    FILE *f = fopen(temp, "wb");
+    if (!f) kao_fail("%s: cannot create file", path);
+    return f;
+}
+
+static int finish_temp(FILE *f, const char *temp, const char *path) {
+    bool ok = !ferror(f);
+    if (fclose(f) != 0) ok = false;
+    if (!ok) {
+        kao_discard_file(temp);
+        return kao_fail("%s: write failed (disk full?)", path);
+    }
+    return kao_commit_file(temp, path);
+}
+
+/* NumPy's .npy version 1.0: magic, header length, a Python-dict header padded to 64 bytes. */
+static int save_npy(const char *path, const float *emb, int count, int dim) {
+    char temp[4200];
+    FILE *f = open_temp(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
+    char header[128];
+    int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", count, dim);
+    int total = 10 + n + 1;
+    int padded = (total + 63) / 64 * 64;
+    memset(header + n, ' ', (size_t)(padded - total));
+    header[padded - 10 - 1] = '\n';
+    unsigned short header_len = (unsigned short)(padded - 10);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(header_len & 0xff, f);
+    fputc(header_len >> 8, f);
+    fwrite(header, 1, header_len, f);
+    fwrite(emb, sizeof(float), (size_t)count * dim, f);
+    return finish_temp(f, temp, path);
+}
+
+static void write_csv_field(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static int save_csv(const char *path, const float *emb, int count, int dim, char *const *paths) {
+    char temp[4200];
+    FILE *f = open_temp(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
+    fputs("path", f);
+    for (int j = 0; j < dim; j++) fprintf(f, ",e%d", j);
+    fputc('\n', f);
+    for (int i = 0; i < count; i++) {
+        write_csv_field(f, paths[i]);
+        for (int j = 0; j < dim; j++) fprintf(f, ",%.9g", emb[(size_t)i * dim + j]);
+        fputc('\n', f);
+    }
+    return finish_temp(f, temp, path);
+}
+
+static int save_path_list(const char *path, char *const *paths, int count) {
+    char temp[4200];
+    FILE *f = open_temp(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
+    for (int i = 0; i < count; i++) fprintf(f, "%s\n", paths[i]);
+    return finish_temp(f, temp, path);
+}
+
+int kao_embeddings_save(const char *path, kao_embedding_format format, const float *emb, int count,
+                        int dim, char *const *paths, const kao_model *m, int height, int width) {
+    switch (format) {
+    case KAO_EMB_NPY: {
+        char list[4200];
+        snprintf(list, sizeof list, "%s.paths.txt", path);
+        return save_path_list(list, paths, count) || save_npy(path, emb, count, dim) ? KAO_ERR : KAO_OK;
+    }
+    case KAO_EMB_CSV: return save_csv(path, emb, count, dim, paths);
+    default: return save_hdf5(path, emb, count, dim, paths, m, height, width);
+    }
+}

@@ -1,0 +1,161 @@
+/* The backward pass: from d_embedding to every parameter gradient (and, on request, the input).
+ * Gradients of activations live in four scratch buffers as large as the largest activation:
+ * dout (the block output's gradient), din (the block input's) and two temporaries. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kao/network.h"
+#include "kao/profile.h"
+#include "kao/util.h"
+
+bool kao_tensor_frozen(const kao_tensor *t, const kao_train_options *opt) {
+    return !t->is_head && t->stage + 1 < opt->frozen_units;
+}
+
+typedef struct {
+    const kao_model *m;
+    float *grads;
+    const kao_train_options *opt;
+    kao_workspace *ws;
+    kao_profile *prof;
+} pass;
+
+#define TIMED(p, op, call) KAO_TIMED((p)->prof, KAO_PROF_BACKWARD, op, call)
+
+static const float *P(const pass *p, int index) { return kao_tensor_data(p->m, index); }
+static float *G(const pass *p, int index) { return p->grads + p->m->tensors[index].offset; }
+
+static size_t rows(const kao_conv_shape *s) { return (size_t)s->batch * s->out_h * s->out_w; }
+
+/* In place: d (gradient of BN's output) becomes the gradient of BN's input. */
+static void batchnorm_backward(const pass *p, float *d, const float *inp, const float *mean,
+                               const float *rstd, kao_bn_ref bn, kao_act act, size_t M, int C) {
+    const kao_model *m = p->m;
+    if (p->opt->freeze_bn)
+        TIMED(p, KAO_PROF_BN, kao_batchnorm_backward_frozen(d, G(p, bn.weight), G(p, bn.bias), d, inp, P(p, bn.mean),
+                                                            P(p, bn.var), P(p, bn.weight), P(p, bn.bias),
+                                                            m->arch.bn_eps, act, M, C));
+    else
+        TIMED(p, KAO_PROF_BN, kao_batchnorm_backward(d, G(p, bn.weight), G(p, bn.bias), d, inp, mean, rstd,
+                                                     P(p, bn.weight), P(p, bn.bias), act, M, C));
+}
+
+/* din may be NULL (no input gradient needed). */
+static void conv_backward(const pass *p, float *din, int weight, const float *dout, const float *inp,
+                          const kao_conv_shape *s) {
+    kao_prof_op op = s->kernel == 1 ? KAO_PROF_CONV_1X1 : KAO_PROF_CONV_KXK;
+    TIMED(p, op, kao_conv2d_backward(din, G(p, weight), NULL, dout, inp, P(p, weight), s, p->ws));
+}
+
+/* dout: gradient of the block's output (kept intact); din: written with the gradient of its input. */
+static void block_backward(const pass *p, const kao_block *blk, const kao_block_acts *ba, float *din,
+                           float *dout, float *t1, float *t2, bool need_din) {
+    const kao_block_arch *b = &blk->arch;
+    int B = ba->conv1.batch;
+    size_t out_n = (size_t)B * ba->out_h * ba->out_w * b->out_ch;
+
+    /* The branch's gradient: through the drop-path mask; a copy when dout is still needed for the skip. */
+    float *dbranch = dout;
+    if (b->has_skip) {
+        dbranch = t1;
+        TIMED(p, KAO_PROF_RESIDUAL, memcpy(dbranch, dout, out_n * sizeof(float)));
+        if (ba->drop_mask) TIMED(p, KAO_PROF_RESIDUAL, kao_scale_rows(dbranch, ba->drop_mask, B, out_n / (size_t)B));
+    }
+    float *d_in_target = need_din ? din : NULL;
+
+    if (b->type == KAO_BLOCK_CN) {
+        batchnorm_backward(p, dbranch, ba->c1, ba->mean1, ba->rstd1, blk->bn1, KAO_ACT_SILU, rows(&ba->conv1), b->out_ch);
+        conv_backward(p, d_in_target, blk->conv1.weight, dbranch, ba->in, &ba->conv1);
+    } else {
+        batchnorm_backward(p, dbranch, ba->c3, ba->mean3, ba->rstd3, blk->bn_pwl, KAO_ACT_NONE, rows(&ba->conv_pwl), b->out_ch);
+        const float *pwl_in = b->type == KAO_BLOCK_IR ? ba->se_out : ba->a1;
+        float *d_pwl_in = t2;
+        conv_backward(p, d_pwl_in, blk->conv_pwl.weight, dbranch, pwl_in, &ba->conv_pwl);
+        float *d_a1 = d_pwl_in;
+        if (b->type == KAO_BLOCK_IR) {
+            /* dbranch (t1 or dout) is no longer needed: t1 is free for the SE's input gradient. */
+            float *d_a2 = d_pwl_in;
+            if (b->se_ch > 0) {
+                d_a2 = t1;
+                TIMED(p, KAO_PROF_SE,
+                      kao_se_backward(d_a2, G(p, blk->se_reduce.weight), G(p, blk->se_reduce.bias),
+                                      G(p, blk->se_expand.weight), G(p, blk->se_expand.bias), d_pwl_in, ba->a2,
+                                      ba->se_pooled, ba->se_hidden, ba->se_gate, P(p, blk->se_reduce.weight),
+                                      P(p, blk->se_expand.weight), B, ba->out_h * ba->out_w, b->mid_ch, b->se_ch));
+            }
+            batchnorm_backward(p, d_a2, ba->c2, ba->mean2, ba->rstd2, blk->bn_dw, KAO_ACT_SILU, rows(&ba->conv_dw), b->mid_ch);
+            d_a1 = d_a2 == t1 ? t2 : t1;
+            TIMED(p, KAO_PROF_DWCONV, kao_dwconv2d_backward(d_a1, G(p, blk->conv_dw.weight), d_a2, ba->a1,
+                                                            P(p, blk->conv_dw.weight), &ba->conv_dw));
+        }
+        batchnorm_backward(p, d_a1, ba->c1, ba->mean1, ba->rstd1, blk->bn1, KAO_ACT_SILU, rows(&ba->conv1), b->mid_ch);
+        conv_backward(p, d_in_target, blk->conv1.weight, d_a1, ba->in, &ba->conv1);
+    }
+    if (b->has_skip && need_din) TIMED(p, KAO_PROF_RESIDUAL, kao_add_inplace(din, dout, out_n));
+}
+
+static size_t largest_activation(const kao_acts *a, const kao_model *m) {
+    size_t largest = rows(&a->stem_conv) * (size_t)m->arch.stem_ch;
+    for (int i = 0; i < m->arch.num_blocks; i++) {
+        const kao_block_acts *ba = &a->blocks[i];
+        size_t sizes[3] = {rows(&ba->conv1) * (size_t)ba->conv1.out_c,
+                           m->arch.blocks[i].type == KAO_BLOCK_IR ? rows(&ba->conv_dw) * (size_t)ba->conv_dw.out_c : 0,
+                           (size_t)a->batch * ba->out_h * ba->out_w * m->arch.blocks[i].out_ch};
+        for (int k = 0; k < 3; k++) largest = sizes[k] > largest ? sizes[k] : largest;
+    }
+    size_t head = rows(&a->head_conv) * (size_t)m->arch.num_features;
+    return head > largest ? head : largest;
+}
+
+void kao_backward(const kao_model *m, float *grads, float *d_input, const kao_acts *a,
+                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch,
+                  kao_workspace *ws) {
+    KAO_ASSERT(a->training, "backward needs activations planned for training");
+    const kao_arch *arch = &m->arch;
+    KAO_ASSERT(!d_input || opt->frozen_units == 0, "an input gradient needs an unfrozen stem");
+    size_t need = largest_activation(a, m);
+    if (scratch->floats < need) {
+        for (int i = 0; i < 4; i++) {
+            free(scratch->buf[i]);
+            scratch->buf[i] = kao_aligned_alloc(need * sizeof(float), "activation gradients");
+        }
+        scratch->floats = need;
+    }
+    pass p = {m, grads, opt, ws, a->profile};
+    int B = a->batch, nf = arch->num_features;
+    float *dout = scratch->buf[0], *din = scratch->buf[1], *t1 = scratch->buf[2], *t2 = scratch->buf[3];
+
+    /* Head: classifier, pool, BN+SiLU, conv_head. */
+    TIMED(&p, KAO_PROF_HEAD, kao_linear_backward(t1, G(&p, m->classifier_weight), G(&p, m->classifier_bias),
+                                                 d_embedding, a->pooled, P(&p, m->classifier_weight), B, nf,
+                                                 arch->embedding_dim));
+    int head_unit = arch->num_stages + 1;
+    if (opt->frozen_units > head_unit) return;
+    int hw = a->head_conv.out_h * a->head_conv.out_w;
+    TIMED(&p, KAO_PROF_HEAD, kao_avgpool_backward(t2, t1, B, hw, nf));
+    batchnorm_backward(&p, t2, a->head_c, a->head_mean, a->head_rstd, m->bn_head, KAO_ACT_SILU, rows(&a->head_conv), nf);
+    bool blocks_train = opt->frozen_units < head_unit;
+    conv_backward(&p, blocks_train ? dout : NULL, m->conv_head.weight, t2, a->blocks[arch->num_blocks - 1].out,
+                  &a->head_conv);
+
+    for (int i = arch->num_blocks - 1; i >= 0 && blocks_train; i--) {
+        int unit = arch->blocks[i].stage + 1;
+        if (unit < opt->frozen_units) break;
+        /* The first trainable block needs no input gradient when everything before it is frozen. */
+        bool need_din = i > 0 ? arch->blocks[i - 1].stage + 1 >= opt->frozen_units : opt->frozen_units == 0;
+        block_backward(&p, &m->blocks[i], &a->blocks[i], din, dout, t1, t2, need_din);
+        float *swap = dout;
+        dout = din;
+        din = swap;
+        if (!need_din) return;
+    }
+    if (opt->frozen_units > 0) return;
+    batchnorm_backward(&p, dout, a->stem_c, a->stem_mean, a->stem_rstd, m->bn_stem, KAO_ACT_SILU,
+                       rows(&a->stem_conv), arch->stem_ch);
+    conv_backward(&p, d_input, m->conv_stem.weight, dout, a->input, &a->stem_conv);
+}
+
+void kao_grad_scratch_free(kao_grad_scratch *s) {
+    for (int i = 0; i < 4; i++) free(s->buf[i]);
+    memset(s, 0, sizeof *s);
+}
