@@ -13,6 +13,7 @@ typedef struct {
 static const command commands[] = {
     {"embed", kao_cmd_embed, "compute face embeddings of PNG images with a weights file"},
     {"info", kao_cmd_info, "describe a weights file: architecture, parameters, mismatches"},
+    {"export", kao_cmd_export, "write the network as an ONNX model; --check inspects one"},
     {"bench", kao_cmd_bench, "measure images/s of inference or training steps (see scripts/bench.sh)"},
 };
 
