@@ -1,0 +1,521 @@
+#include "kao/h5io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kao/util.h"
+
+_Static_assert(sizeof(hid_t) == sizeof(int64_t), "kao_h5_file.id holds a hid_t");
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+/* HDF5 prints its error stack to stderr by default; kao reports errors itself. */
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static hid_t file_access_plist(void) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* Closing the file closes whatever was left open in it, so a commit never renames a file
+     * that HDF5 still holds. */
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
+    /* kao never writes a file in place (writers rename a finished file over it), so readers need
+     * no lock; and flock fails on some network filesystems. */
+    H5Pset_file_locking(fapl, false, true);
+#endif
+    return fapl;
+}
+
+static int start(kao_h5_file *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    f->id = -1;
+    if (strlen(path) >= sizeof f->path) return kao_fail("%.200s...: path too long", path);
+    strcpy(f->path, path);
+    quiet_hdf5();
+    return KAO_OK;
+}
+
+int kao_h5_open(kao_h5_file *f, const char *path) {
+    if (start(f, path)) return KAO_ERR;
+    /* Ask the OS first: HDF5's own message for a missing file is unreadable. */
+    struct stat st;
+    if (stat(path, &st) != 0) return kao_fail("%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return kao_fail("%s: is a folder, not a file", path);
+    if (access(path, R_OK) != 0) return kao_fail("%s: %s", path, strerror(errno));
+    hid_t fapl = file_access_plist();
+    hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (id < 0) return kao_fail("%s: not an HDF5 file (or truncated/corrupt)", path);
+    f->id = id;
+    return KAO_OK;
+}
+
+int kao_h5_create(kao_h5_file *f, const char *path) {
+    if (start(f, path)) return KAO_ERR;
+    if (kao_check_parent_dir(path)) return KAO_ERR;
+    if (kao_is_dir(path)) return kao_fail("%s: is a folder, not a file", path);
+    kao_temp_path(f->temp_path, sizeof f->temp_path, path);
+    /* Create the file ourselves first: HDF5 does not say why a create failed. */
+    int fd = open(f->temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) return kao_fail("%s: cannot create '%s': %s", path, f->temp_path, strerror(errno));
+    close(fd);
+    /* Track creation order so that readers (kao_h5_list, h5py) list datasets as written. */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    hid_t fapl = file_access_plist();
+    hid_t id = H5Fcreate(f->temp_path, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fapl);
+    H5Pclose(fcpl);
+    if (id < 0) {
+        kao_discard_file(f->temp_path);
+        return kao_fail("%s: cannot create an HDF5 file at '%s'", path, f->temp_path);
+    }
+    f->id = id;
+    f->writing = true;
+    return KAO_OK;
+}
+
+int kao_h5_commit(kao_h5_file *f) {
+    KAO_ASSERT(f->writing && f->id >= 0, "commit of a file that is not being written: %s", f->path);
+    herr_t rc = H5Fclose((hid_t)f->id);
+    f->id = -1;
+    f->writing = false;
+    if (rc < 0) {
+        kao_discard_file(f->temp_path);
+        return kao_fail("%s: could not finish writing '%s' (disk full?)", f->path, f->temp_path);
+    }
+    return kao_commit_file(f->temp_path, f->path);
+}
+
+void kao_h5_close(kao_h5_file *f) {
+    if (f->id >= 0) H5Fclose((hid_t)f->id);
+    if (f->writing) kao_discard_file(f->temp_path);
+    f->id = -1;
+    f->writing = false;
+}
+
+/* ---- describing datasets ------------------------------------------------------------------ */
+
+bool kao_h5_exists(const kao_h5_file *f, const char *name) {
+    /* Negative (an error) when an intermediate group is missing: that is "no" too. */
+    return H5Lexists((hid_t)f->id, name, H5P_DEFAULT) > 0;
+}
+
+static void describe_type(kao_h5_info *info, hid_t type) {
+    switch (H5Tget_class(type)) {
+    case H5T_FLOAT: info->cls = KAO_H5_FLOAT; break;
+    case H5T_INTEGER: info->cls = KAO_H5_INT; break;
+    case H5T_STRING: info->cls = KAO_H5_STRING; break;
+    default: info->cls = KAO_H5_OTHER; break;
+    }
+    info->bytes = (int)H5Tget_size(type);
+    info->is_signed = info->cls == KAO_H5_INT && H5Tget_sign(type) == H5T_SGN_2;
+}
+
+/* Fills info from an open dataset or attribute's space and type. */
+static int describe(const kao_h5_file *f, const char *name, hid_t space, hid_t type,
+                    kao_h5_info *info) {
+    memset(info, 0, sizeof *info);
+    int ndim = H5Sget_simple_extent_ndims(space);
+    if (ndim < 0 || H5Sget_simple_extent_type(space) == H5S_NULL)
+        return kao_fail("%s: '%s' has no dataspace (corrupt?)", f->path, name);
+    if (ndim > KAO_H5_MAX_DIMS)
+        return kao_fail("%s: '%s' has %d dimensions, kao reads at most %d", f->path, name, ndim,
+                        KAO_H5_MAX_DIMS);
+    hsize_t dims[KAO_H5_MAX_DIMS];
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    info->ndim = ndim;
+    info->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        info->shape[i] = (int64_t)dims[i];
+        info->numel *= (int64_t)dims[i];
+    }
+    describe_type(info, type);
+    return KAO_OK;
+}
+
+static int open_dataset(const kao_h5_file *f, const char *name, hid_t *out) {
+    if (!kao_h5_exists(f, name)) return kao_fail("%s: missing dataset '%s'", f->path, name);
+    hid_t d = H5Dopen2((hid_t)f->id, name, H5P_DEFAULT);
+    if (d < 0) return kao_fail("%s: '%s' is not a dataset (or is corrupt)", f->path, name);
+    *out = d;
+    return KAO_OK;
+}
+
+static int dataset_info(const kao_h5_file *f, const char *name, hid_t d, kao_h5_info *info) {
+    hid_t space = H5Dget_space(d), type = H5Dget_type(d);
+    int rc = space >= 0 && type >= 0 ? describe(f, name, space, type, info)
+                                     : kao_fail("%s: cannot read the header of '%s' (corrupt?)", f->path, name);
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    return rc;
+}
+
+int kao_h5_dataset_info(const kao_h5_file *f, const char *name, kao_h5_info *info) {
+    hid_t d = -1;
+    if (open_dataset(f, name, &d)) return KAO_ERR;
+    int rc = dataset_info(f, name, d, info);
+    H5Dclose(d);
+    return rc;
+}
+
+const char *kao_h5_type_name(const kao_h5_info *info) {
+    switch (info->cls) {
+    case KAO_H5_FLOAT:
+        return info->bytes == 2 ? "float16" : info->bytes == 4 ? "float32" : info->bytes == 8 ? "float64" : "float";
+    case KAO_H5_INT:
+        switch (info->bytes) {
+        case 1: return info->is_signed ? "int8" : "uint8";
+        case 2: return info->is_signed ? "int16" : "uint16";
+        case 4: return info->is_signed ? "int32" : "uint32";
+        case 8: return info->is_signed ? "int64" : "uint64";
+        default: return "integer";
+        }
+    case KAO_H5_STRING: return "string";
+    default: return "a non-numeric type";
+    }
+}
+
+void kao_h5_shape_string(char *out, size_t out_size, int ndim, const int64_t *shape) {
+    size_t n = (size_t)snprintf(out, out_size, "[");
+    for (int i = 0; i < ndim && n < out_size; i++)
+        n += (size_t)snprintf(out + n, out_size - n, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (n < out_size) snprintf(out + n, out_size - n, "]");
+}
+
+/* ---- listing ----------------------------------------------------------------------------- */
+
+typedef struct {
+    char **names;
+    int count, capacity;
+} name_list;
+
+static void append_name(name_list *l, const char *name) {
+    if (l->count == l->capacity) {
+        l->capacity = l->capacity ? 2 * l->capacity : 64;
+        l->names = kao_realloc(l->names, (size_t)l->capacity * sizeof *l->names, "name list");
+    }
+    l->names[l->count++] = kao_strdup(name);
+}
+
+static herr_t list_one(hid_t group, const char *name, const H5L_info_t *link, void *data) {
+    (void)link;
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
+    if (obj < 0) return 0; /* a dangling soft link: not a dataset */
+    if (H5Iget_type(obj) == H5I_DATASET) append_name(data, name);
+    H5Oclose(obj);
+    return 0;
+}
+
+int kao_h5_list(const kao_h5_file *f, const char *group, char ***names, int *count) {
+    const char *g_name = group ? group : "/";
+    *names = NULL;
+    *count = 0;
+    hid_t g = H5Gopen2((hid_t)f->id, g_name, H5P_DEFAULT);
+    if (g < 0) return kao_fail("%s: missing group '%s'", f->path, g_name);
+    unsigned order_flags = 0;
+    hid_t gcpl = H5Gget_create_plist(g);
+    if (gcpl >= 0) {
+        H5Pget_link_creation_order(gcpl, &order_flags);
+        H5Pclose(gcpl);
+    }
+    H5_index_t index = order_flags & H5P_CRT_ORDER_TRACKED ? H5_INDEX_CRT_ORDER : H5_INDEX_NAME;
+    name_list l = {0};
+    herr_t rc = H5Literate(g, index, H5_ITER_INC, NULL, list_one, &l);
+    H5Gclose(g);
+    if (rc < 0) {
+        kao_h5_free_names(l.names, l.count);
+        return kao_fail("%s: cannot list group '%s' (corrupt?)", f->path, g_name);
+    }
+    *names = l.names;
+    *count = l.count;
+    return KAO_OK;
+}
+
+void kao_h5_free_names(char **names, int count) {
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
+/* ---- reading and writing datasets -------------------------------------------------------- */
+
+static bool same_shape(const kao_h5_info *info, int ndim, const int64_t *shape) {
+    if (info->ndim != ndim) return false;
+    for (int i = 0; i < ndim; i++)
+        if (info->shape[i] != shape[i]) return false;
+    return true;
+}
+
+static int read_numbers(const kao_h5_file *f, const char *name, void *out, hid_t memtype,
+                        kao_h5_class want, const char *want_name, int ndim, const int64_t *shape) {
+    hid_t d = -1;
+    if (open_dataset(f, name, &d)) return KAO_ERR;
+    kao_h5_info info;
+    int rc = dataset_info(f, name, d, &info);
+    if (rc == KAO_OK && info.cls != want)
+        rc = kao_fail("%s: dataset '%s' is %s, expected %s", f->path, name, kao_h5_type_name(&info),
+                      want_name);
+    if (rc == KAO_OK && !same_shape(&info, ndim, shape)) {
+        char found[128], expected[128];
+        kao_h5_shape_string(found, sizeof found, info.ndim, info.shape);
+        kao_h5_shape_string(expected, sizeof expected, ndim, shape);
+        rc = kao_fail("%s: dataset '%s' has shape %s, expected %s", f->path, name, found, expected);
+    }
+    if (rc == KAO_OK && H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        rc = kao_fail("%s: cannot read dataset '%s' (truncated or corrupt?)", f->path, name);
+    H5Dclose(d);
+    return rc;
+}
+
+int kao_h5_read_f32(const kao_h5_file *f, const char *name, float *out, int ndim,
+                    const int64_t *shape) {
+    return read_numbers(f, name, out, H5T_NATIVE_FLOAT, KAO_H5_FLOAT, "float", ndim, shape);
+}
+
+int kao_h5_read_i64(const kao_h5_file *f, const char *name, int64_t *out, int ndim,
+                    const int64_t *shape) {
+    return read_numbers(f, name, out, H5T_NATIVE_INT64, KAO_H5_INT, "integer", ndim, shape);
+}
+
+/* Creates name (with its intermediate groups) as a dataset of the given file type and shape. */
+static int create_dataset(kao_h5_file *f, const char *name, hid_t filetype, int ndim,
+                          const int64_t *shape, hid_t *out) {
+    KAO_ASSERT(f->writing, "%s: not open for writing", f->path);
+    KAO_ASSERT(ndim >= 0 && ndim <= KAO_H5_MAX_DIMS, "%d dimensions", ndim);
+    if (kao_h5_exists(f, name)) return kao_fail("%s: dataset '%s' written twice", f->path, name);
+    hsize_t dims[KAO_H5_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) {
+        KAO_ASSERT(shape[i] >= 0, "'%s': dimension %d is %lld", name, i, (long long)shape[i]);
+        dims[i] = (hsize_t)shape[i];
+    }
+    hid_t space = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t d = H5Dcreate2((hid_t)f->id, name, filetype, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (d < 0) return kao_fail("%s: cannot create dataset '%s'", f->path, name);
+    *out = d;
+    return KAO_OK;
+}
+
+static int write_numbers(kao_h5_file *f, const char *name, const void *data, hid_t filetype,
+                         hid_t memtype, int ndim, const int64_t *shape) {
+    hid_t d = -1;
+    if (create_dataset(f, name, filetype, ndim, shape, &d)) return KAO_ERR;
+    herr_t rc = H5Dwrite(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(d);
+    if (rc < 0) return kao_fail("%s: cannot write dataset '%s' (disk full?)", f->path, name);
+    return KAO_OK;
+}
+
+int kao_h5_write_f32(kao_h5_file *f, const char *name, const float *data, int ndim,
+                     const int64_t *shape) {
+    return write_numbers(f, name, data, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ndim, shape);
+}
+
+int kao_h5_write_i64(kao_h5_file *f, const char *name, const int64_t *data, int ndim,
+                     const int64_t *shape) {
+    return write_numbers(f, name, data, H5T_STD_I64LE, H5T_NATIVE_INT64, ndim, shape);
+}
+
+static hid_t utf8_string_type(void) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+int kao_h5_write_strings(kao_h5_file *f, const char *name, const char *const *strings, int count) {
+    hid_t type = utf8_string_type(), d = -1;
+    int rc = create_dataset(f, name, type, 1, (int64_t[]){count}, &d);
+    if (rc == KAO_OK) {
+        if (count > 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, strings) < 0)
+            rc = kao_fail("%s: cannot write dataset '%s' (disk full?)", f->path, name);
+        H5Dclose(d);
+    }
+    H5Tclose(type);
+    return rc;
+}
+
+int kao_h5_read_strings(const kao_h5_file *f, const char *name, char ***strings, int *count) {
+    *strings = NULL;
+    *count = 0;
+    hid_t d = -1;
+    if (open_dataset(f, name, &d)) return KAO_ERR;
+    kao_h5_info info;
+    int rc = dataset_info(f, name, d, &info);
+    if (rc == KAO_OK && (info.cls != KAO_H5_STRING || info.ndim != 1))
+        rc = kao_fail("%s: dataset '%s' is not a 1-D list of strings", f->path, name);
+    if (rc != KAO_OK) {
+        H5Dclose(d);
+        return rc;
+    }
+    int n = (int)info.shape[0];
+    char **out = kao_calloc((size_t)n, sizeof *out, "strings");
+    hid_t type = H5Dget_type(d); /* read as stored: HDF5 does not convert between charsets */
+    if (H5Tis_variable_str(type) > 0) {
+        char **raw = kao_calloc((size_t)n, sizeof *raw, "strings");
+        if (n > 0 && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
+            rc = kao_fail("%s: cannot read dataset '%s' (truncated or corrupt?)", f->path, name);
+        for (int i = 0; i < n; i++) {
+            out[i] = kao_strdup(raw[i] ? raw[i] : "");
+            if (raw[i]) H5free_memory(raw[i]);
+        }
+        free(raw);
+    } else {
+        size_t width = H5Tget_size(type);
+        char *raw = kao_calloc((size_t)n, width, "strings");
+        if (n > 0 && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0)
+            rc = kao_fail("%s: cannot read dataset '%s' (truncated or corrupt?)", f->path, name);
+        for (int i = 0; i < n; i++) {
+            out[i] = kao_calloc(width + 1, 1, "string");
+            memcpy(out[i], raw + (size_t)i * width, width);
+        }
+        free(raw);
+    }
+    H5Tclose(type);
+    H5Dclose(d);
+    if (rc != KAO_OK) {
+        kao_h5_free_names(out, n);
+        return rc;
+    }
+    *strings = out;
+    *count = n;
+    return KAO_OK;
+}
+
+/* ---- attributes -------------------------------------------------------------------------- */
+
+static const char *object_name(const char *object) { return object ? object : "/"; }
+
+/* " on 'blocks.0'" for messages about attributes of objects other than the root. */
+static const char *on_object(char *buf, size_t size, const char *object) {
+    if (!object || strcmp(object, "/") == 0) return "";
+    snprintf(buf, size, " on '%s'", object);
+    return buf;
+}
+
+bool kao_h5_has_attr(const kao_h5_file *f, const char *object, const char *name) {
+    return H5Aexists_by_name((hid_t)f->id, object_name(object), name, H5P_DEFAULT) > 0;
+}
+
+static int write_attr(kao_h5_file *f, const char *object, const char *name, hid_t filetype,
+                      hid_t memtype, const void *value) {
+    KAO_ASSERT(f->writing, "%s: not open for writing", f->path);
+    const char *obj = object_name(object);
+    if (kao_h5_has_attr(f, object, name)) H5Adelete_by_name((hid_t)f->id, obj, name, H5P_DEFAULT);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name((hid_t)f->id, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT,
+                                H5P_DEFAULT);
+    bool ok = a >= 0 && H5Awrite(a, memtype, value) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    char where[300];
+    if (!ok)
+        return kao_fail("%s: cannot write attribute '%s'%s", f->path, name,
+                        on_object(where, sizeof where, object));
+    return KAO_OK;
+}
+
+int kao_h5_write_attr_str(kao_h5_file *f, const char *object, const char *name, const char *value) {
+    hid_t type = utf8_string_type();
+    int rc = write_attr(f, object, name, type, type, &value);
+    H5Tclose(type);
+    return rc;
+}
+
+int kao_h5_write_attr_i64(kao_h5_file *f, const char *object, const char *name, int64_t value) {
+    return write_attr(f, object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+int kao_h5_write_attr_f64(kao_h5_file *f, const char *object, const char *name, double value) {
+    return write_attr(f, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+/* Opens a single-valued attribute and describes its type. */
+static int open_attr(const kao_h5_file *f, const char *object, const char *name, hid_t *a_out,
+                     hid_t *type_out, kao_h5_info *info) {
+    char where[300];
+    on_object(where, sizeof where, object);
+    if (!kao_h5_has_attr(f, object, name))
+        return kao_fail("%s: missing attribute '%s'%s", f->path, name, where);
+    hid_t a = H5Aopen_by_name((hid_t)f->id, object_name(object), name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return kao_fail("%s: cannot open attribute '%s'%s (corrupt?)", f->path, name, where);
+    hid_t space = H5Aget_space(a), type = H5Aget_type(a);
+    int rc = space >= 0 && type >= 0 ? describe(f, name, space, type, info)
+                                     : kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
+    if (rc == KAO_OK && info->numel != 1)
+        rc = kao_fail("%s: attribute '%s'%s holds %lld values, expected one", f->path, name, where,
+                      (long long)info->numel);
+    if (space >= 0) H5Sclose(space);
+    if (rc != KAO_OK) {
+        if (type >= 0) H5Tclose(type);
+        H5Aclose(a);
+        return rc;
+    }
+    *a_out = a;
+    *type_out = type;
+    return KAO_OK;
+}
+
+int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *name, char *out,
+                         size_t out_size) {
+    hid_t a, type;
+    kao_h5_info info;
+    if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
+    char where[300];
+    on_object(where, sizeof where, object);
+    int rc = KAO_OK;
+    char *value = NULL; /* read as stored: HDF5 does not convert between charsets */
+    if (info.cls != KAO_H5_STRING) {
+        rc = kao_fail("%s: attribute '%s'%s is %s, expected a string", f->path, name, where,
+                      kao_h5_type_name(&info));
+    } else if (H5Tis_variable_str(type) > 0) {
+        char *raw = NULL;
+        if (H5Aread(a, type, &raw) < 0) rc = kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
+        else value = kao_strdup(raw ? raw : "");
+        if (raw) H5free_memory(raw);
+    } else {
+        size_t width = H5Tget_size(type);
+        value = kao_calloc(width + 1, 1, "attribute");
+        if (H5Aread(a, type, value) < 0) rc = kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
+    }
+    if (rc == KAO_OK && strlen(value) >= out_size)
+        rc = kao_fail("%s: attribute '%s'%s is longer than %zu bytes", f->path, name, where, out_size - 1);
+    if (rc == KAO_OK) strcpy(out, value);
+    free(value);
+    H5Tclose(type);
+    H5Aclose(a);
+    return rc;
+}
+
+static int read_attr_number(const kao_h5_file *f, const char *object, const char *name, void *out,
+                            hid_t memtype, bool accept_float) {
+    hid_t a, type;
+    kao_h5_info info;
+    if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
+    char where[300];
+    on_object(where, sizeof where, object);
+    int rc = KAO_OK;
+    if (!(info.cls == KAO_H5_INT || (accept_float && info.cls == KAO_H5_FLOAT)))
+        rc = kao_fail("%s: attribute '%s'%s is %s, expected %s", f->path, name, where,
+                      kao_h5_type_name(&info), accept_float ? "a number" : "an integer");
+    else if (H5Aread(a, memtype, out) < 0)
+        rc = kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
+    H5Tclose(type);
+    H5Aclose(a);
+    return rc;
+}
+
+int kao_h5_read_attr_i64(const kao_h5_file *f, const char *object, const char *name, int64_t *out) {
+    return read_attr_number(f, object, name, out, H5T_NATIVE_INT64, false);
+}
+
+int kao_h5_read_attr_f64(const kao_h5_file *f, const char *object, const char *name, double *out) {
+    return read_attr_number(f, object, name, out, H5T_NATIVE_DOUBLE, true);
+}
