@@ -29,7 +29,7 @@ import timm
 import torch
 from pytorch_metric_learning.losses import ArcFaceLoss
 
-from convert_timm import save_kao_weights
+from convert_timm import write_h5
 
 CASES = {
     # name: variant, width, depth, embedding, forward input sizes (N, H, W), train (N, H, W, classes)
@@ -175,9 +175,10 @@ def main():
     for case, (variant, width, depth, emb, sizes, train) in CASES.items():
         torch.manual_seed(0)
         model = build(variant, width, depth, emb)
-        save_kao_weights(model, os.path.join(args.out, f"model_{case}.weights.h5"), variant, width, depth)
+        write_h5(os.path.join(args.out, f"model_{case}.weights.h5"), model, variant, width, depth)
         path = os.path.join(args.out, f"model_{case}.h5")
-        with h5py.File(path, "w") as f:
+        # libver: readable by the HDF5 1.10 that kao links (Debian), whatever h5py bundles.
+        with h5py.File(path, "w", libver=("earliest", "v110")) as f:
             f.attrs["architecture"] = variant
             f.attrs["width_mult"] = width
             f.attrs["depth_mult"] = depth
