@@ -1,0 +1,186 @@
+"""`kao embed` and `kao info` end to end, against timm.
+
+1. A tiny tf_efficientnetv2_b0 (width 0.25, depth 0.5) with random BN statistics: kao embed on
+   ORL PNGs (92×112 grey, resized to 64×64 and to an odd 67×59) equals timm's eval forward on
+   torchvision's Resize((H, W)) + ToTensor + Normalize of the same files, within 1e-4 of the
+   embedding's scale (both float32; summation orders differ). Output as HDF5, .npy and .csv.
+2. Full-size tf_efficientnetv2_b0 at 224×224 (timm's random init with random BN statistics, a
+   512-d embedding head), the same comparison.
+3. kao info names the architecture and counts the parameters.
+4. Bad input: each gives one "kao: error:" line naming the file, a non-zero exit and no output
+   file: a missing, empty, truncated or non-PNG image; a missing, empty or corrupt weights file;
+   a weights file for another variant; an unknown model name. A Japanese (UTF-8) file and folder
+   name simply works.
+Prints "N passed, N failed"; exit status 1 on any failure.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import timm
+import torch
+from PIL import Image
+from torchvision import transforms
+
+SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
+BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
+KAO = os.path.join(BINARY_DIR, "kao")
+ORL = os.path.join(SOURCE_DIR, "data", "orl")
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
+from convert_timm import write_h5  # noqa: E402
+
+TMP = tempfile.mkdtemp(prefix="kao_test_embed_")
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+def kao(*args):
+    r = subprocess.run([KAO, *map(str, args)], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
+def randomise_bn(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(1 + 0.5 * torch.rand(m.running_var.shape, generator=g))
+    return model.eval()
+
+
+def timm_embed(model, paths, h, w):
+    tf = transforms.Compose([transforms.Resize((h, w)), transforms.ToTensor(),
+                             transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths])
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+def compare(name, got, want):
+    scale = float(np.abs(want).max())
+    err = float(np.abs(got - want).max())
+    check(got.shape == want.shape and err <= 1e-4 * scale, f"{name}: max |kao - timm| {err:.3g} vs scale {scale:.3g}")
+    print(f"{name}: max |kao - timm| = {err:.3g} (embedding scale {scale:.3g})")
+
+
+def read_h5(path):
+    with h5py.File(path, "r") as f:
+        return f["embeddings"][...], [p.decode() if isinstance(p, bytes) else p for p in f["paths"][...]]
+
+
+# ---- 1. tiny model, three output formats, even and odd sizes --------------------------------
+torch.manual_seed(0)
+tiny = randomise_bn(timm.create_model("tf_efficientnetv2_b0", channel_multiplier=0.25, depth_multiplier=0.5,
+                                      num_classes=32), 1)
+tiny_h5 = os.path.join(TMP, "tiny.h5")
+write_h5(tiny_h5, tiny, "tf_efficientnetv2_b0", 0.25, 0.5)
+images = [os.path.join(ORL, "s1", "1.png"), os.path.join(ORL, "s1", "2.png"), os.path.join(ORL, "s2", "1.png")]
+for h, w in [(64, 64), (67, 59)]:
+    out = os.path.join(TMP, f"tiny_{h}x{w}.h5")
+    rc, _, err = kao("embed", "--weights", tiny_h5, "--size", f"{h}x{w}", "--quiet", *images, "--out", out)
+    check(rc == 0, f"kao embed tiny {h}x{w}: {err}")
+    emb, paths = read_h5(out)
+    check(paths == images, f"paths recorded in order: {paths}")
+    compare(f"tiny b0 at {h}x{w}", emb, timm_embed(tiny, images, h, w))
+
+rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(ORL, "s1"), "--out",
+                 os.path.join(TMP, "s1.npy"))
+emb_npy = np.load(os.path.join(TMP, "s1.npy"))
+listed = open(os.path.join(TMP, "s1.npy.paths.txt")).read().split("\n")[:-1]
+check(rc == 0 and emb_npy.shape == (10, 32) and len(listed) == 10, f"folder input to .npy: {err}")
+check(listed == sorted(listed), "folder images in byte order")
+rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", *images, "--out", os.path.join(TMP, "e.csv"))
+rows = open(os.path.join(TMP, "e.csv")).read().strip().split("\n")
+check(rc == 0 and len(rows) == 4 and rows[0].startswith("path,e0,") and len(rows[1].split(",")) == 33, "csv output")
+emb64, _ = read_h5(os.path.join(TMP, "tiny_64x64.h5"))
+csv_vals = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]], dtype=np.float32)
+check(np.array_equal(csv_vals, emb64), "csv holds the exact float32 values (9 significant digits)")
+
+# ---- 2. full-size tf_efficientnetv2_b0 at 224 -----------------------------------------------
+torch.manual_seed(1)
+b0 = randomise_bn(timm.create_model("tf_efficientnetv2_b0", num_classes=512), 2)
+b0_h5 = os.path.join(TMP, "b0.h5")
+write_h5(b0_h5, b0, "tf_efficientnetv2_b0", 1.0, 1.0)
+rc, _, err = kao("embed", "--weights", b0_h5, "--quiet", *images, "--out", os.path.join(TMP, "b0_emb.h5"))
+check(rc == 0, f"kao embed b0: {err}")
+if rc == 0:
+    compare("full tf_efficientnetv2_b0 at 224x224", read_h5(os.path.join(TMP, "b0_emb.h5"))[0],
+            timm_embed(b0, images, 224, 224))
+
+# ---- 3. kao info ----------------------------------------------------------------------------
+rc, out, err = kao("info", b0_h5)
+check(rc == 0 and "tf_efficientnetv2_b0" in out and "6514576" in out, f"kao info b0: {out}{err}")
+n_timm = sum(p.numel() for p in b0.parameters())
+check(str(n_timm) in out, f"kao info counts timm's {n_timm} parameters")
+
+# ---- 4. bad input ---------------------------------------------------------------------------
+def expect_error(what, args, needle, out_path):
+    rc, _, err = kao(*args)
+    lines = [l for l in err.strip().split("\n") if l]
+    check(rc != 0, f"{what}: exit status {rc}")
+    check(len(lines) == 1 and lines[0].startswith("kao: error:") and needle in lines[0],
+          f"{what}: expected one error line naming '{needle}', got {err!r}")
+    check(not os.path.exists(out_path) and not any(n.startswith(os.path.basename(out_path)) for n in os.listdir(TMP)),
+          f"{what}: no output file left")
+
+
+good = images[0]
+out = os.path.join(TMP, "never.h5")
+empty_png = os.path.join(TMP, "empty.png")
+open(empty_png, "wb").close()
+truncated_png = os.path.join(TMP, "truncated.png")
+data = open(good, "rb").read()
+open(truncated_png, "wb").write(data[: len(data) // 2])
+text_png = os.path.join(TMP, "text.png")
+open(text_png, "w").write("not an image\n")
+embed = ["embed", "--weights", tiny_h5, "--size", "64", "--quiet", "--out", out]
+expect_error("missing image", embed + [os.path.join(TMP, "missing.png")], "missing.png", out)
+expect_error("empty image", embed + [good, empty_png], "empty.png", out)
+expect_error("truncated image", embed + [truncated_png], "truncated.png", out)
+expect_error("non-PNG image", embed + [text_png], "text.png", out)
+expect_error("image that is not *.png", embed + [os.path.join(ORL, "README_ORL.txt")], "README_ORL.txt", out)
+
+empty_h5 = os.path.join(TMP, "empty_weights.h5")
+open(empty_h5, "wb").close()
+corrupt_h5 = os.path.join(TMP, "corrupt_weights.h5")
+open(corrupt_h5, "wb").write(open(tiny_h5, "rb").read()[:5000])
+weights_args = ["embed", "--size", "64", "--quiet", "--out", out, good, "--weights"]
+expect_error("missing weights", weights_args + [os.path.join(TMP, "nothing.h5")], "nothing.h5", out)
+expect_error("empty weights", weights_args + [empty_h5], "empty_weights.h5", out)
+expect_error("corrupt weights", weights_args + [corrupt_h5], "corrupt_weights.h5", out)
+expect_error("weights for another variant", weights_args + [tiny_h5, "--model", "tf_efficientnetv2_s"],
+             "conv_stem.weight", out)
+expect_error("unknown model", weights_args + [tiny_h5, "--model", "resnet50"], "resnet50", out)
+expect_error("output folder missing", ["embed", "--weights", tiny_h5, "--size", "64", "--quiet", good, "--out",
+                                       os.path.join(TMP, "no_such_folder", "e.h5")], "no_such_folder", out)
+
+jp_dir = os.path.join(TMP, "顔写真", "山田太郎")
+os.makedirs(jp_dir)
+shutil.copy(good, os.path.join(jp_dir, "正面.png"))
+jp_out = os.path.join(TMP, "顔写真", "埋め込み.h5")
+rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(TMP, "顔写真"), "--out", jp_out)
+check(rc == 0 and os.path.exists(jp_out), f"Japanese folder and file names: {err}")
+if rc == 0:
+    emb, paths = read_h5(jp_out)
+    check(paths == [os.path.join(jp_dir, "正面.png")], f"Japanese path recorded as UTF-8: {paths}")
+    # Another batch size: GEMM blocking may round differently, so not bit for bit.
+    check(np.allclose(emb[0], emb64[0], rtol=0, atol=1e-5), "same image, same embedding under a Japanese name")
+
+shutil.rmtree(TMP)
+print(f"test_embed_cli: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
