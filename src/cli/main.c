@@ -15,6 +15,7 @@ static const command commands[] = {
     {"info", kao_cmd_info, "describe a weights file: architecture, parameters, mismatches"},
     {"export", kao_cmd_export, "write the network as an ONNX model; --check inspects one"},
     {"bench", kao_cmd_bench, "measure images/s of inference or training steps (see scripts/bench.sh)"},
+    {"verify", kao_cmd_verify, "same-person decisions and ROC/EER metrics over pairs of face images"},
 };
 
 static void usage(FILE *out) {
