@@ -11,6 +11,9 @@
  *  - Each op has a plain reference (_ref, straightforward loops, the oracle the tests use) and the
  *    fast version used by the model (OpenMP + BLAS). The CUDA backend implements the same names
  *    with a _gpu suffix in cuda/.
+ *  - Threads: the fast ops split their work over OpenMP threads and call OpenBLAS from inside
+ *    those regions single-threaded; they set openblas_set_num_threads(1) for the process (one
+ *    thread pool, no oversubscription; see src/ops_internal.h). Call them from one thread.
  */
 #ifndef KAO_OPS_H
 #define KAO_OPS_H
@@ -76,6 +79,14 @@ void kao_batchnorm_forward_train(float *out, float *save_mean, float *save_rstd,
                                  const float *gamma, const float *beta, float *running_mean,
                                  float *running_var, float eps, float momentum, kao_act act,
                                  size_t M, int C);
+/* Training needs M >= 2 (as in PyTorch). The _ref twins compute in double: the tests' oracle. */
+void kao_batchnorm_forward_eval_ref(float *out, const float *inp, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var, float eps,
+                                    kao_act act, size_t M, int C);
+void kao_batchnorm_forward_train_ref(float *out, float *save_mean, float *save_rstd, const float *inp,
+                                     const float *gamma, const float *beta, float *running_mean,
+                                     float *running_var, float eps, float momentum, kao_act act,
+                                     size_t M, int C);
 /* dout is the gradient of the (activated) output; inp is the BN input. dinp may alias dout. */
 void kao_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                             const float *inp, const float *save_mean, const float *save_rstd,
@@ -85,10 +96,19 @@ void kao_batchnorm_backward_frozen(float *dinp, float *dgamma, float *dbeta, con
                                    const float *inp, const float *running_mean,
                                    const float *running_var, const float *gamma, const float *beta,
                                    float eps, kao_act act, size_t M, int C);
+void kao_batchnorm_backward_ref(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                const float *inp, const float *save_mean, const float *save_rstd,
+                                const float *gamma, const float *beta, kao_act act, size_t M, int C);
+void kao_batchnorm_backward_frozen_ref(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                                       const float *inp, const float *running_mean,
+                                       const float *running_var, const float *gamma, const float *beta,
+                                       float eps, kao_act act, size_t M, int C);
 
 /* ---- activations ------------------------------------------------------------------------ */
 void kao_silu_forward(float *out, const float *inp, size_t n);
 void kao_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void kao_silu_forward_ref(float *out, const float *inp, size_t n);
+void kao_silu_backward_ref(float *dinp, const float *dout, const float *inp, size_t n);
 
 /* ---- squeeze-excite: out = inp · sigmoid(W_e · silu(W_r · mean_hw(inp) + b_r) + b_e) ------ */
 /* inp/out (B, HW, C); save_pooled (B, C); save_hidden (B, R) pre-activation; save_gate (B, C).
@@ -100,6 +120,14 @@ void kao_se_backward(float *dinp, float *dw_reduce, float *db_reduce, float *dw_
                      float *db_expand, const float *dout, const float *inp, const float *save_pooled,
                      const float *save_hidden, const float *save_gate, const float *w_reduce,
                      const float *w_expand, int B, int HW, int C, int R);
+/* Backward needs the forward's inp (an in-place forward is for inference); dinp may alias dout. */
+void kao_se_forward_ref(float *out, float *save_pooled, float *save_hidden, float *save_gate,
+                        const float *inp, const float *w_reduce, const float *b_reduce,
+                        const float *w_expand, const float *b_expand, int B, int HW, int C, int R);
+void kao_se_backward_ref(float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                         float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+                         const float *save_hidden, const float *save_gate, const float *w_reduce,
+                         const float *w_expand, int B, int HW, int C, int R);
 
 /* ---- pooling, linear, residual, drop-path ---------------------------------------------- */
 void kao_avgpool_forward(float *out, const float *inp, int B, int HW, int C);            /* (B,C) ← (B,HW,C) */
@@ -109,6 +137,10 @@ void kao_linear_forward(float *out, const float *inp, const float *weight, const
                         int B, int I, int O);
 void kao_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                          const float *inp, const float *weight, int B, int I, int O);
+void kao_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                            int B, int I, int O);
+void kao_linear_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, int B, int I, int O);
 /* out += x (residual). */
 void kao_add_inplace(float *out, const float *x, size_t n);
 /* Stochastic depth: row b of x (B rows of n) is scaled by mask[b], which is 0 or 1/keep. */

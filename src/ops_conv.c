@@ -1,0 +1,216 @@
+/* ops_conv.c — convolution with groups = 1, TF "same" padding, NHWC activations, OIHW weights.
+ *
+ * The reference is the textbook loop nest, accumulating in double. The fast path:
+ *  - 1×1, stride 1, many output channels: GEMM, out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ over the
+ *    M = B·H·W pixel rows with no copy, one OpenBLAS call (single-threaded, see ops_internal.h)
+ *    per block of rows and OpenMP thread;
+ *  - everything else: the direct kernels of ops_conv_direct.c (no im2col buffer, which would be
+ *    B·Ho·Wo·k²·Ci floats: 460 MB for blocks.0.0 of b0 at 224, batch 32). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kao/ops.h"
+#include "kao/util.h"
+#include "ops_internal.h"
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+void kao_conv_shape_init(kao_conv_shape *s, int batch, int in_h, int in_w, int in_c, int out_c,
+                         int kernel, int stride, bool depthwise) {
+    KAO_ASSERT(batch > 0 && in_h > 0 && in_w > 0 && in_c > 0 && out_c > 0, "conv sizes");
+    KAO_ASSERT(kernel > 0 && stride > 0, "kernel %d stride %d", kernel, stride);
+    KAO_ASSERT(!depthwise || in_c == out_c, "depthwise conv with %d in, %d out channels", in_c, out_c);
+    s->batch = batch;
+    s->in_h = in_h, s->in_w = in_w, s->in_c = in_c;
+    s->out_h = (in_h + stride - 1) / stride;
+    s->out_w = (in_w + stride - 1) / stride;
+    s->out_c = out_c;
+    s->kernel = kernel, s->stride = stride;
+    s->pad_top = imax((s->out_h - 1) * stride + kernel - in_h, 0) / 2;
+    s->pad_left = imax((s->out_w - 1) * stride + kernel - in_w, 0) / 2;
+    s->depthwise = depthwise;
+}
+
+float *kao_workspace_get(kao_workspace *ws, size_t floats) {
+    if (floats > ws->capacity) {
+        free(ws->data);
+        ws->data = kao_aligned_alloc(floats * sizeof(float), "conv workspace");
+        ws->capacity = floats;
+    }
+    return ws->data;
+}
+
+void kao_workspace_free(kao_workspace *ws) {
+    free(ws->data);
+    ws->data = NULL;
+    ws->capacity = 0;
+}
+
+/* ---- reference ---------------------------------------------------------------------------- */
+
+void kao_conv2d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                            const kao_conv_shape *s) {
+    KAO_ASSERT(!s->depthwise);
+    int k = s->kernel, H = s->in_h, W = s->in_w, Ci = s->in_c, Co = s->out_c;
+    for (int b = 0; b < s->batch; b++)
+        for (int oy = 0; oy < s->out_h; oy++)
+            for (int ox = 0; ox < s->out_w; ox++)
+                for (int co = 0; co < Co; co++) {
+                    double acc = bias ? bias[co] : 0.0;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * s->stride - s->pad_top + ky;
+                            int ix = ox * s->stride - s->pad_left + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue; /* zero padding */
+                            for (int ci = 0; ci < Ci; ci++)
+                                acc += (double)inp[(((size_t)b * H + iy) * W + ix) * Ci + ci] *
+                                       weight[(((size_t)co * Ci + ci) * k + ky) * k + kx];
+                        }
+                    out[(((size_t)b * s->out_h + oy) * s->out_w + ox) * Co + co] = (float)acc;
+                }
+}
+
+/* The forward loop nest again, scattering each output's gradient into double accumulators. */
+void kao_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const kao_conv_shape *s) {
+    KAO_ASSERT(!s->depthwise);
+    int k = s->kernel, H = s->in_h, W = s->in_w, Ci = s->in_c, Co = s->out_c;
+    size_t n_inp = (size_t)s->batch * H * W * Ci, n_w = (size_t)Co * Ci * k * k;
+    double *di = kao_calloc(n_inp, sizeof(double), "conv_ref dinp");
+    double *dw = kao_calloc(n_w, sizeof(double), "conv_ref dweight");
+    double *db = kao_calloc((size_t)Co, sizeof(double), "conv_ref dbias");
+    for (int b = 0; b < s->batch; b++)
+        for (int oy = 0; oy < s->out_h; oy++)
+            for (int ox = 0; ox < s->out_w; ox++)
+                for (int co = 0; co < Co; co++) {
+                    double g = dout[(((size_t)b * s->out_h + oy) * s->out_w + ox) * Co + co];
+                    db[co] += g;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int iy = oy * s->stride - s->pad_top + ky;
+                            int ix = ox * s->stride - s->pad_left + kx;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            for (int ci = 0; ci < Ci; ci++) {
+                                size_t i = (((size_t)b * H + iy) * W + ix) * Ci + ci;
+                                size_t w = (((size_t)co * Ci + ci) * k + ky) * k + kx;
+                                di[i] += g * weight[w];
+                                dw[w] += g * inp[i];
+                            }
+                        }
+                }
+    if (dinp)
+        for (size_t i = 0; i < n_inp; i++) dinp[i] = (float)di[i];
+    for (size_t i = 0; i < n_w; i++) dweight[i] += (float)dw[i];
+    if (dbias)
+        for (int co = 0; co < Co; co++) dbias[co] += (float)db[co];
+    free(di);
+    free(dw);
+    free(db);
+}
+
+/* ---- fast --------------------------------------------------------------------------------- */
+
+/* Which path, as measured by tests/bench_ops.c on the target (2-core Zen 3): the direct kernels
+ * win wherever a GEMM operand would be thin (k×k windows, few output channels) and save im2col;
+ * OpenBLAS wins for 1×1 convolutions with many output channels (its cache blocking keeps a large
+ * weight in L2), and for every 1×1 backward (dweight is one GEMM with a reduction over all pixels). */
+static bool pointwise(const kao_conv_shape *s) { return s->kernel == 1 && s->stride == 1; }
+static bool forward_gemm(const kao_conv_shape *s) { return pointwise(s) && s->out_c > 192; }
+
+/* Rounds a float count up to a whole number of 64-byte lines (keeps carved buffers aligned). */
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static void add_bias_rows(float *out, const float *bias, int rows, int C) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < C; c++) out[(size_t)r * C + c] += bias[c];
+}
+
+void kao_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const kao_conv_shape *s, kao_workspace *ws) {
+    KAO_ASSERT(!s->depthwise);
+    if (!forward_gemm(s)) {
+        float *wd = kao_workspace_get(ws, kao_direct_packed_floats(s));
+        kao_direct_pack_forward(wd, weight, s);
+        kao_direct_forward(out, inp, wd, bias, s);
+        return;
+    }
+    /* out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ in blocks of rows, one GEMM per block and thread */
+    kao_blas_single_threaded();
+    int Ci = s->in_c, Co = s->out_c, rows = 256;
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    long nblocks = (long)((M + (size_t)rows - 1) / (size_t)rows);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long blk = 0; blk < nblocks; blk++) {
+        size_t m0 = (size_t)blk * rows;
+        int mm = (int)(M - m0 < (size_t)rows ? M - m0 : (size_t)rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mm, Co, Ci, 1.0f, inp + m0 * Ci, Ci, weight, Ci,
+                    0.0f, out + m0 * Co, Co);
+        if (bias) add_bias_rows(out + m0 * Co, bias, mm, Co);
+    }
+}
+
+/* dbias (C) += column sums of dout (M, C); per-thread partial sums in double. */
+static void bias_grad(float *dbias, const float *dout, size_t M, int C) {
+    int nt = kao_max_threads();
+    double *part = kao_calloc((size_t)nt * C, sizeof(double), "conv dbias partial sums");
+#pragma omp parallel
+    {
+        double *acc = part + (size_t)kao_thread_num() * C;
+#pragma omp for schedule(static)
+        for (size_t m = 0; m < M; m++)
+            for (int c = 0; c < C; c++) acc[c] += dout[m * C + c];
+    }
+    for (int t = 0; t < nt; t++)
+        for (int c = 0; c < C; c++) dbias[c] += (float)part[(size_t)t * C + c];
+    free(part);
+}
+
+/* GEMM path: each thread takes a contiguous share of the M rows: dinp rows = dout rows · W, and
+ * its own partial dW = dout_shareᵀ · inp_share (one GEMM with a long reduction), summed after. */
+static void pointwise_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                               const float *weight, size_t M, int Ci, int Co, kao_workspace *ws) {
+    kao_blas_single_threaded();
+    size_t part_size = round16((size_t)Co * Ci);
+    float *parts = kao_workspace_get(ws, (size_t)kao_max_threads() * part_size);
+#pragma omp parallel
+    {
+        int t = kao_thread_num(), nt = kao_num_threads();
+        size_t r0 = M * t / nt, r1 = M * (t + 1) / nt;
+        float *part = parts + (size_t)t * part_size;
+        if (r1 > r0) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Co, Ci, (int)(r1 - r0), 1.0f,
+                        dout + r0 * Co, Co, inp + r0 * Ci, Ci, 0.0f, part, Ci);
+            if (dinp)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(r1 - r0), Ci, Co, 1.0f,
+                            dout + r0 * Co, Co, weight, Ci, 0.0f, dinp + r0 * Ci, Ci);
+        } else {
+            memset(part, 0, (size_t)Co * Ci * sizeof(float));
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < (size_t)Co * Ci; i++) {
+            float sum = 0.0f;
+            for (int u = 0; u < nt; u++) sum += parts[(size_t)u * part_size + i];
+            dweight[i] += sum;
+        }
+    }
+}
+
+void kao_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, const kao_conv_shape *s,
+                         kao_workspace *ws) {
+    KAO_ASSERT(!s->depthwise);
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    if (dbias) bias_grad(dbias, dout, M, s->out_c);
+    if (pointwise(s)) {
+        pointwise_backward(dinp, dweight, dout, inp, weight, M, s->in_c, s->out_c, ws);
+        return;
+    }
+    size_t packed = round16(kao_direct_packed_floats(s));
+    float *wt = kao_workspace_get(ws, packed + (size_t)kao_max_threads() * kao_direct_wgrad_floats(s));
+    kao_direct_backward_weight(dweight, dout, inp, s, wt + packed);
+    if (dinp) {
+        kao_direct_pack_backward(wt, weight, s);
+        kao_direct_backward_input(dinp, dout, wt, s);
+    }
+}
