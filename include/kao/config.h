@@ -33,12 +33,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kao/schedule.h"
+
 /* String keys hold at most this many bytes with their terminator (a config line is at most 198). */
 #define KAO_CONFIG_STRING 200
 
 /* Enum keys are stored as int; the accepted words are in this order. */
 enum kao_optimizer { KAO_OPTIMIZER_ADAMW, KAO_OPTIMIZER_SGD };
-enum kao_schedule { KAO_SCHEDULE_CONSTANT, KAO_SCHEDULE_STEP, KAO_SCHEDULE_COSINE };
+/* train.schedule holds schedule.h's kao_schedule_type (constant|step|cosine, the same order). */
 enum kao_sampler { KAO_SAMPLER_SHUFFLE, KAO_SAMPLER_M_PER_CLASS };
 enum kao_metric { KAO_METRIC_VAL_LOSS, KAO_METRIC_EER, KAO_METRIC_AUC };
 
@@ -65,7 +67,7 @@ typedef struct {
         int optimizer;                   /* enum kao_optimizer */
         double momentum;
         bool nesterov;
-        int schedule;                    /* enum kao_schedule */
+        int schedule;                    /* kao_schedule_type */
         int step_epochs;
         double step_gamma;
         int warmup_epochs, freeze_backbone_epochs;

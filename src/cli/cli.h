@@ -14,6 +14,7 @@ int kao_cmd_info(int argc, char **argv);
 int kao_cmd_bench(int argc, char **argv);
 int kao_cmd_export(int argc, char **argv);
 int kao_cmd_verify(int argc, char **argv);
+int kao_cmd_train(int argc, char **argv);
 
 /* Prints "kao: error: <kao_last_error()>" and returns 1. */
 int kao_cli_report_error(void);

@@ -11,6 +11,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"train", kao_cmd_train, "fine-tune an embedding network with ArcFace: validation, early stopping, resume"},
     {"embed", kao_cmd_embed, "compute face embeddings of PNG images with a weights file"},
     {"info", kao_cmd_info, "describe a weights file: architecture, parameters, mismatches"},
     {"export", kao_cmd_export, "write the network as an ONNX model; --check inspects one"},

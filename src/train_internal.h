@@ -1,0 +1,97 @@
+/* train_internal.h — the state of one kao train run, shared by the files that make up
+ * kao_train_run (train_loop.h): train_setup.c (folder, data, model, resume), train_loop.c
+ * (epochs and steps), train_validate.c (validation) and train_log.c (progress, train.log,
+ * metrics.csv). */
+#ifndef KAO_TRAIN_INTERNAL_H
+#define KAO_TRAIN_INTERNAL_H
+
+#include <stdio.h>
+
+#include "kao/checkpoint.h"
+#include "kao/config.h"
+#include "kao/dataset.h"
+#include "kao/early_stop.h"
+#include "kao/loader.h"
+#include "kao/metrics.h"
+#include "kao/sampler.h"
+#include "kao/split.h"
+#include "kao/train_loop.h"
+#include "kao/train_step.h"
+#include "kao/util.h"
+
+typedef struct {
+    double loss, accuracy;      /* ArcFace loss and nearest-class accuracy of the validation images */
+    kao_pair_metrics pairs;     /* verification */
+    int images;                 /* validation images that decoded */
+    double seconds;
+} kao_val_result;
+
+typedef struct {
+    FILE *log;                  /* train.log (append) */
+    FILE *csv;                  /* metrics.csv */
+    bool bar;                   /* progress bar on stderr */
+    int every;                  /* plain progress line every this many steps */
+    bool bar_drawn;             /* a bar line is on screen (a message must start a new line) */
+} kao_train_output;
+
+typedef struct {
+    kao_train_args args;
+    kao_config cfg;
+    char *dir;                  /* the run folder */
+    char *config_text;          /* kao_config_dump(cfg) */
+    uint64_t config_hash;
+    kao_dataset ds;
+    kao_split split;
+    int *labels;                /* (ds.num_images) class of each image */
+    char **classes;             /* (ds.num_classes) the identity names, borrowed from ds */
+    kao_model model;
+    bool has_model;
+    kao_trainer trainer;
+    bool has_trainer;
+    kao_sampler sampler;
+    kao_loader *loader;
+    kao_early_stop early_stop;
+    bool can_verify;            /* validation holds a same-identity pair and two identities */
+    int epoch;                  /* epochs completed */
+    int batch_in_epoch;         /* batches of the next epoch done */
+    double epoch_loss_sum;      /* over the current epoch: sum of loss × rows */
+    int64_t epoch_correct, epoch_images;
+    kao_train_output out;
+} kao_run;
+
+/* train_setup.c */
+int kao_run_setup(kao_run *r, const kao_train_args *args);
+void kao_run_free(kao_run *r);
+/* The trainer's and the run's state as a checkpoint at the current position; prunes old ones. */
+int kao_run_save_checkpoint(kao_run *r);
+/* best.h5 / last.h5: the weights plus /arcface. */
+int kao_run_save_weights(kao_run *r, const char *name);
+/* "<dir>/<name>" (malloc'd) */
+char *kao_run_path(const kao_run *r, const char *name);
+
+/* train_validate.c */
+int kao_run_validate(kao_run *r, kao_val_result *out);
+
+/* train_log.c */
+/* Opens train.log and metrics.csv. On a resume, metrics.csv keeps only the rows up to the
+ * checkpoint (step rows with step <= keep_step, epoch rows with epoch <= keep_epochs). */
+int kao_output_open(kao_run *r, bool resumed, int64_t keep_step, int keep_epochs);
+void kao_output_close(kao_train_output *o);
+/* A message line: stderr and train.log. */
+void kao_say(kao_run *r, const char *fmt, ...) KAO_PRINTF(2, 3);
+typedef struct {
+    int epoch, batch, num_batches, rows;
+    kao_step_stats stats;
+    double lr, seconds, wait_seconds;
+    double epoch_seconds, epoch_wait, epoch_rows;  /* so far in this epoch (this process) */
+} kao_step_report;
+void kao_report_step(kao_run *r, const kao_step_report *s);
+typedef struct {
+    int epoch;
+    double train_loss, train_accuracy, seconds, wait_seconds, images_per_second;
+    const kao_val_result *val;
+    bool improved;
+} kao_epoch_report;
+void kao_report_epoch(kao_run *r, const kao_epoch_report *e);
+
+#endif

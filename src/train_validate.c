@@ -1,0 +1,72 @@
+/* train_validate.c — the validation pass after each epoch (train_loop.h): embeddings of the
+ * validation images in eval mode, their ArcFace loss and class accuracy, and pair verification. */
+#include "train_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kao/arcface.h"
+#include "kao/network.h"
+#include "kao/verify.h"
+
+int kao_run_validate(kao_run *r, kao_val_result *out) {
+    memset(out, 0, sizeof *out);
+    double t0 = kao_now_seconds();
+    const kao_config *c = &r->cfg;
+    int n = r->split.num_val, E = r->model.arch.embedding_dim, C = r->ds.num_classes;
+    int size = c->model.input_size, batch = c->train.batch_size;
+    float *emb = kao_malloc((size_t)n * E * sizeof(float), "validation embeddings"); /* (n, E) */
+    int *labels = kao_malloc((size_t)n * sizeof *labels, "validation labels");
+    kao_acts acts;
+    int acts_batch = 0;
+    kao_workspace ws = {0};
+    kao_augment_cfg none = kao_augment_none();
+    kao_loader_start(r->loader, r->split.val, n, batch, 0, &none, 0, 0);
+    const kao_batch *b;
+    int rows = 0, rc = KAO_OK;
+    while ((b = kao_loader_next(r->loader, NULL))) {
+        for (int k = 0; k < b->num_failed && rc == KAO_OK; k++) {
+            if (c->data.stop_on_bad_image)
+                rc = kao_fail("%s (data.stop_on_bad_image = true; set it to false to skip such images)",
+                              b->failed_message[k]);
+            else if (kao_dataset_mark_skipped(&r->ds, b->failed[k]))
+                kao_say(r, "warning: skipping an image that does not decode: %s", b->failed_message[k]);
+        }
+        if (rc) break;
+        if (b->count == 0) continue;
+        if (acts_batch != b->count) {
+            if (acts_batch) kao_acts_free(&acts);
+            kao_acts_create(&acts, &r->model, b->count, size, size, false);
+            acts_batch = b->count;
+        }
+        kao_forward_eval(&r->model, &acts, b->input, &ws);
+        memcpy(emb + (size_t)rows * E, acts.embedding, (size_t)b->count * E * sizeof(float));
+        memcpy(labels + rows, b->labels, (size_t)b->count * sizeof *labels);
+        rows += b->count;
+    }
+    kao_loader_stop(r->loader);
+    if (acts_batch) kao_acts_free(&acts);
+    kao_workspace_free(&ws);
+    if (rc == KAO_OK && rows < 2) rc = kao_fail("validation: fewer than two validation images decode");
+    if (rc == KAO_OK) {
+        kao_arcface_acts aa;
+        kao_arcface_acts_create(&aa, rows, E, C);
+        out->loss = kao_arcface_forward(&aa, emb, r->trainer.arcface_W, labels, rows, E, C, &r->trainer.cfg.arcface);
+        out->accuracy = (double)kao_arcface_correct(aa.cosine, labels, rows, C) / rows;
+        kao_arcface_acts_free(&aa);
+        out->images = rows;
+        kao_pair_metrics *p = &out->pairs;
+        p->accuracy = p->best_threshold = p->best_accuracy = p->auc = p->eer = p->tar_at_far_1e3 = NAN;
+        p->threshold = c->verify.threshold;
+        if (r->can_verify) {
+            rc = kao_verify_labeled(p, emb, labels, rows, E, c->verify.neg_pairs, (uint64_t)c->train.seed,
+                                    c->verify.threshold);
+            if (rc) kao_fail_context("validation: ");
+        }
+    }
+    free(emb);
+    free(labels);
+    out->seconds = kao_now_seconds() - t0;
+    return rc;
+}

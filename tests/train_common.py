@@ -1,0 +1,170 @@
+"""Shared helpers of the kao train end-to-end tests (tests/test_train_*.py).
+
+The runs are tiny on purpose: a few ORL identities (/work/shared/data/orl, or $KAO_ORL), 48x48
+inputs, tf_efficientnetv2_b0 at width 0.25 and depth 0.5, 32-d embeddings; a run takes seconds on
+two cores.
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+
+SOURCE = os.environ.get("KAO_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BINARY = os.environ.get("KAO_BINARY_DIR", os.path.join(SOURCE, "build"))
+KAO = os.path.join(BINARY, "kao")
+ORL = os.environ.get("KAO_ORL", os.path.join(os.path.dirname(SOURCE), "shared", "data", "orl"))
+if not os.path.isdir(ORL):
+    ORL = "/work/shared/data/orl"
+
+TINY = """
+[model]
+name = tf_efficientnetv2_b0
+width_mult = 0.25
+depth_mult = 0.5
+embedding_dim = 32
+input_size = 48
+
+[data]
+root = {root}
+val_fraction = 0.3
+
+[train]
+epochs = 4
+batch_size = 16
+lr = 0.005
+head_lr = 0.005
+arcface_lr = 0.05
+warmup_epochs = 1
+drop_path_rate = 0.1
+threads = {threads}
+workers = 2
+
+[arcface]
+scale = 30
+margin = 10
+
+[early_stop]
+patience = 0
+
+[verify]
+neg_pairs = 30
+"""
+
+failures = 0
+
+
+def check(cond, message):
+    global failures
+    if cond:
+        return True
+    failures += 1
+    print("FAIL:", message, file=sys.stderr)
+    return False
+
+
+def finish(name):
+    print(f"{name}: {'FAILED' if failures else 'ok'} ({failures} failures)")
+    sys.exit(1 if failures else 0)
+
+
+def env():
+    e = dict(os.environ)
+    # libgomp's default spin-waiting turns into long stalls when the loader threads and other
+    # processes share two cores; passive waiting keeps these tests quick.
+    e.setdefault("OMP_WAIT_POLICY", "passive")
+    return e
+
+
+class Workspace:
+    """A temporary folder with a data tree of symlinked ORL identities and config files."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kao_train_test_")
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def data(self, name, identities):
+        root = self.path(name)
+        os.makedirs(root, exist_ok=True)
+        for ident in identities:
+            os.symlink(os.path.join(ORL, ident), os.path.join(root, ident))
+        return root
+
+    def config(self, name, root, threads=1, extra=""):
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(TINY.format(root=root, threads=threads) + extra)
+        return path
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def kao(*args, check_exit=None, extra_env=None, timeout=300):
+    """Runs kao; returns (exit status, stdout + stderr)."""
+    e = env()
+    if extra_env:
+        e.update(extra_env)
+    p = subprocess.run([KAO, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
+                       timeout=timeout)
+    if check_exit is not None and p.returncode != check_exit:
+        print(p.stdout, file=sys.stderr)
+        check(False, f"kao {' '.join(args)}: exit {p.returncode}, expected {check_exit}")
+    return p.returncode, p.stdout
+
+
+def start(*args, extra_env=None):
+    e = env()
+    if extra_env:
+        e.update(extra_env)
+    return subprocess.Popen([KAO, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e)
+
+
+def metrics(run):
+    with open(os.path.join(run, "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if r["kind"] == "step"], [r for r in rows if r["kind"] == "epoch"]
+
+
+def datasets(path):
+    """Every dataset of an HDF5 file: name -> numpy value (strings decoded)."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                v = obj[()]
+                if obj.dtype.kind == "O":
+                    v = [x.decode() if isinstance(x, bytes) else x for x in np.atleast_1d(v)]
+                out[name] = v
+        f.visititems(visit)
+    return out
+
+
+def same_arrays(a, b):
+    """Names whose values differ bit for bit (or exist on one side only)."""
+    bad = sorted(set(a) ^ set(b))
+    for k in set(a) & set(b):
+        x, y = a[k], b[k]
+        if isinstance(x, list) or isinstance(y, list):
+            if x != y:
+                bad.append(k)
+        elif np.asarray(x).dtype != np.asarray(y).dtype or np.asarray(x).tobytes() != np.asarray(y).tobytes():
+            bad.append(k)
+    return bad
+
+
+# Columns of metrics.csv that must repeat exactly in a resumed run (the others are timings).
+DETERMINISTIC = ["kind", "epoch", "step", "batch", "images", "loss", "accuracy", "lr", "grad_norm", "val_loss",
+                 "val_accuracy", "verify_accuracy", "best_threshold", "best_accuracy", "auc", "eer", "tar_far_1e3",
+                 "improved"]
+
+
+def metric_rows(run):
+    with open(os.path.join(run, "metrics.csv")) as f:
+        return [tuple(r[c] for c in DETERMINISTIC) for r in csv.DictReader(f)]
