@@ -1,9 +1,11 @@
 /* ops_batchnorm.c — BatchNorm over M = B·H·W rows of C channels (NHWC), PyTorch semantics
  * (REFERENCE.md §1.6), with an optional fused SiLU after the affine.
  *
- * Statistics: one pass of per-channel sums of (x - first row) and its square in double, per
- * thread; the shift keeps E[d²] - E[d]² free of cancellation and double keeps M ≈ 400k rows exact
- * to fp32. The fast path runs over blocks of rows (OpenMP), in the form PyTorch's CPU kernel uses:
+ * Statistics: one pass of per-channel sums of d = x - (first row) and d², per thread, in float
+ * over blocks of up to 32 rows and in double across blocks; the shift keeps E[d²] - E[d]²
+ * free of cancellation and the double totals keep M ≈ 400k rows exact to fp32 (tested). A fused
+ * convolution can gather Σy, Σy² instead (kao_conv_epilogue): kao_batchnorm_forward_train_sums.
+ * The fast path runs over blocks of rows (OpenMP), in the form PyTorch's CPU kernel uses:
  * y = x·scale + shift with scale = γ·rstd, shift = β - mean·scale; SiLU then runs over the block.
  * Backward recomputes the pre-activation y from inp and the saved statistics. */
 #include <math.h>
@@ -107,9 +109,14 @@ void kao_batchnorm_backward_frozen_ref(float *dinp, float *dgamma, float *dbeta,
 
 /* ---- fast --------------------------------------------------------------------------------- */
 
-enum { BLOCK_FLOATS = 4096 }; /* rows per block: this many floats, at least one row */
+/* Rows per block: at most 4096 floats and at most 32 rows (a float partial sum over 32 rows,
+ * then double: float rounding over longer runs showed in dgamma at 1e-5 of Σ|g·xhat|). */
+enum { BLOCK_FLOATS = 4096, BLOCK_MAX_ROWS = 32 };
 
-static size_t block_rows(int C) { return C >= BLOCK_FLOATS ? 1 : (size_t)(BLOCK_FLOATS / C); }
+static size_t block_rows(int C) {
+    size_t r = C >= BLOCK_FLOATS ? 1 : (size_t)(BLOCK_FLOATS / C);
+    return r < BLOCK_MAX_ROWS ? r : BLOCK_MAX_ROWS;
+}
 
 /* out = act(inp·scale + shift), per channel; out may equal inp. */
 static void affine_act(float *out, const float *inp, const float *scale, const float *shift,
@@ -128,56 +135,34 @@ static void affine_act(float *out, const float *inp, const float *scale, const f
     }
 }
 
+void kao_batchnorm_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                        const float *running_mean, const float *running_var, float eps, int C) {
+    for (int c = 0; c < C; c++) {
+        scale[c] = (float)(gamma[c] / sqrt((double)running_var[c] + eps));
+        shift[c] = beta[c] - running_mean[c] * scale[c];
+    }
+}
+
 void kao_batchnorm_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
                                 const float *running_mean, const float *running_var, float eps,
                                 kao_act act, size_t M, int C) {
     float *scale = kao_malloc(2 * (size_t)C * sizeof(float), "batchnorm scale"), *shift = scale + C;
-    for (int c = 0; c < C; c++) {
-        scale[c] = gamma[c] / sqrtf(running_var[c] + eps);
-        shift[c] = beta[c] - running_mean[c] * scale[c];
-    }
+    kao_batchnorm_fold(scale, shift, gamma, beta, running_mean, running_var, eps, C);
     affine_act(out, inp, scale, shift, act, M, C);
     free(scale);
 }
 
-void kao_batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, const float *inp,
-                                 const float *gamma, const float *beta, float *running_mean,
-                                 float *running_var, float eps, float momentum, kao_act act,
-                                 size_t M, int C) {
+/* From Σd and Σd² (d = x - ref) over M rows: the saved statistics, the running ones (momentum,
+ * unbiased variance), then out = act(xhat·γ + β). */
+static void train_from_sums(float *out, float *save_mean, float *save_rstd, const float *inp, const double *sums,
+                            const float *ref, const float *gamma, const float *beta, float *running_mean,
+                            float *running_var, float eps, float momentum, kao_act act, size_t M, int C) {
     KAO_ASSERT(M > 1, "BatchNorm training needs more than one value per channel");
-    KAO_ASSERT(out != inp, "batchnorm_forward_train: out must not alias inp");
-    int nt = kao_max_threads();
-    double *sums = kao_calloc((size_t)nt * 2 * C, sizeof(double), "batchnorm sums");
-    float *ref = kao_malloc(3 * (size_t)C * sizeof(float), "batchnorm scale"); /* shift point */
-    float *scale = ref + C, *shift = scale + C;
-    memcpy(ref, inp, (size_t)C * sizeof(float));
-    size_t rows = block_rows(C);
-    long nblocks = (long)((M + rows - 1) / rows);
-#pragma omp parallel
-    {
-        double *restrict s1 = sums + (size_t)kao_thread_num() * 2 * C, *restrict s2 = s1 + C;
-#pragma omp for schedule(static)
-        for (long blk = 0; blk < nblocks; blk++) {
-            size_t m0 = (size_t)blk * rows, m1 = m0 + rows < M ? m0 + rows : M;
-            for (size_t m = m0; m < m1; m++) {
-                const float *restrict x = inp + m * C;
-                for (int c = 0; c < C; c++) {
-                    double d = (double)(x[c] - ref[c]);
-                    s1[c] += d;
-                    s2[c] += d * d;
-                }
-            }
-        }
-    }
+    float *scale = kao_malloc(2 * (size_t)C * sizeof(float), "batchnorm scale"), *shift = scale + C;
     for (int c = 0; c < C; c++) {
-        double d1 = 0.0, d2 = 0.0;
-        for (int t = 0; t < nt; t++) {
-            d1 += sums[(size_t)t * 2 * C + c];
-            d2 += sums[(size_t)t * 2 * C + C + c];
-        }
-        double dmean = d1 / (double)M, var = d2 / (double)M - dmean * dmean;
+        double dmean = sums[c] / (double)M, var = sums[C + c] / (double)M - dmean * dmean;
         if (var < 0.0) var = 0.0;
-        double mean = ref[c] + dmean, rstd = 1.0 / sqrt(var + eps);
+        double mean = (ref ? ref[c] : 0.0) + dmean, rstd = 1.0 / sqrt(var + eps);
         save_mean[c] = (float)mean;
         save_rstd[c] = (float)rstd;
         scale[c] = (float)(gamma[c] * rstd);
@@ -189,13 +174,82 @@ void kao_batchnorm_forward_train(float *out, float *save_mean, float *save_rstd,
         }
     }
     affine_act(out, inp, scale, shift, act, M, C);
-    free(ref);
+    free(scale);
+}
+
+void kao_batchnorm_forward_train_sums(float *out, float *save_mean, float *save_rstd, const float *inp,
+                                      const double *sums, const float *gamma, const float *beta,
+                                      float *running_mean, float *running_var, float eps, float momentum,
+                                      kao_act act, size_t M, int C) {
+    train_from_sums(out, save_mean, save_rstd, inp, sums, NULL, gamma, beta, running_mean, running_var, eps,
+                    momentum, act, M, C);
+}
+
+/* Per-thread partial sums: a float block sum (at most 32 rows) is added to double totals per
+ * block: the inner loop stays in float, the totals keep M ≈ 400k rows exact to fp32. */
+typedef struct {
+    double *total; /* (nt, 2, C) */
+    float *block;  /* (nt, 2, C) */
+} partials;
+
+static partials partials_alloc(int C) {
+    int nt = kao_max_threads();
+    partials p = {kao_calloc((size_t)nt * 2 * C, sizeof(double), "batchnorm sums"),
+                  kao_malloc((size_t)nt * 2 * C * sizeof(float), "batchnorm block sums")};
+    return p;
+}
+
+static void partials_flush(double *total, float *block, int C) {
+    for (int i = 0; i < 2 * C; i++) total[i] += block[i], block[i] = 0.0f;
+}
+
+/* sums (2, C) = Σ over threads; frees p. */
+static void partials_reduce(double *sums, partials *p, int C) {
+    memset(sums, 0, 2 * (size_t)C * sizeof(double));
+    for (int t = 0; t < kao_max_threads(); t++)
+        for (int i = 0; i < 2 * C; i++) sums[i] += p->total[(size_t)t * 2 * C + i];
+    free(p->total);
+    free(p->block);
+}
+
+void kao_batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, const float *inp,
+                                 const float *gamma, const float *beta, float *running_mean,
+                                 float *running_var, float eps, float momentum, kao_act act,
+                                 size_t M, int C) {
+    KAO_ASSERT(out != inp, "batchnorm_forward_train: out must not alias inp");
+    partials p = partials_alloc(C);
+    double *sums = kao_malloc(2 * (size_t)C * sizeof(double), "batchnorm sums");
+    const float *ref = inp; /* the first row: d = x - ref keeps Σd² - (Σd)²/M free of cancellation */
+    size_t rows = block_rows(C);
+    long nblocks = (long)((M + rows - 1) / rows);
+#pragma omp parallel
+    {
+        int t = kao_thread_num();
+        float *restrict s1 = p.block + (size_t)t * 2 * C, *restrict s2 = s1 + C;
+        memset(s1, 0, 2 * (size_t)C * sizeof(float));
+#pragma omp for schedule(static)
+        for (long blk = 0; blk < nblocks; blk++) {
+            size_t m0 = (size_t)blk * rows, m1 = m0 + rows < M ? m0 + rows : M;
+            for (size_t m = m0; m < m1; m++) {
+                const float *restrict x = inp + m * C;
+                for (int c = 0; c < C; c++) {
+                    float d = x[c] - ref[c];
+                    s1[c] += d;
+                    s2[c] += d * d;
+                }
+            }
+            partials_flush(p.total + (size_t)t * 2 * C, s1, C);
+        }
+    }
+    partials_reduce(sums, &p, C);
+    train_from_sums(out, save_mean, save_rstd, inp, sums, ref, gamma, beta, running_mean, running_var, eps,
+                    momentum, act, M, C);
     free(sums);
 }
 
 /* Pass 1 of both backwards over one block of rows: g = dout·act'(y) (into gbuf when act is SiLU,
  * else g is dout itself), and per-channel Σg, Σg·xhat into s1, s2. Returns g. */
-static const float *block_grad_sums(float *gbuf, float *ybuf, double *restrict s1, double *restrict s2,
+static const float *block_grad_sums(float *gbuf, float *ybuf, float *restrict s1, float *restrict s2,
                                     const float *dout, const float *inp, const float *mean,
                                     const float *rstd, const float *scale, const float *shift,
                                     kao_act act, size_t m0, size_t m1, int C) {
@@ -213,58 +267,69 @@ static const float *block_grad_sums(float *gbuf, float *ybuf, double *restrict s
     for (size_t m = m0; m < m1; m++) {
         const float *restrict x = inp + m * C, *restrict gr = g + (m - m0) * C;
         for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - mean[c]) * rstd[c];
             s1[c] += gr[c];
-            s2[c] += (double)(gr[c] * xhat);
+            s2[c] += gr[c] * ((x[c] - mean[c]) * rstd[c]);
         }
     }
     return g;
 }
 
-/* total (2, C) = Σ over threads of the per-thread sums (nt, 2, C): Σg then Σg·xhat. */
-static void reduce_param_grads(double *total, const double *sums, int nt, int C) {
-    memset(total, 0, 2 * (size_t)C * sizeof(double));
-    for (int t = 0; t < nt; t++)
-        for (int i = 0; i < 2 * C; i++) total[i] += sums[(size_t)t * 2 * C + i];
+/* Σg and Σg·xhat (2, C) over all rows; with SiLU g is written to dinp (or scratch without dinp),
+ * and with frozen statistics (dscale non-NULL) dinp = g·dscale in the same pass. */
+static void grad_sums(double *sums, float *dinp, const float *dscale, const float *dout, const float *inp,
+                      const float *mean, const float *rstd, const float *scale, const float *shift, kao_act act,
+                      size_t M, int C) {
+    partials p = partials_alloc(C);
+    size_t rows = block_rows(C), bsize = rows * C;
+    long nblocks = (long)((M + rows - 1) / rows);
+    float *buf = kao_malloc((size_t)kao_max_threads() * 2 * bsize * sizeof(float), "batchnorm blocks");
+#pragma omp parallel
+    {
+        int t = kao_thread_num();
+        float *s1 = p.block + (size_t)t * 2 * C, *s2 = s1 + C;
+        float *ybuf = buf + (size_t)t * 2 * bsize, *scratch = ybuf + bsize;
+        memset(s1, 0, 2 * (size_t)C * sizeof(float));
+#pragma omp for schedule(static)
+        for (long blk = 0; blk < nblocks; blk++) {
+            size_t m0 = (size_t)blk * rows, m1 = m0 + rows < M ? m0 + rows : M;
+            float *gbuf = dinp && !dscale ? dinp + m0 * C : scratch;
+            const float *g = block_grad_sums(gbuf, ybuf, s1, s2, dout, inp, mean, rstd, scale, shift, act, m0, m1, C);
+            partials_flush(p.total + (size_t)t * 2 * C, s1, C);
+            if (!dinp || !dscale) continue;
+            for (size_t m = m0; m < m1; m++) { /* dinp may alias dout = g: element read, then written */
+                const float *gr = g + (m - m0) * C;
+                float *d = dinp + m * C;
+                for (int c = 0; c < C; c++) d[c] = gr[c] * dscale[c];
+            }
+        }
+    }
+    partials_reduce(sums, &p, C);
+    free(buf);
 }
 
 void kao_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                             const float *inp, const float *save_mean, const float *save_rstd,
                             const float *gamma, const float *beta, kao_act act, size_t M, int C) {
-    int nt = kao_max_threads();
-    size_t rows = block_rows(C), bsize = rows * C;
+    size_t rows = block_rows(C);
     long nblocks = (long)((M + rows - 1) / rows);
-    double *sums = kao_calloc((size_t)(nt + 1) * 2 * C, sizeof(double), "batchnorm grad sums");
-    double *total = sums + (size_t)nt * 2 * C;
-    float *buf = kao_malloc(((size_t)nt * 2 * bsize + 4 * (size_t)C) * sizeof(float), "batchnorm blocks");
-    float *scale = buf + (size_t)nt * 2 * bsize, *shift = scale + C, *k1 = shift + C, *k2 = k1 + C;
+    double *sums = kao_malloc(2 * (size_t)C * sizeof(double), "batchnorm grad sums");
+    float *scale = kao_malloc(4 * (size_t)C * sizeof(float), "batchnorm scale");
+    float *shift = scale + C, *k1 = shift + C, *k2 = k1 + C;
     for (int c = 0; c < C; c++) {
         scale[c] = gamma[c] * save_rstd[c];
         shift[c] = beta[c] - save_mean[c] * scale[c];
     }
-    /* Pass 1: with SiLU, g goes to dinp (or a scratch block without dinp) for pass 2. */
-#pragma omp parallel
-    {
-        int t = kao_thread_num();
-        double *s1 = sums + (size_t)t * 2 * C, *s2 = s1 + C;
-        float *ybuf = buf + (size_t)t * 2 * bsize, *scratch = ybuf + bsize;
-#pragma omp for schedule(static)
-        for (long blk = 0; blk < nblocks; blk++) {
-            size_t m0 = (size_t)blk * rows, m1 = m0 + rows < M ? m0 + rows : M;
-            float *gbuf = dinp ? dinp + m0 * C : scratch;
-            block_grad_sums(gbuf, ybuf, s1, s2, dout, inp, save_mean, save_rstd, scale, shift, act, m0, m1, C);
-        }
-    }
-    reduce_param_grads(total, sums, nt, C);
+    /* Pass 1: with SiLU, g goes to dinp for pass 2. */
+    grad_sums(sums, dinp, NULL, dout, inp, save_mean, save_rstd, scale, shift, act, M, C);
     for (int c = 0; c < C; c++) {
-        dbeta[c] += (float)total[c];
-        dgamma[c] += (float)total[C + c];
+        dbeta[c] += (float)sums[c];
+        dgamma[c] += (float)sums[C + c];
     }
     if (dinp) {
         /* Pass 2: dx = γ·rstd·(g - mean(g) - xhat·mean(g·xhat)) = scale·g - k1 - (x - mean)·k2 */
         for (int c = 0; c < C; c++) {
-            k1[c] = (float)((double)scale[c] * total[c] / (double)M);
-            k2[c] = (float)((double)scale[c] * save_rstd[c] * total[C + c] / (double)M);
+            k1[c] = (float)((double)scale[c] * sums[c] / (double)M);
+            k2[c] = (float)((double)scale[c] * save_rstd[c] * sums[C + c] / (double)M);
         }
         const float *g = act == KAO_ACT_SILU ? dinp : dout;
 #pragma omp parallel for schedule(static)
@@ -277,7 +342,7 @@ void kao_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const floa
             }
         }
     }
-    free(buf);
+    free(scale);
     free(sums);
 }
 
@@ -285,41 +350,18 @@ void kao_batchnorm_backward_frozen(float *dinp, float *dgamma, float *dbeta, con
                                    const float *inp, const float *running_mean,
                                    const float *running_var, const float *gamma, const float *beta,
                                    float eps, kao_act act, size_t M, int C) {
-    int nt = kao_max_threads();
-    size_t rows = block_rows(C), bsize = rows * C;
-    long nblocks = (long)((M + rows - 1) / rows);
-    double *sums = kao_calloc((size_t)(nt + 1) * 2 * C, sizeof(double), "batchnorm grad sums");
-    double *total = sums + (size_t)nt * 2 * C;
-    float *buf = kao_malloc(((size_t)nt * 2 * bsize + 3 * (size_t)C) * sizeof(float), "batchnorm blocks");
-    float *rstd = buf + (size_t)nt * 2 * bsize, *scale = rstd + C, *shift = scale + C;
+    double *sums = kao_malloc(2 * (size_t)C * sizeof(double), "batchnorm grad sums");
+    float *rstd = kao_malloc(3 * (size_t)C * sizeof(float), "batchnorm scale"), *scale = rstd + C, *shift = scale + C;
     for (int c = 0; c < C; c++) {
         rstd[c] = (float)(1.0 / sqrt((double)running_var[c] + eps));
         scale[c] = gamma[c] * rstd[c];
         shift[c] = beta[c] - running_mean[c] * scale[c];
     }
-#pragma omp parallel
-    {
-        int t = kao_thread_num();
-        double *s1 = sums + (size_t)t * 2 * C, *s2 = s1 + C;
-        float *ybuf = buf + (size_t)t * 2 * bsize, *gbuf = ybuf + bsize;
-#pragma omp for schedule(static)
-        for (long blk = 0; blk < nblocks; blk++) {
-            size_t m0 = (size_t)blk * rows, m1 = m0 + rows < M ? m0 + rows : M;
-            const float *g = block_grad_sums(gbuf, ybuf, s1, s2, dout, inp, running_mean, rstd, scale,
-                                             shift, act, m0, m1, C);
-            if (!dinp) continue;
-            for (size_t m = m0; m < m1; m++) { /* dinp may alias dout = g: element read, then written */
-                const float *gr = g + (m - m0) * C;
-                float *d = dinp + m * C;
-                for (int c = 0; c < C; c++) d[c] = gr[c] * scale[c];
-            }
-        }
-    }
-    reduce_param_grads(total, sums, nt, C);
+    grad_sums(sums, dinp, scale, dout, inp, running_mean, rstd, scale, shift, act, M, C);
     for (int c = 0; c < C; c++) {
-        dbeta[c] += (float)total[c];
-        dgamma[c] += (float)total[C + c];
+        dbeta[c] += (float)sums[c];
+        dgamma[c] += (float)sums[C + c];
     }
-    free(buf);
+    free(rstd);
     free(sums);
 }

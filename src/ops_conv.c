@@ -120,23 +120,93 @@ static bool forward_gemm(const kao_conv_shape *s) { return pointwise(s) && s->ou
 /* Rounds a float count up to a whole number of 64-byte lines (keeps carved buffers aligned). */
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static void add_bias_rows(float *out, const float *bias, int rows, int C) {
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < C; c++) out[(size_t)r * C + c] += bias[c];
+/* ---- fused epilogue ------------------------------------------------------------------------- */
+
+kao_epi *kao_epi_begin(const kao_conv_epilogue *ep, int C) {
+    if (!ep || (!ep->scale && !ep->shift && ep->act == KAO_ACT_NONE && !ep->sums)) return NULL;
+    kao_epi *e = kao_calloc(1, sizeof *e, "conv epilogue");
+    int nt = kao_max_threads();
+    e->C = C, e->padded = (C + 15) & ~15, e->act = ep->act, e->sums = ep->sums;
+    e->scale = kao_malloc(2 * (size_t)e->padded * sizeof(float), "conv epilogue scale");
+    e->shift = e->scale + e->padded;
+    for (int c = 0; c < e->padded; c++) {
+        e->scale[c] = ep->scale && c < C ? ep->scale[c] : 1.0f;
+        e->shift[c] = ep->shift && c < C ? ep->shift[c] : 0.0f;
+    }
+    if (e->sums) {
+        e->fsum = kao_calloc((size_t)nt * 2 * e->padded, sizeof(float), "conv epilogue sums");
+        e->dsum = kao_calloc((size_t)nt * 2 * e->padded, sizeof(double), "conv epilogue sums");
+        e->pending = kao_calloc((size_t)nt, sizeof(int), "conv epilogue sums");
+    }
+    return e;
 }
 
-void kao_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                        const kao_conv_shape *s, kao_workspace *ws) {
+void kao_epi_rows(kao_epi *e, float *y, size_t rows) {
+    int C = e->C;
+    if (e->sums) {
+        float *restrict s1 = e->fsum + (size_t)kao_thread_num() * 2 * e->padded, *restrict s2 = s1 + e->padded;
+        for (size_t m = 0; m < rows; m++) {
+            const float *restrict v = y + m * C;
+            for (int c = 0; c < C; c++) s1[c] += v[c], s2[c] += v[c] * v[c];
+        }
+        kao_epi_flush(e, (int)rows);
+    }
+    for (size_t m = 0; m < rows; m++) {
+        float *restrict v = y + m * C;
+        for (int c = 0; c < C; c++) v[c] = v[c] * e->scale[c] + e->shift[c];
+    }
+    if (e->act == KAO_ACT_SILU) kao_silu_array(y, y, rows * C);
+}
+
+static void flush_thread(kao_epi *e, int t) {
+    size_t off = (size_t)t * 2 * e->padded;
+    float *f = e->fsum + off;
+    double *d = e->dsum + off;
+    for (int i = 0; i < 2 * e->padded; i++) d[i] += f[i], f[i] = 0.0f;
+    e->pending[t] = 0;
+}
+
+void kao_epi_flush(kao_epi *e, int npix) {
+    int t = kao_thread_num();
+    if (e->sums && (e->pending[t] += npix) >= 256) flush_thread(e, t);
+}
+
+void kao_epi_end(kao_epi *e) {
+    if (!e) return;
+    if (e->sums) {
+        memset(e->sums, 0, 2 * (size_t)e->C * sizeof(double));
+        for (int t = 0; t < kao_max_threads(); t++) {
+            flush_thread(e, t);
+            for (int c = 0; c < e->C; c++) {
+                e->sums[c] += e->dsum[(size_t)t * 2 * e->padded + c];
+                e->sums[e->C + c] += e->dsum[(size_t)t * 2 * e->padded + e->padded + c];
+            }
+        }
+        free(e->fsum);
+        free(e->dsum);
+        free(e->pending);
+    }
+    free(e->scale);
+    free(e);
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+void kao_conv2d_forward_fused(float *out, const float *inp, const float *weight, const kao_conv_epilogue *ep,
+                              const kao_conv_shape *s, kao_workspace *ws) {
     KAO_ASSERT(!s->depthwise);
+    kao_epi *e = kao_epi_begin(ep, s->out_c);
     if (!forward_gemm(s)) {
         float *wd = kao_workspace_get(ws, kao_direct_packed_floats(s));
         kao_direct_pack_forward(wd, weight, s);
-        kao_direct_forward(out, inp, wd, bias, s);
+        kao_direct_forward(out, inp, wd, e, s);
+        kao_epi_end(e);
         return;
     }
-    /* out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ in blocks of rows, one GEMM per block and thread */
+    /* out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ in blocks of rows, one GEMM per block and thread;
+     * the epilogue runs on each block while it is in cache */
     kao_blas_single_threaded();
-    int Ci = s->in_c, Co = s->out_c, rows = 256;
+    int Ci = s->in_c, Co = s->out_c, rows = 128;
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     long nblocks = (long)((M + (size_t)rows - 1) / (size_t)rows);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -145,8 +215,15 @@ void kao_conv2d_forward(float *out, const float *inp, const float *weight, const
         int mm = (int)(M - m0 < (size_t)rows ? M - m0 : (size_t)rows);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mm, Co, Ci, 1.0f, inp + m0 * Ci, Ci, weight, Ci,
                     0.0f, out + m0 * Co, Co);
-        if (bias) add_bias_rows(out + m0 * Co, bias, mm, Co);
+        if (e) kao_epi_rows(e, out + m0 * Co, (size_t)mm);
     }
+    kao_epi_end(e);
+}
+
+void kao_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const kao_conv_shape *s, kao_workspace *ws) {
+    kao_conv_epilogue ep = {.shift = bias};
+    kao_conv2d_forward_fused(out, inp, weight, &ep, s, ws);
 }
 
 /* dbias (C) += column sums of dout (M, C); per-thread partial sums in double. */

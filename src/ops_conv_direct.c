@@ -70,21 +70,19 @@ TILE_FN(1) TILE_FN(2) TILE_FN(3) TILE_FN(4) TILE_FN(5) TILE_FN(6)
 typedef void (*tile_fn)(float *, const tap_ptrs *, int, size_t, int);
 static const tile_fn tile_fns[TP + 1] = {NULL, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};
 
-/* For each output block: res → the P pixels' channels [cb·16, cb·16 + 16) ∩ [0, n_out) (+ bias). */
+/* For each output block: res → the P pixels' channels [cb·16, cb·16 + 16) ∩ [0, n_out), through
+ * the epilogue when there is one. */
 static void tile_all_blocks(float *const *outp, int P, const tap_ptrs *taps, int ntaps, int n_in, int n_out,
-                            size_t block_stride, const float *bias) {
+                            size_t block_stride, kao_epi *e) {
     float res[TP * LANES];
     for (int cb = 0; cb < blocks16(n_out); cb++) {
         int c0 = cb * LANES, cnt = imin(LANES, n_out - c0);
         tile_fns[P](res, taps, ntaps, (size_t)cb * block_stride, n_in);
-        for (int j = 0; j < P; j++) {
-            float *o = outp[j] + c0;
-            const float *r = res + j * LANES;
-            if (bias)
-                for (int l = 0; l < cnt; l++) o[l] = r[l] + bias[c0 + l];
-            else
-                memcpy(o, r, (size_t)cnt * sizeof(float));
+        if (e) {
+            kao_epi_tile(e, outp, res, P, c0, cnt);
+            continue;
         }
+        for (int j = 0; j < P; j++) memcpy(outp[j] + c0, res + j * LANES, (size_t)cnt * sizeof(float));
     }
 }
 
@@ -133,7 +131,7 @@ static void forward_taps(tap_ptrs *taps, const float *inp, const float *zero, co
     }
 }
 
-void kao_direct_forward(float *out, const float *inp, const float *wd, const float *bias, const kao_conv_shape *s) {
+void kao_direct_forward(float *out, const float *inp, const float *wd, kao_epi *e, const kao_conv_shape *s) {
     int kk = s->kernel * s->kernel, Ci = s->in_c, Co = s->out_c, Ho = s->out_h, Wo = s->out_w;
     size_t M = (size_t)s->batch * Ho * Wo, wstride = (size_t)kk * Ci * LANES;
     bool pointwise = kk == 1 && s->stride == 1; /* pixels in a row of the GEMM sense: tiles cross rows */
@@ -154,7 +152,8 @@ void kao_direct_forward(float *out, const float *inp, const float *wd, const flo
                     taps[0].x[j] = j < P ? inp + (m0 + j) * Ci : zero;
                     outp[j] = out + (m0 + j) * Co;
                 }
-                tile_all_blocks(outp, P, taps, 1, Ci, Co, wstride, bias);
+                tile_all_blocks(outp, P, taps, 1, Ci, Co, wstride, e);
+                if (e) kao_epi_flush(e, P);
                 continue;
             }
             int b = (int)(w / Ho), oy = (int)(w % Ho); /* work item: one output row */
@@ -162,8 +161,9 @@ void kao_direct_forward(float *out, const float *inp, const float *wd, const flo
                 int P = imin(TP, Wo - ox0);
                 forward_taps(taps, inp, zero, s, b, oy, ox0, P);
                 for (int j = 0; j < P; j++) outp[j] = out + ((size_t)w * Wo + ox0 + j) * Co;
-                tile_all_blocks(outp, P, taps, kk, Ci, Co, wstride, bias);
+                tile_all_blocks(outp, P, taps, kk, Ci, Co, wstride, e);
             }
+            if (e) kao_epi_flush(e, Wo);
         }
     }
     free(all_taps);

@@ -141,7 +141,9 @@ static const char *const kind_names[T_KINDS] = {"conv", "dwconv", "bn(+silu)", "
 
 typedef struct {
     int B;
-    bool train, verbose;
+    bool train, verbose, fused; /* fused: BN folded into (inference) or its statistics gathered by the conv */
+    kao_act act;                /* the activation of the BN after the current conv */
+    double *sums;
     float *x, *y, *dx, *dy, *w, *dw, *g, *b, *rm, *rv, *mean, *rstd, *pooled, *hidden, *gate;
     kao_workspace ws;
     double fwd[T_KINDS], bwd[T_KINDS];
@@ -153,8 +155,11 @@ static void run_conv(model_run *r, int H, int Ci, int Co, int k, int stride, boo
     kao_conv_shape s;
     kao_conv_shape_init(&s, r->B, H, H, Ci, Co, k, stride, dw);
     double t = kao_now_seconds();
-    if (dw) kao_dwconv2d_forward(r->y, r->x, r->w, &s);
-    else kao_conv2d_forward(r->y, r->x, r->w, NULL, &s, &r->ws);
+    kao_conv_epilogue ep = {0};
+    if (r->fused && r->train) ep.sums = r->sums;
+    if (r->fused && !r->train) ep.scale = r->g, ep.shift = r->b, ep.act = r->act;
+    if (dw) kao_dwconv2d_forward_fused(r->y, r->x, r->w, &ep, &s);
+    else kao_conv2d_forward_fused(r->y, r->x, r->w, &ep, &s, &r->ws);
     timed(&r->fwd[dw ? T_DW : T_CONV], t);
     if (r->train) {
         t = kao_now_seconds();
@@ -171,8 +176,12 @@ static void run_conv(model_run *r, int H, int Ci, int Co, int k, int stride, boo
 }
 
 static void run_bn(model_run *r, size_t M, int C, kao_act act) {
+    if (r->fused && !r->train) return; /* folded into the conv */
     double t = kao_now_seconds();
-    if (r->train) kao_batchnorm_forward_train(r->y, r->mean, r->rstd, r->x, r->g, r->b, r->rm, r->rv, 1e-3f, 0.1f, act, M, C);
+    if (r->train && r->fused)
+        kao_batchnorm_forward_train_sums(r->y, r->mean, r->rstd, r->x, r->sums, r->g, r->b, r->rm, r->rv, 1e-3f, 0.1f,
+                                         act, M, C);
+    else if (r->train) kao_batchnorm_forward_train(r->y, r->mean, r->rstd, r->x, r->g, r->b, r->rm, r->rv, 1e-3f, 0.1f, act, M, C);
     else kao_batchnorm_forward_eval(r->y, r->x, r->g, r->b, r->rm, r->rv, 1e-3f, act, M, C);
     timed(&r->fwd[T_BN], t);
     if (r->train) {
@@ -204,6 +213,7 @@ static void run_add(model_run *r, size_t n) {
 static void model_pass(model_run *r, const kao_arch *a, int res) {
     size_t B = (size_t)r->B;
     int H = res, Ho;
+    r->act = KAO_ACT_SILU;
     run_conv(r, H, 3, a->stem_ch, 3, 2, false, false, &Ho);
     H = Ho;
     run_bn(r, B * H * H, a->stem_ch, KAO_ACT_SILU);
@@ -211,24 +221,30 @@ static void model_pass(model_run *r, const kao_arch *a, int res) {
         const kao_block_arch *k = &a->blocks[i];
         int Hi = H;
         if (k->type == KAO_BLOCK_CN) {
+            r->act = KAO_ACT_SILU;
             run_conv(r, H, k->in_ch, k->out_ch, k->kernel, k->stride, false, true, &H);
             run_bn(r, B * H * H, k->out_ch, KAO_ACT_SILU);
         } else if (k->type == KAO_BLOCK_ER) {
+            r->act = KAO_ACT_SILU;
             run_conv(r, H, k->in_ch, k->mid_ch, k->kernel, k->stride, false, true, &H);
             run_bn(r, B * H * H, k->mid_ch, KAO_ACT_SILU);
+            r->act = KAO_ACT_NONE;
             run_conv(r, H, k->mid_ch, k->out_ch, 1, 1, false, true, &H);
             run_bn(r, B * H * H, k->out_ch, KAO_ACT_NONE);
         } else {
+            r->act = KAO_ACT_SILU;
             run_conv(r, H, k->in_ch, k->mid_ch, 1, 1, false, true, &H);
             run_bn(r, B * H * H, k->mid_ch, KAO_ACT_SILU);
             run_conv(r, H, k->mid_ch, k->mid_ch, k->kernel, k->stride, true, true, &H);
             run_bn(r, B * H * H, k->mid_ch, KAO_ACT_SILU);
             if (k->se_ch) run_se(r, H * H, k->mid_ch, k->se_ch);
+            r->act = KAO_ACT_NONE;
             run_conv(r, H, k->mid_ch, k->out_ch, 1, 1, false, true, &H);
             run_bn(r, B * H * H, k->out_ch, KAO_ACT_NONE);
         }
         if (k->has_skip) run_add(r, B * Hi * Hi * k->out_ch);
     }
+    r->act = KAO_ACT_SILU;
     run_conv(r, H, a->blocks[a->num_blocks - 1].out_ch, a->num_features, 1, 1, false, true, &H);
     run_bn(r, B * H * H, a->num_features, KAO_ACT_SILU);
 }
@@ -246,8 +262,9 @@ static void bench_model(const char *variant, int B, int res, bool verbose) {
     r.w = uniform(par, -0.05f, 0.05f), r.dw = uniform(par, 0, 0);
     float **small[] = {&r.g, &r.b, &r.rm, &r.rv, &r.mean, &r.rstd, &r.pooled, &r.hidden, &r.gate};
     for (int i = 0; i < 9; i++) *small[i] = uniform((size_t)B * 2048, 0.5f, 1.0f);
-    for (int train = 0; train < 2; train++) {
-        r.train = train;
+    r.sums = kao_malloc(2 * 2048 * sizeof(double), "bench sums");
+    for (int run = 0; run < 4; run++) {
+        r.train = run / 2, r.fused = run % 2;
         model_pass(&r, &a, res); /* warm-up: workspace, page faults */
         memset(r.fwd, 0, sizeof r.fwd), memset(r.bwd, 0, sizeof r.bwd);
         double t = kao_now_seconds();
@@ -258,11 +275,12 @@ static void bench_model(const char *variant, int B, int res, bool verbose) {
             model_pass(&r, &a, res);
             r.verbose = false;
         }
-        printf("%s %dx%d batch %d %s: %.0f ms = %.1f img/s |", variant, res, res, B,
-               train ? "train (BN batch stats, forward + backward)" : "inference (BN eval)", t * 1e3, B / t);
+        printf("%s %dx%d batch %d %s%s: %.0f ms = %.1f img/s |", variant, res, res, B,
+               r.train ? "train (BN batch stats, forward + backward)" : "inference (BN eval)",
+               r.fused ? (r.train ? ", BN stats from the conv" : ", BN folded into the conv") : "", t * 1e3, B / t);
         for (int k = 0; k < T_KINDS; k++)
-            printf(" %s %.0f%s", kind_names[k], r.fwd[k] * 1e3, train ? "" : " ms");
-        if (train) {
+            printf(" %s %.0f%s", kind_names[k], r.fwd[k] * 1e3, r.train ? "" : " ms");
+        if (r.train) {
             printf(" ms fwd;");
             for (int k = 0; k < T_KINDS; k++) printf(" %s %.0f", kind_names[k], r.bwd[k] * 1e3);
             printf(" ms bwd");
@@ -272,7 +290,7 @@ static void bench_model(const char *variant, int B, int res, bool verbose) {
     kao_workspace_free(&r.ws);
     for (int i = 0; i < 4; i++) free(*bufs[i]);
     for (int i = 0; i < 9; i++) free(*small[i]);
-    free(r.w), free(r.dw);
+    free(r.w), free(r.dw), free(r.sums);
 }
 
 int main(int argc, char **argv) {

@@ -512,6 +512,7 @@ int main(void) {
                    convs[i].bias, false, &ws);
     static const struct { int B, H, W, C, k, stride; } dws[] = {
         {2, 6, 7, 5, 3, 1}, {2, 7, 7, 11, 3, 2}, {1, 8, 6, 9, 3, 2}, {2, 5, 6, 4, 5, 1}, {2, 6, 6, 40, 3, 2},
+        {2, 1, 3, 8, 3, 2}, {1, 2, 1, 5, 3, 2}, {1, 1, 1, 9, 3, 1}, /* windows wider than the image */
     };
     for (size_t i = 0; i < sizeof dws / sizeof dws[0]; i++)
         check_conv(dws[i].B, dws[i].H, dws[i].W, dws[i].C, dws[i].C, dws[i].k, dws[i].stride, false, true, &ws);

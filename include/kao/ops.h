@@ -37,8 +37,8 @@ typedef struct {
 void kao_conv_shape_init(kao_conv_shape *s, int batch, int in_h, int in_w, int in_c, int out_c,
                          int kernel, int stride, bool depthwise);
 
-/* Scratch memory for im2col and repacked weights; grows on demand, reused across calls.
- * One workspace per thread of control (not shared between concurrent calls). */
+/* Scratch memory for repacked weights and per-thread partial weight gradients; grows on demand,
+ * reused across calls. One workspace per thread of control (not shared between concurrent calls). */
 typedef struct {
     float *data;
     size_t capacity; /* floats */
@@ -59,9 +59,26 @@ void kao_conv2d_backward(float *dinp, float *dweight, float *dbias, const float 
 void kao_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const kao_conv_shape *s);
 
+/* Fused epilogue of the fast convolutions, per output channel c:
+ *   out = act(conv(inp)·scale[c] + shift[c])    (scale NULL: 1, shift NULL: 0; a bias is a shift)
+ * and, when sums is not NULL, sums (2, Co) = Σ y and Σ y² of y = conv(inp) over all pixels, before
+ * scale and shift: what kao_batchnorm_forward_train_sums takes. Inference folds eval BatchNorm
+ * (+SiLU) into the convolution (kao_batchnorm_fold gives scale and shift); training gathers the BN
+ * statistics while each output tile is still in registers. Either saves a pass over the output.
+ * (The sums are one-pass Σy, Σy² in double: exact enough unless |mean| exceeds ~1e4 std.) */
+typedef struct {
+    const float *scale, *shift; /* (Co) or NULL */
+    kao_act act;
+    double *sums;               /* (2, Co) overwritten, or NULL */
+} kao_conv_epilogue;
+void kao_conv2d_forward_fused(float *out, const float *inp, const float *weight, const kao_conv_epilogue *ep,
+                              const kao_conv_shape *s, kao_workspace *ws);
+
 /* ---- depthwise convolution: weight (C, 1, k, k), no bias -------------------------------- */
 void kao_dwconv2d_forward(float *out, const float *inp, const float *weight, const kao_conv_shape *s);
 void kao_dwconv2d_forward_ref(float *out, const float *inp, const float *weight, const kao_conv_shape *s);
+void kao_dwconv2d_forward_fused(float *out, const float *inp, const float *weight, const kao_conv_epilogue *ep,
+                                const kao_conv_shape *s);
 void kao_dwconv2d_backward(float *dinp, float *dweight, const float *dout, const float *inp,
                            const float *weight, const kao_conv_shape *s);
 void kao_dwconv2d_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp,
@@ -79,6 +96,14 @@ void kao_batchnorm_forward_train(float *out, float *save_mean, float *save_rstd,
                                  const float *gamma, const float *beta, float *running_mean,
                                  float *running_var, float eps, float momentum, kao_act act,
                                  size_t M, int C);
+/* The same from sums (2, C) = Σ x, Σ x² over the M rows, as a fused convolution gathers them. */
+void kao_batchnorm_forward_train_sums(float *out, float *save_mean, float *save_rstd, const float *inp,
+                                      const double *sums, const float *gamma, const float *beta,
+                                      float *running_mean, float *running_var, float eps, float momentum,
+                                      kao_act act, size_t M, int C);
+/* Eval BatchNorm as a per-channel affine: scale = γ/√(var + eps), shift = β - mean·scale (C each). */
+void kao_batchnorm_fold(float *scale, float *shift, const float *gamma, const float *beta,
+                        const float *running_mean, const float *running_var, float eps, int C);
 /* Training needs M >= 2 (as in PyTorch). The _ref twins compute in double: the tests' oracle. */
 void kao_batchnorm_forward_eval_ref(float *out, const float *inp, const float *gamma, const float *beta,
                                     const float *running_mean, const float *running_var, float eps,
