@@ -15,6 +15,7 @@
 #include "kao/metrics.h"
 #include "kao/sampler.h"
 #include "kao/split.h"
+#include "kao/tb_events.h"
 #include "kao/train_loop.h"
 #include "kao/train_step.h"
 #include "kao/util.h"
@@ -29,6 +30,7 @@ typedef struct {
 typedef struct {
     FILE *log;                  /* train.log (append) */
     FILE *csv;                  /* metrics.csv */
+    kao_tb_writer tb;           /* tb/events.out.tfevents.* */
     bool bar;                   /* progress bar on stderr */
     int every;                  /* plain progress line every this many steps */
     bool bar_drawn;             /* a bar line is on screen (a message must start a new line) */
@@ -76,7 +78,12 @@ int kao_run_validate(kao_run *r, kao_val_result *out);
 /* Opens train.log and metrics.csv. On a resume, metrics.csv keeps only the rows up to the
  * checkpoint (step rows with step <= keep_step, epoch rows with epoch <= keep_epochs). */
 int kao_output_open(kao_run *r, bool resumed, int64_t keep_step, int keep_epochs);
+/* Once the run is set up: a new TensorBoard event file in tb/, which on a resume starts with a
+ * session start at the checkpoint's step. */
+int kao_output_events(kao_run *r, bool resumed);
 void kao_output_close(kao_train_output *o);
+/* Puts the rows and events written so far on disk (before a checkpoint). */
+void kao_output_flush(kao_train_output *o);
 /* A message line: stderr and train.log. */
 void kao_say(kao_run *r, const char *fmt, ...) KAO_PRINTF(2, 3);
 typedef struct {

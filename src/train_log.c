@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *csv_header =
     "kind,epoch,step,batch,images,loss,accuracy,lr,grad_norm,seconds,wait_seconds,images_per_second,"
@@ -74,9 +75,25 @@ int kao_output_open(kao_run *r, bool resumed, int64_t keep_step, int keep_epochs
     return rc;
 }
 
+int kao_output_events(kao_run *r, bool resumed) {
+    char *tb_dir = kao_run_path(r, "tb");
+    int rc = KAO_OK;
+    if (mkdir(tb_dir, 0777) != 0 && errno != EEXIST) rc = kao_fail("%s: cannot create folder: %s", tb_dir, strerror(errno));
+    if (rc == KAO_OK) rc = kao_tb_open(&r->out.tb, tb_dir);
+    if (rc == KAO_OK && resumed) kao_tb_session_start(&r->out.tb, r->trainer.step);
+    free(tb_dir);
+    return rc;
+}
+
+void kao_output_flush(kao_train_output *o) {
+    if (o->csv) fflush(o->csv);
+    kao_tb_flush(&o->tb);
+}
+
 void kao_output_close(kao_train_output *o) {
     if (o->log) fclose(o->log);
     if (o->csv) fclose(o->csv);
+    kao_tb_close(&o->tb);
     o->log = o->csv = NULL;
 }
 
@@ -124,6 +141,11 @@ void kao_report_step(kao_run *r, const kao_step_report *s) {
         fprintf(o->csv, "step,%d,%" PRId64 ",%d,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,,,,,,,,,\n", s->epoch + 1, step,
                 s->batch + 1, s->rows, s->stats.loss, acc, s->lr, s->stats.grad_norm, s->seconds, s->wait_seconds,
                 s->seconds > 0 ? s->rows / s->seconds : 0);
+    kao_tb_scalar(&o->tb, "train/loss", step, s->stats.loss);
+    kao_tb_scalar(&o->tb, "train/accuracy", step, (float)acc);
+    kao_tb_scalar(&o->tb, "train/lr", step, (float)s->lr);
+    if (r->cfg.train.grad_clip > 0) kao_tb_scalar(&o->tb, "train/grad_norm", step, s->stats.grad_norm);
+    kao_tb_scalar(&o->tb, "train/images_per_second", step, (float)(s->seconds > 0 ? s->rows / s->seconds : 0));
     if (o->bar) {
         int width = 24, filled = (int)((double)(s->batch + 1) / s->num_batches * width + 0.5);
         char bar[32];
@@ -156,6 +178,21 @@ void kao_report_epoch(kao_run *r, const kao_epoch_report *e) {
                 p->eer, p->tar_at_far_1e3, e->improved ? 1 : 0);
         fflush(o->csv);
     }
+    int64_t step = r->trainer.step;
+    kao_tb_scalar(&o->tb, "epoch/train_loss", step, (float)e->train_loss);
+    kao_tb_scalar(&o->tb, "epoch/train_accuracy", step, (float)e->train_accuracy);
+    kao_tb_scalar(&o->tb, "epoch/images_per_second", step, (float)e->images_per_second);
+    kao_tb_scalar(&o->tb, "epoch/data_wait_fraction", step, (float)(e->seconds > 0 ? e->wait_seconds / e->seconds : 0));
+    kao_tb_scalar(&o->tb, "val/loss", step, (float)v->loss);
+    kao_tb_scalar(&o->tb, "val/accuracy", step, (float)v->accuracy);
+    if (r->can_verify) {
+        kao_tb_scalar(&o->tb, "val/verify_accuracy", step, (float)p->accuracy);
+        kao_tb_scalar(&o->tb, "val/best_accuracy", step, (float)p->best_accuracy);
+        kao_tb_scalar(&o->tb, "val/auc", step, (float)p->auc);
+        kao_tb_scalar(&o->tb, "val/eer", step, (float)p->eer);
+        kao_tb_scalar(&o->tb, "val/tar_far_1e-3", step, (float)p->tar_at_far_1e3);
+    }
+    kao_tb_flush(&o->tb);
     double wait = e->seconds > 0 ? e->wait_seconds / e->seconds : 0;
     char verify[256] = "verify: n/a";
     if (r->can_verify)

@@ -47,7 +47,7 @@ static int handle_failures(kao_run *r, const kao_batch *b) {
 }
 
 static int save_checkpoint(kao_run *r) {
-    if (r->out.csv) fflush(r->out.csv); /* the rows up to the checkpoint are on disk with it */
+    kao_output_flush(&r->out); /* the rows up to the checkpoint are on disk with it */
     if (kao_run_save_checkpoint(r)) return kao_fail_context("saving a checkpoint: ");
     return KAO_OK;
 }
@@ -152,6 +152,7 @@ static int finish_epoch(kao_run *r, const throughput *tp, bool *stop) {
 int kao_train_run(const kao_train_args *args) {
     kao_run *r = kao_calloc(1, sizeof *r, "run");
     int rc = kao_run_setup(r, args);
+    if (rc == KAO_OK) rc = kao_output_events(r, args->resume);
     if (rc) {
         kao_run_free(r);
         free(r);

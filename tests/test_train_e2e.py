@@ -23,7 +23,7 @@ try:
 keep = 2
 """.replace("neg_pairs = 30", ""))
     run = ws.path("run")
-    code, out = t.kao("train", "--config", cfg, "--out", run, "--set", "train.epochs=16", "--set",
+    code, out = t.kao("train", "--config", cfg, "--out", run, "--set", "train.epochs=24", "--set",
                       "train.drop_path_rate=0", "--set", "verify.neg_pairs=10000", "--log-every", "5", check_exit=0)
     print(out.splitlines()[-1])
 
@@ -31,32 +31,45 @@ keep = 2
     for name in ["config.ini", "split.tsv", "classes.txt", "metrics.csv", "train.log", "best.h5", "last.h5"]:
         t.check(os.path.isfile(os.path.join(run, name)), f"run folder lacks {name}")
     ckpts = sorted(os.listdir(os.path.join(run, "checkpoints")))
-    t.check(ckpts == ["ckpt-000000075.h5", "ckpt-000000080.h5"], f"checkpoints kept: {ckpts}")
+    t.check(ckpts == ["ckpt-000000115.h5", "ckpt-000000120.h5"], f"checkpoints kept: {ckpts}")
     with open(os.path.join(run, "classes.txt")) as f:
         t.check(f.read().split() == sorted(f"s{i}" for i in range(1, 11)), "classes.txt")
 
-    # metrics.csv: 16 epochs of 70 training images in 5 batches (the last holds 6)
+    # metrics.csv: 24 epochs of 70 training images in 5 batches (the last holds 6)
     steps, epochs = t.metrics(run)
-    t.check(len(steps) == 80 and len(epochs) == 16, f"{len(steps)} step rows, {len(epochs)} epoch rows")
-    t.check([int(r["step"]) for r in steps] == list(range(1, 81)), "step numbers")
+    t.check(len(steps) == 120 and len(epochs) == 24, f"{len(steps)} step rows, {len(epochs)} epoch rows")
+    t.check([int(r["step"]) for r in steps] == list(range(1, 121)), "step numbers")
     t.check([int(r["images"]) for r in steps[:5]] == [16, 16, 16, 16, 6], "batch sizes")
     first, last = epochs[0], epochs[-1]
     loss0, loss1 = float(first["loss"]), float(last["loss"])
-    t.check(loss1 < 0.6 * loss0, f"training loss fell only from {loss0} to {loss1}")
+    t.check(loss1 < 0.5 * loss0, f"training loss fell only from {loss0} to {loss1}")
     auc, eer, best_acc = float(last["auc"]), float(last["eer"]), float(last["best_accuracy"])
-    print(f"epoch 1: loss {loss0:.3f} AUC {float(first['auc']):.3f}; epoch 16: loss {loss1:.3f} AUC {auc:.3f} "
+    print(f"epoch 1: loss {loss0:.3f} AUC {float(first['auc']):.3f}; epoch 24: loss {loss1:.3f} AUC {auc:.3f} "
           f"EER {eer:.3f} best accuracy {best_acc:.3f}, val accuracy {float(last['val_accuracy']):.3f}")
-    t.check(auc >= 0.85, f"validation AUC {auc} (chance 0.5)")
+    t.check(auc >= 0.8, f"validation AUC {auc} (chance 0.5)")
     t.check(eer <= 0.25, f"validation EER {eer} (chance 0.5)")
-    t.check(float(last["val_accuracy"]) >= 0.5, f"validation class accuracy {last['val_accuracy']} (chance 0.1)")
+    t.check(float(last["val_accuracy"]) >= 0.6, f"validation class accuracy {last['val_accuracy']} (chance 0.1)")
     waits = [float(r["wait_seconds"]) / float(r["seconds"]) for r in epochs]
     print(f"images/s per epoch: {[round(float(r['images_per_second'])) for r in epochs]}; "
           f"data wait fraction: median {np.median(waits):.3f}")
 
+    # the TensorBoard event file: one per process, the same values as metrics.csv
+    tb = os.listdir(os.path.join(run, "tb"))
+    t.check(len(tb) == 1 and tb[0].startswith("events.out.tfevents."), f"tb/: {tb}")
+    events = t.tb_events(os.path.join(run, "tb", tb[0]))
+    t.check(events[0].get("file_version") == "brain.Event:2", f"first event {events[0]}")
+    tb_loss = [(e["step"], e["value"]) for e in events if e.get("tag") == "train/loss"]
+    t.check([s for s, _ in tb_loss] == list(range(1, 121)), "train/loss steps")
+    t.check(all(abs(v - float(r["loss"])) <= 1e-5 * abs(v) for (_, v), r in zip(tb_loss, steps)), "train/loss values")
+    tb_auc = [(e["step"], e["value"]) for e in events if e.get("tag") == "val/auc"]
+    t.check([s for s, _ in tb_auc] == [int(r["step"]) for r in epochs] and
+            all(abs(v - float(r["auc"])) <= 1e-5 for (_, v), r in zip(tb_auc, epochs)),
+            "val/auc events differ from metrics.csv")
+
     # a checkpoint, read with h5py alone
     with h5py.File(os.path.join(run, "checkpoints", ckpts[-1]), "r") as f:
         a = f.attrs
-        t.check(a["format"] == "kao-checkpoint" and a["step"] == 80 and a["epoch"] == 16 and a["batch_in_epoch"] == 0,
+        t.check(a["format"] == "kao-checkpoint" and a["step"] == 120 and a["epoch"] == 24 and a["batch_in_epoch"] == 0,
                 f"checkpoint attributes {dict(a)}")
         for name in ["config", "model/conv_stem.weight", "model/bn1.num_batches_tracked", "arcface/W",
                      "arcface/classes", "optimizer/model/conv_stem.weight.exp_avg",

@@ -2,7 +2,8 @@
 its best.h5 (and, separately, with --init one of its checkpoints). The new run's starting point (its
 step-0 checkpoint) must hold the previous model bit for bit and, for s3..s8, the previous ArcFace
 columns bit for bit; s9 and s10 get fresh columns; the report names what was kept, added and
-dropped. Also: ImageNet-style weights whose classifier has another size get a fresh head."""
+dropped. Also: timm weights with a 1000-class ImageNet head (converted by tools/convert_timm.py) load
+with a fresh embedding head, and a head-only warm-up epoch leaves the backbone untouched."""
 import os
 import sys
 
@@ -48,6 +49,35 @@ try:
                         f"--init {source}: new identity {name} copied a column")
         # the new run trains on from there
         t.check(os.path.isfile(os.path.join(new, "best.h5")), f"--init {source}: no best.h5")
+
+    # timm weights with a 1000-class ImageNet head (tools/convert_timm.py, timm's own initialisation
+    # standing in for the pretrained weights): the backbone is loaded bit for bit, the head is
+    # initialised afresh; with a head-only warm-up epoch the backbone's parameters do not move in
+    # epoch 1 (BatchNorm statistics do, as in PyTorch's train mode) and do in epoch 2
+    timm_w = ws.path("timm_b0.h5")
+    import subprocess
+    subprocess.run([sys.executable, os.path.join(t.SOURCE, "tools", "convert_timm.py"), "to-h5", "--model",
+                    "tf_efficientnetv2_b0", "--channel-multiplier", "0.25", "--depth-multiplier", "0.5", "--random",
+                    "--num-classes", "1000", "--out", timm_w], check=True)
+    warm = ws.path("warm")
+    code, out = t.kao("train", "--config", cfg, "--out", warm, "--init", timm_w, "--set", "train.epochs=2",
+                      "--set", "train.freeze_backbone_epochs=1", check_exit=0)
+    t.check("classifier [1000, " in out and "fresh" in out, f"ImageNet head not reported:\n{out}")
+    ref = t.datasets(timm_w)
+    start, _, _ = start_of(warm)
+    backbone = [k for k in ref if not k.startswith("classifier.") and not k.endswith(("running_mean", "running_var",
+                                                                                       "num_batches_tracked"))]
+    t.check(all(start[k].tobytes() == ref[k].tobytes() for k in backbone), "timm backbone not loaded bit for bit")
+    t.check(start["classifier.weight"].shape == (32, ref["classifier.weight"].shape[1]), "fresh 32-d head")
+    steps_per_epoch = 56 // 16 + 1
+    after1 = t.datasets(os.path.join(warm, "checkpoints", f"ckpt-{steps_per_epoch:09d}.h5"))
+    after2 = t.datasets(os.path.join(warm, "checkpoints", f"ckpt-{2 * steps_per_epoch:09d}.h5"))
+    moved1 = [k for k in backbone if after1["model/" + k].tobytes() != ref[k].tobytes()]
+    moved2 = [k for k in backbone if after2["model/" + k].tobytes() != ref[k].tobytes()]
+    t.check(not moved1, f"frozen backbone moved in the warm-up epoch: {moved1[:5]}")
+    t.check(len(moved2) == len(backbone), f"epoch 2 left {len(backbone) - len(moved2)} backbone tensors unchanged")
+    t.check(after1["model/classifier.weight"].tobytes() != start["classifier.weight"].tobytes(),
+            "the head did not train in the warm-up epoch")
 
     # weights with another head size (as timm's ImageNet weights): the head is initialised afresh
     other = ws.path("other_head")

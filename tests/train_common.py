@@ -1,6 +1,6 @@
 """Shared helpers of the kao train end-to-end tests (tests/test_train_*.py).
 
-The runs are tiny on purpose: a few ORL identities (/work/shared/data/orl, or $KAO_ORL), 48x48
+The runs are tiny on purpose: a few ORL identities (data/orl, or $KAO_ORL), 48x48
 inputs, tf_efficientnetv2_b0 at width 0.25 and depth 0.5, 32-d embeddings; a run takes seconds on
 two cores.
 """
@@ -17,9 +17,9 @@ import numpy as np
 SOURCE = os.environ.get("KAO_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("KAO_BINARY_DIR", os.path.join(SOURCE, "build"))
 KAO = os.path.join(BINARY, "kao")
-ORL = os.environ.get("KAO_ORL", os.path.join(os.path.dirname(SOURCE), "shared", "data", "orl"))
-if not os.path.isdir(ORL):
-    ORL = "/work/shared/data/orl"
+# The ORL faces: $KAO_ORL, else the repository's data/orl, else the shared copy beside the checkout.
+ORL = next(p for p in [os.environ.get("KAO_ORL", ""), os.path.join(SOURCE, "data", "orl"),
+                       os.path.join(os.path.dirname(SOURCE), "shared", "data", "orl")] if p and os.path.isdir(p))
 
 TINY = """
 [model]
@@ -168,3 +168,85 @@ DETERMINISTIC = ["kind", "epoch", "step", "batch", "images", "loss", "accuracy",
 def metric_rows(run):
     with open(os.path.join(run, "metrics.csv")) as f:
         return [tuple(r[c] for c in DETERMINISTIC) for r in csv.DictReader(f)]
+
+
+def crc32c(data):
+    """CRC-32C, bit by bit (independent of kao's table-driven one)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def _masked(crc):
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _fields(buf):
+    """Protocol buffer fields of buf: list of (number, wire type, value)."""
+    import struct
+    out, i = [], 0
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+
+    while i < len(buf):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            out.append((number, wire, varint()))
+        elif wire == 1:
+            out.append((number, wire, struct.unpack("<d", buf[i:i + 8])[0]))
+            i += 8
+        elif wire == 5:
+            out.append((number, wire, struct.unpack("<f", buf[i:i + 4])[0]))
+            i += 4
+        elif wire == 2:
+            n = varint()
+            out.append((number, wire, buf[i:i + n]))
+            i += n
+        else:
+            raise ValueError(f"wire type {wire}")
+    return out
+
+
+def tb_events(path):
+    """The records of a TensorBoard event file, CRCs checked: a list of dicts with wall_time, step,
+    and file_version, or tag + value (a scalar), or session_start."""
+    import struct
+    data = open(path, "rb").read()
+    events, i = [], 0
+    while i < len(data):
+        (n,) = struct.unpack("<Q", data[i:i + 8])
+        (len_crc,) = struct.unpack("<I", data[i + 8:i + 12])
+        body = data[i + 12:i + 12 + n]
+        (body_crc,) = struct.unpack("<I", data[i + 12 + n:i + 16 + n])
+        if _masked(crc32c(data[i:i + 8])) != len_crc or _masked(crc32c(body)) != body_crc:
+            raise ValueError(f"{path}: bad CRC in the record at byte {i}")
+        i += 16 + n
+        e = {"step": 0}
+        for number, _, v in _fields(body):
+            if number == 1:
+                e["wall_time"] = v
+            elif number == 2:
+                e["step"] = v
+            elif number == 3:
+                e["file_version"] = v.decode()
+            elif number == 5:
+                (value,) = [f[2] for f in _fields(v) if f[0] == 1]
+                parts = dict((f[0], f[2]) for f in _fields(value))
+                e["tag"], e["value"] = parts[1].decode(), parts[2]
+            elif number == 6:
+                e["session_start"] = dict((f[0], f[2]) for f in _fields(v)).get(1) == 1
+        events.append(e)
+    return events

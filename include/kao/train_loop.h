@@ -26,7 +26,10 @@
  *       norm (0 without clipping), the step's wall time and the part of it spent waiting for data;
  *       epoch rows: the epoch's mean training loss and accuracy, its training time and data wait,
  *       and the validation results; improved = 1 when best.h5 was updated
+ *   tb/events.out.tfevents.*  TensorBoard event files (tb_events.h), one per process: the step
+ *                           rows' loss, accuracy, lr and images/s, and the epoch rows' values
  *   train.log               what was printed (without the progress bar), across resumes
+ *   train.lock              held (flock) while a kao train works in the folder
  *   checkpoints/ckpt-<step>.h5   the newest checkpoint.keep checkpoints (checkpoint.h), step
  *                           zero-padded to 9 digits
  *   best.h5, last.h5        weights (weights.h layout, for kao embed, verify and export) of the best
