@@ -4,7 +4,8 @@ an empty root, an identity folder with no images (strict, and dropped with data.
 zero-byte / corrupt / JPEG-inside PNGs (skipped and counted, or fatal with data.stop_on_bad_image),
 a non-PNG file (ignored and counted), an unreadable file (unless running as root, who reads
 everything), an unknown config key, a negative learning rate, a batch larger than the data set, a
-resume folder from another configuration, a missing --init file, a taken run folder, bad options."""
+resume folder from another configuration, a split manifest of other data (and one of the same data,
+used as it is), a missing --init file, a taken run folder, bad options."""
 import os
 import shutil
 import sys
@@ -112,6 +113,14 @@ try:
         f.write(open(cfg).read().replace("margin = 10", "margin = 20"))
     fails("resume with another configuration", ["train", "--config", other, "--resume", run, *quick],
           "the config differs from the run's", "arcface.margin = 20 (the run has 10)")
+    # --split: a manifest of the same data is used as it is; one of other data is refused
+    reuse = ws.path("reuse")
+    t.kao("train", "--config", cfg, "--out", reuse, "--split", os.path.join(run, "split.tsv"), "--set",
+          "data.seed=7", *quick, check_exit=0)
+    t.check(open(os.path.join(reuse, "split.tsv")).read() == open(os.path.join(run, "split.tsv")).read(),
+            "--split: the run's split.tsv differs from the given manifest")
+    fails("--split of another data set", ["train", "--config", cfg, "--data", bad, "--out", ws.path("r11"), "--split",
+                                         os.path.join(run, "split.tsv"), *quick], "split.tsv")
     fails("missing --init file", ["train", "--config", cfg, "--init", ws.path("nope.h5"), "--out", ws.path("r9")],
           "nope.h5: No such file")
     fails("run folder taken", ["train", "--config", cfg, "--out", run], "already holds a run")
