@@ -1,0 +1,339 @@
+/* conv.cu — convolution with groups = 1, TF "same" padding, NHWC activations, OIHW weights: the
+ * CUDA twin of src/ops_conv.c.
+ *
+ *  - 1×1 stride 1: one cuBLAS GEMM over the M = B·H·W pixel rows, out [M, Co] = inp [M, Ci] ·
+ *    W [Co, Ci]ᵀ; backward dinp = dout · W and dW += doutᵀ · inp (NHWC needs no copy; a 1×1 OIHW
+ *    weight is already [Co, Ci]).
+ *  - everything else: cuDNN (legacy v7 API: the heuristics' list, the first algorithm that is
+ *    deterministic and supported with FMA math, i.e. true fp32 without TF32). Activations are
+ *    NHWC tensors; the weight is repacked OIHW → OHWI (cuDNN's NHWC filter layout: matching the
+ *    activations' layout is what cuDNN's NHWC kernels take) and dW is computed in OHWI and added
+ *    back into the OIHW gradient.
+ *  - asymmetric TF padding (cuda.h explains): the input is copied into (B, H + eh, W + ew, Ci)
+ *    with a zero extra row (eh = 1) and/or column (ew = 1) after the image, and cuDNN pads it
+ *    symmetrically by (pad_top, pad_left); backward data is computed in that shape and cropped.
+ * The bias gradient (when asked) is a deterministic column sum of dout (reduce.cuh). */
+#include "cuda_internal.cuh"
+#include "reduce.cuh"
+
+#define SHAPE_FMT "B %d, in %dx%dx%d, out %dx%dx%d, k %d, stride %d, pad top %d left %d"
+#define SHAPE_ARGS(s)                                                                              \
+    (s)->batch, (s)->in_h, (s)->in_w, (s)->in_c, (s)->out_h, (s)->out_w, (s)->out_c, (s)->kernel,  \
+        (s)->stride, (s)->pad_top, (s)->pad_left
+
+/* cuDNN may use up to this much workspace per call (an algorithm needing more is skipped). */
+static const size_t MAX_CUDNN_WORKSPACE = (size_t)1 << 30;
+
+static bool pointwise(const kao_conv_shape *s) { return s->kernel == 1 && s->stride == 1; }
+
+/* The extra zero row/column the TF padding needs after the image (0 or 1 each). */
+static int extra_after(int in, int out, int kernel, int stride, int pad_before) {
+    int total = (out - 1) * stride + kernel - in;
+    if (total < 0) total = 0;
+    return (total - pad_before) - pad_before;
+}
+
+/* ---- small kernels ------------------------------------------------------------------------ */
+
+static __global__ void add_bias_kernel(float *out, const float *bias, size_t M, int C) {
+    KAO_GRID_STRIDE(i, M * C) out[i] += bias[i % (size_t)C];
+}
+
+/* w_ohwi (Co, k, k, Ci) from weight (Co, Ci, k, k) */
+static __global__ void oihw_to_ohwi_kernel(float *w_ohwi, const float *weight, int Co, int Ci, int kk) {
+    KAO_GRID_STRIDE(i, (size_t)Co * Ci * kk) {
+        size_t ci = i % (size_t)Ci, t = (i / (size_t)Ci) % (size_t)kk, co = i / ((size_t)Ci * kk);
+        w_ohwi[i] = weight[(co * Ci + ci) * kk + t];
+    }
+}
+
+/* dweight (Co, Ci, k, k) += dw_ohwi (Co, k, k, Ci) */
+static __global__ void add_ohwi_to_oihw_kernel(float *dweight, const float *dw_ohwi, int Co, int Ci, int kk) {
+    KAO_GRID_STRIDE(i, (size_t)Co * Ci * kk) {
+        size_t t = i % (size_t)kk, ci = (i / (size_t)kk) % (size_t)Ci, co = i / ((size_t)Ci * kk);
+        dweight[i] += dw_ohwi[(co * kk + t) * Ci + ci];
+    }
+}
+
+/* padded (B, H + eh, W + ew, C) = inp (B, H, W, C) with zeros in the extra row/column */
+static __global__ void pad_after_kernel(float *padded, const float *inp, int B, int H, int W, int C, int eh, int ew) {
+    int Hp = H + eh, Wp = W + ew;
+    KAO_GRID_STRIDE(i, (size_t)B * Hp * Wp * C) {
+        size_t c = i % (size_t)C, p = i / (size_t)C;
+        int x = (int)(p % (size_t)Wp), y = (int)((p / (size_t)Wp) % (size_t)Hp);
+        size_t b = p / ((size_t)Wp * Hp);
+        padded[i] = (y < H && x < W) ? inp[((b * H + y) * W + x) * C + c] : 0.0f;
+    }
+}
+
+/* out (B, H, W, C) = the top-left (H, W) of padded (B, H + eh, W + ew, C) */
+static __global__ void crop_kernel(float *out, const float *padded, int B, int H, int W, int C, int eh, int ew) {
+    int Hp = H + eh, Wp = W + ew;
+    KAO_GRID_STRIDE(i, (size_t)B * H * W * C) {
+        size_t c = i % (size_t)C, p = i / (size_t)C;
+        size_t x = p % (size_t)W, y = (p / (size_t)W) % (size_t)H, b = p / ((size_t)W * H);
+        out[i] = padded[((b * Hp + y) * Wp + x) * C + c];
+    }
+}
+
+/* ---- cuDNN descriptors and algorithm choice ---------------------------------------------- */
+
+typedef struct {
+    cudnnTensorDescriptor_t x, y;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    int eh, ew; /* the extra row/column of asymmetric padding */
+} conv_descs;
+
+static void descs_create(conv_descs *d, const kao_conv_shape *s, const char *op) {
+    d->eh = extra_after(s->in_h, s->out_h, s->kernel, s->stride, s->pad_top);
+    d->ew = extra_after(s->in_w, s->out_w, s->kernel, s->stride, s->pad_left);
+    KAO_CUDA_ASSERT(d->eh >= 0 && d->eh <= 1 && d->ew >= 0 && d->ew <= 1, op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->conv), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->batch, s->in_c,
+                                               s->in_h + d->eh, s->in_w + d->ew),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->batch, s->out_c,
+                                               s->out_h, s->out_w),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s->out_c, s->in_c,
+                                               s->kernel, s->kernel),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, s->pad_top, s->pad_left, s->stride, s->stride, 1, 1,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    /* FMA math: true fp32 (CUDNN_DEFAULT_MATH lets Ampere and later use TF32 for float data). */
+    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH), op, SHAPE_FMT, SHAPE_ARGS(s));
+    /* The geometry cuDNN derives must be the TF "same" output. */
+    int n, c, h, w;
+    KAO_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d->conv, d->x, d->w, &n, &c, &h, &w), op, SHAPE_FMT,
+                    SHAPE_ARGS(s));
+    KAO_CUDA_ASSERT(n == s->batch && c == s->out_c && h == s->out_h && w == s->out_w, op,
+                    "cuDNN output %dx%dx%dx%d; " SHAPE_FMT, n, h, w, c, SHAPE_ARGS(s));
+}
+
+static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op) {
+    KAO_CUDNN_CHECK(cudnnDestroyConvolutionDescriptor(d->conv), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnDestroyFilterDescriptor(d->w), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->y), op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->x), op, SHAPE_FMT, SHAPE_ARGS(s));
+}
+
+/* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
+ * reports for this configuration (a query that fails means unsupported) within the limit. */
+static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
+                                              const kao_conv_shape *s, const char *op) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int n = 0;
+    KAO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        size_t size = 0;
+        if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, d->x, d->w, d->conv, d->y, perf[i].algo, &size) !=
+                CUDNN_STATUS_SUCCESS ||
+            size > MAX_CUDNN_WORKSPACE)
+            continue;
+        *bytes = size;
+        return perf[i].algo;
+    }
+    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionForwardAlgorithm_v7",
+                  "no deterministic fp32 (FMA) forward algorithm", "%d candidates; " SHAPE_FMT, n, SHAPE_ARGS(s));
+}
+
+static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
+                                                        const kao_conv_shape *s, const char *op) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int n = 0;
+    KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x,
+                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        size_t size = 0;
+        if (cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, d->w, d->y, d->conv, d->x, perf[i].algo,
+                                                         &size) != CUDNN_STATUS_SUCCESS ||
+            size > MAX_CUDNN_WORKSPACE)
+            continue;
+        *bytes = size;
+        return perf[i].algo;
+    }
+    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardDataAlgorithm_v7",
+                  "no deterministic fp32 (FMA) backward-data algorithm", "%d candidates; " SHAPE_FMT, n,
+                  SHAPE_ARGS(s));
+}
+
+static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
+                                                            const kao_conv_shape *s, const char *op) {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int n = 0;
+    KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w,
+                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
+                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        size_t size = 0;
+        if (cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, d->x, d->y, d->conv, d->w, perf[i].algo,
+                                                           &size) != CUDNN_STATUS_SUCCESS ||
+            size > MAX_CUDNN_WORKSPACE)
+            continue;
+        *bytes = size;
+        return perf[i].algo;
+    }
+    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
+                  "no deterministic fp32 (FMA) backward-filter algorithm", "%d candidates; " SHAPE_FMT, n,
+                  SHAPE_ARGS(s));
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static void repack_weight(float *w_ohwi, const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx,
+                          const char *op) {
+    int kk = s->kernel * s->kernel;
+    oihw_to_ohwi_kernel<<<kao_blocks((size_t)s->out_c * s->in_c * kk), KAO_THREADS, 0, ctx->stream>>>(
+        w_ohwi, weight, s->out_c, s->in_c, kk);
+    KAO_LAUNCH_CHECK(ctx, op, "weight OIHW→OHWI; " SHAPE_FMT, SHAPE_ARGS(s));
+}
+
+static void pad_input(float *padded, const float *inp, const conv_descs *d, const kao_conv_shape *s,
+                      kao_cuda_ctx *ctx, const char *op) {
+    size_t n = (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c;
+    pad_after_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(padded, inp, s->batch, s->in_h, s->in_w,
+                                                                     s->in_c, d->eh, d->ew);
+    KAO_LAUNCH_CHECK(ctx, op, "pad input; " SHAPE_FMT, SHAPE_ARGS(s));
+}
+
+static size_t padded_floats(const conv_descs *d, const kao_conv_shape *s) {
+    return (d->eh || d->ew) ? (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c : 0;
+}
+
+void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, const float *bias,
+                            const kao_conv_shape *s, kao_cuda_ctx *ctx) {
+    const char *op = "conv2d_forward_gpu";
+    KAO_CUDA_ASSERT(!s->depthwise, op, SHAPE_FMT, SHAPE_ARGS(s));
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    KAO_CUDA_ASSERT(M <= INT32_MAX, op, SHAPE_FMT, SHAPE_ARGS(s));
+    if (pointwise(s)) {
+        kao_gemm_rm(ctx, op, false, true, (int)M, s->out_c, s->in_c, 1.0f, inp, s->in_c, weight, s->in_c, 0.0f,
+                    out, s->out_c);
+    } else {
+        conv_descs d;
+        descs_create(&d, s, op);
+        size_t algo_bytes = 0;
+        cudnnConvolutionFwdAlgo_t algo = pick_forward(ctx, &d, &algo_bytes, s, op);
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
+        kao_carver c = {NULL, 0};
+        kao_carve<float>(&c, w_floats);
+        kao_carve<float>(&c, pad_floats);
+        kao_carve<char>(&c, algo_bytes);
+        c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
+        float *w_ohwi = kao_carve<float>(&c, w_floats), *padded = kao_carve<float>(&c, pad_floats);
+        void *algo_ws = kao_carve<char>(&c, algo_bytes);
+        repack_weight(w_ohwi, weight, s, ctx, op);
+        const float *x = inp;
+        if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
+        const float one = 1.0f, zero = 0.0f;
+        KAO_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, d.x, x, d.w, w_ohwi, d.conv, algo, algo_ws,
+                                                algo_bytes, &zero, d.y, out),
+                        op, "algo %d; " SHAPE_FMT, (int)algo, SHAPE_ARGS(s));
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        descs_destroy(&d, s, op);
+    }
+    if (bias) {
+        add_bias_kernel<<<kao_blocks(M * s->out_c), KAO_THREADS, 0, ctx->stream>>>(out, bias, M, s->out_c);
+        KAO_LAUNCH_CHECK(ctx, op, "bias; " SHAPE_FMT, SHAPE_ARGS(s));
+    }
+}
+
+/* ---- backward ----------------------------------------------------------------------------- */
+
+/* dbias (C) += Σ over the M rows of dout (M, C). */
+struct dout_value {
+    const float *dout;
+    int C;
+    __device__ void operator()(size_t m, int c, float *v) const { v[0] = dout[m * C + c]; }
+};
+
+static __global__ void add_totals_kernel(float *out, const double *totals, int C) {
+    KAO_GRID_STRIDE(c, (size_t)C) out[c] += (float)totals[c];
+}
+
+static void bias_grad(float *dbias, const float *dout, size_t M, int C, kao_cuda_ctx *ctx, const char *op) {
+    kao_colsum_plan plan = kao_colsum_make_plan(M, 1);
+    kao_carver c = {NULL, 0};
+    kao_carve<double>(&c, kao_colsum_part_doubles(&plan, 1, C));
+    kao_carve<double>(&c, (size_t)C);
+    c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
+    double *part = kao_carve<double>(&c, kao_colsum_part_doubles(&plan, 1, C)), *totals = kao_carve<double>(&c, C);
+    kao_colsum<1>(totals, part, &plan, dout_value{dout, C}, M, C, ctx, op);
+    add_totals_kernel<<<kao_blocks((size_t)C), KAO_THREADS, 0, ctx->stream>>>(dbias, totals, C);
+    KAO_LAUNCH_CHECK(ctx, op, "dbias: M %zu, C %d", M, C);
+}
+
+void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                             const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx) {
+    const char *op = "conv2d_backward_gpu";
+    KAO_CUDA_ASSERT(!s->depthwise, op, SHAPE_FMT, SHAPE_ARGS(s));
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    KAO_CUDA_ASSERT(M <= INT32_MAX, op, SHAPE_FMT, SHAPE_ARGS(s));
+    if (dbias) bias_grad(dbias, dout, M, s->out_c, ctx, op);
+    int Ci = s->in_c, Co = s->out_c;
+    if (pointwise(s)) {
+        /* dweight (Co, Ci) += doutᵀ (Co, M) · inp (M, Ci); dinp (M, Ci) = dout (M, Co) · W (Co, Ci) */
+        kao_gemm_rm(ctx, op, true, false, Co, Ci, (int)M, 1.0f, dout, Co, inp, Ci, 1.0f, dweight, Ci);
+        if (dinp) kao_gemm_rm(ctx, op, false, false, (int)M, Ci, Co, 1.0f, dout, Co, weight, Ci, 0.0f, dinp, Ci);
+        return;
+    }
+    conv_descs d;
+    descs_create(&d, s, op);
+    size_t filter_bytes = 0, data_bytes = 0;
+    cudnnConvolutionBwdFilterAlgo_t filter_algo = pick_backward_filter(ctx, &d, &filter_bytes, s, op);
+    cudnnConvolutionBwdDataAlgo_t data_algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+    if (dinp) data_algo = pick_backward_data(ctx, &d, &data_bytes, s, op);
+    KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+    size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
+    size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
+    /* w_ohwi, dw_ohwi, the padded input and (with dinp) its padded gradient, cuDNN's workspace */
+    kao_carver c = {NULL, 0};
+    kao_carve<float>(&c, w_floats);
+    kao_carve<float>(&c, w_floats);
+    kao_carve<float>(&c, pad_floats);
+    kao_carve<float>(&c, dinp ? pad_floats : 0);
+    kao_carve<char>(&c, algo_bytes);
+    c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
+    float *w_ohwi = kao_carve<float>(&c, w_floats), *dw_ohwi = kao_carve<float>(&c, w_floats);
+    float *padded = kao_carve<float>(&c, pad_floats), *dpadded = kao_carve<float>(&c, dinp ? pad_floats : 0);
+    void *algo_ws = kao_carve<char>(&c, algo_bytes);
+    const float one = 1.0f, zero = 0.0f;
+
+    const float *x = inp;
+    if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
+    KAO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, d.x, x, d.y, dout, d.conv, filter_algo, algo_ws,
+                                                   algo_bytes, &zero, d.w, dw_ohwi),
+                    op, "filter algo %d; " SHAPE_FMT, (int)filter_algo, SHAPE_ARGS(s));
+    KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+    int kk = s->kernel * s->kernel;
+    add_ohwi_to_oihw_kernel<<<kao_blocks(w_floats), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_ohwi, Co, Ci, kk);
+    KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
+
+    if (dinp) {
+        repack_weight(w_ohwi, weight, s, ctx, op);
+        float *dx = pad_floats ? dpadded : dinp;
+        KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, d.w, w_ohwi, d.y, dout, d.conv, data_algo,
+                                                     algo_ws, algo_bytes, &zero, d.x, dx),
+                        op, "data algo %d; " SHAPE_FMT, (int)data_algo, SHAPE_ARGS(s));
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        if (pad_floats) {
+            size_t n = (size_t)s->batch * s->in_h * s->in_w * Ci;
+            crop_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dpadded, s->batch, s->in_h, s->in_w,
+                                                                        Ci, d.eh, d.ew);
+            KAO_LAUNCH_CHECK(ctx, op, "crop dinp; " SHAPE_FMT, SHAPE_ARGS(s));
+        }
+    }
+    descs_destroy(&d, s, op);
+}

@@ -1,0 +1,112 @@
+/* se.cu — squeeze-excite (ops_se.c has the definition): the CUDA twin of src/ops_se.c.
+ * Forward: pooled = mean_hw(inp) (one thread per (b, c), pixels in order); hidden = b_r + pooled ·
+ * W_rᵀ and gate = sigmoid(b_e + silu(hidden) · W_eᵀ) as cuBLAS GEMMs onto the broadcast biases (as
+ * the CPU op); out = inp · gate.
+ * Backward: dgl = (Σ_hw dout·inp)·gate·(1 − gate) per (b, c); dW_e += dglᵀ·a; db_e += Σ_b dgl;
+ * dh = (dgl·W_e)·silu'(hidden); dW_r += dhᵀ·pooled; db_r += Σ_b dh; dinp = dout·gate + (dh·W_r)/HW.
+ * The batch sums are per-column loops in order (kao_colsum_rows_add), so nothing races. */
+#include "cuda_internal.cuh"
+
+#define SHAPE_FMT "B %d, HW %d, C %d, R %d"
+
+static __global__ void silu_copy_kernel(float *act, const float *hidden, size_t n) {
+    KAO_GRID_STRIDE(i, n) act[i] = kao_silu(hidden[i]);
+}
+
+static __global__ void sigmoid_inplace_kernel(float *x, size_t n) {
+    KAO_GRID_STRIDE(i, n) x[i] = kao_sigmoid(x[i]);
+}
+
+/* out (B, HW, C) = inp · gate[b]; out may equal inp. */
+static __global__ void gate_kernel(float *out, const float *inp, const float *gate, int HW, int C, size_t n) {
+    KAO_GRID_STRIDE(i, n) {
+        size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
+        out[i] = inp[i] * gate[b * C + c];
+    }
+}
+
+/* dgl (B, C) = (Σ_hw dout·inp) · gate·(1 − gate), the pixels in order. */
+static __global__ void gate_grad_kernel(float *dgl, const float *dout, const float *inp, const float *gate, int B,
+                                        int HW, int C) {
+    KAO_GRID_STRIDE(i, (size_t)B * C) {
+        size_t b = i / (size_t)C, c = i % (size_t)C;
+        const float *d = dout + b * (size_t)HW * C + c, *x = inp + b * (size_t)HW * C + c;
+        float acc = 0.0f;
+        for (int p = 0; p < HW; p++) acc += d[(size_t)p * C] * x[(size_t)p * C];
+        float g = gate[i];
+        dgl[i] = acc * (g * (1.0f - g));
+    }
+}
+
+/* dh (B, R) *= silu'(hidden) */
+static __global__ void silu_grad_inplace_kernel(float *dh, const float *hidden, size_t n) {
+    KAO_GRID_STRIDE(i, n) dh[i] = dh[i] * kao_silu_grad(hidden[i]);
+}
+
+/* dinp = dout · gate + dpooled (per (b, c)); dinp may equal dout. */
+static __global__ void dinp_kernel(float *dinp, const float *dout, const float *gate, const float *dpooled, int HW,
+                                   int C, size_t n) {
+    KAO_GRID_STRIDE(i, n) {
+        size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
+        dinp[i] = dout[i] * gate[b * C + c] + dpooled[b * C + c];
+    }
+}
+
+void kao_se_forward_gpu(float *out, float *save_pooled, float *save_hidden, float *save_gate, const float *inp,
+                        const float *w_reduce, const float *b_reduce, const float *w_expand, const float *b_expand,
+                        int B, int HW, int C, int R, kao_cuda_ctx *ctx) {
+    const char *op = "se_forward_gpu";
+    kao_carver cv = {NULL, 0};
+    kao_carve<float>(&cv, (size_t)B * R);
+    cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
+    float *act = kao_carve<float>(&cv, (size_t)B * R); /* (B, R) silu(hidden) */
+    kao_avgpool_forward_gpu(save_pooled, inp, B, HW, C, ctx);
+    kao_broadcast_rows(save_hidden, b_reduce, B, R, ctx, op);
+    kao_gemm_rm(ctx, op, false, true, B, R, C, 1.0f, save_pooled, C, w_reduce, C, 1.0f, save_hidden, R);
+    silu_copy_kernel<<<kao_blocks((size_t)B * R), KAO_THREADS, 0, ctx->stream>>>(act, save_hidden, (size_t)B * R);
+    KAO_LAUNCH_CHECK(ctx, op, "silu; " SHAPE_FMT, B, HW, C, R);
+    kao_broadcast_rows(save_gate, b_expand, B, C, ctx, op);
+    kao_gemm_rm(ctx, op, false, true, B, C, R, 1.0f, act, R, w_expand, R, 1.0f, save_gate, C);
+    sigmoid_inplace_kernel<<<kao_blocks((size_t)B * C), KAO_THREADS, 0, ctx->stream>>>(save_gate, (size_t)B * C);
+    KAO_LAUNCH_CHECK(ctx, op, "sigmoid; " SHAPE_FMT, B, HW, C, R);
+    size_t n = (size_t)B * HW * C;
+    gate_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, inp, save_gate, HW, C, n);
+    KAO_LAUNCH_CHECK(ctx, op, "gate; " SHAPE_FMT, B, HW, C, R);
+}
+
+void kao_se_backward_gpu(float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand, float *db_expand,
+                         const float *dout, const float *inp, const float *save_pooled, const float *save_hidden,
+                         const float *save_gate, const float *w_reduce, const float *w_expand, int B, int HW, int C,
+                         int R, kao_cuda_ctx *ctx) {
+    const char *op = "se_backward_gpu";
+    kao_carver cv = {NULL, 0};
+    kao_carve<float>(&cv, (size_t)B * C);
+    kao_carve<float>(&cv, (size_t)B * C);
+    kao_carve<float>(&cv, (size_t)B * R);
+    kao_carve<float>(&cv, (size_t)B * R);
+    cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
+    float *dgl = kao_carve<float>(&cv, (size_t)B * C), *dpooled = kao_carve<float>(&cv, (size_t)B * C);
+    float *act = kao_carve<float>(&cv, (size_t)B * R), *dh = kao_carve<float>(&cv, (size_t)B * R);
+
+    gate_grad_kernel<<<kao_blocks((size_t)B * C), KAO_THREADS, 0, ctx->stream>>>(dgl, dout, inp, save_gate, B, HW, C);
+    KAO_LAUNCH_CHECK(ctx, op, "gate gradient; " SHAPE_FMT, B, HW, C, R);
+    silu_copy_kernel<<<kao_blocks((size_t)B * R), KAO_THREADS, 0, ctx->stream>>>(act, save_hidden, (size_t)B * R);
+    KAO_LAUNCH_CHECK(ctx, op, "silu; " SHAPE_FMT, B, HW, C, R);
+    kao_colsum_rows_add(db_expand, dgl, B, C, ctx, op);
+    /* dW_e (C, R) += dglᵀ (C, B) · act (B, R) */
+    kao_gemm_rm(ctx, op, true, false, C, R, B, 1.0f, dgl, C, act, R, 1.0f, dw_expand, R);
+    /* dh (B, R) = dgl (B, C) · W_e (C, R), then · silu'(hidden) */
+    kao_gemm_rm(ctx, op, false, false, B, R, C, 1.0f, dgl, C, w_expand, R, 0.0f, dh, R);
+    silu_grad_inplace_kernel<<<kao_blocks((size_t)B * R), KAO_THREADS, 0, ctx->stream>>>(dh, save_hidden,
+                                                                                         (size_t)B * R);
+    KAO_LAUNCH_CHECK(ctx, op, "silu gradient; " SHAPE_FMT, B, HW, C, R);
+    kao_colsum_rows_add(db_reduce, dh, B, R, ctx, op);
+    /* dW_r (R, C) += dhᵀ (R, B) · pooled (B, C) */
+    kao_gemm_rm(ctx, op, true, false, R, C, B, 1.0f, dh, R, save_pooled, C, 1.0f, dw_reduce, C);
+    if (!dinp) return;
+    /* dpooled (B, C) = dh (B, R) · W_r (R, C) / HW */
+    kao_gemm_rm(ctx, op, false, false, B, C, R, 1.0f / HW, dh, R, w_reduce, C, 0.0f, dpooled, C);
+    size_t n = (size_t)B * HW * C;
+    dinp_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, save_gate, dpooled, HW, C, n);
+    KAO_LAUNCH_CHECK(ctx, op, "dinp; " SHAPE_FMT, B, HW, C, R);
+}
