@@ -12,7 +12,7 @@
  *    pixels of one row and one column class (ix = q, q+s, ...).
  *  - dweight: dW[tap][ci][co] += Σ_pixels inp[ci] · dout[co]; a tile of 6 input channels × 16
  *    output channels accumulates in registers along a row of output pixels.
- * Weights are packed by the callers' own repacks below into 16-lane blocks padded with zeros. */
+ * Weights are packed (kao_direct_pack_*) into 16-lane blocks padded with zeros. */
 #include <stdlib.h>
 #include <string.h>
 

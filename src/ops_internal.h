@@ -67,7 +67,11 @@ size_t kao_direct_wgrad_floats(const kao_conv_shape *s);
 void kao_direct_backward_weight(float *dweight, const float *dout, const float *inp, const kao_conv_shape *s,
                                 float *scratch);
 
-/* GCC/Clang vector extensions: one AVX2 register with -march=native, two SSE registers without. */
+/* GCC/Clang vector extensions: one AVX2 register with -march=native, two SSE registers without
+ * (then GCC notes that passing them changes the ABI: irrelevant, every user is static inline). */
+#if defined(__GNUC__) && !defined(__AVX__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 typedef float kao_v8f __attribute__((vector_size(32)));
 typedef int kao_v8i __attribute__((vector_size(32)));
 
