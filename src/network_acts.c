@@ -48,6 +48,24 @@ static void plan_shapes(kao_acts *a, const kao_model *m) {
                         arch->num_features, 1, 1, false);
 }
 
+/* The widest layer: sizes the per-layer BN scratch. */
+static int max_channels(const kao_model *m) {
+    int c = m->arch.num_features > m->arch.stem_ch ? m->arch.num_features : m->arch.stem_ch;
+    for (int i = 0; i < m->arch.num_blocks; i++) {
+        const kao_block_arch *b = &m->arch.blocks[i];
+        c = b->mid_ch > c ? b->mid_ch : c;
+        c = b->out_ch > c ? b->out_ch : c;
+    }
+    return c;
+}
+
+static void plan_bn_scratch(kao_acts *a, const kao_model *m, carver *c) {
+    size_t C = (size_t)max_channels(m);
+    a->bn_scale = carve(c, C);
+    a->bn_shift = carve(c, C);
+    a->bn_sums = (double *)carve(c, 4 * C); /* 2·C doubles */
+}
+
 static size_t conv_out_floats(const kao_conv_shape *s) {
     return (size_t)s->batch * s->out_h * s->out_w * s->out_c;
 }
@@ -101,6 +119,7 @@ static void plan_training(kao_acts *a, const kao_model *m, carver *c) {
     a->head_rstd = carve(c, (size_t)arch->num_features);
     a->pooled = carve(c, (size_t)B * arch->num_features);
     a->embedding = carve(c, (size_t)B * arch->embedding_dim);
+    plan_bn_scratch(a, m, c);
 }
 
 /* Eval: block outputs ping-pong between two buffers (io), a block's expanded tensors live in two
@@ -154,6 +173,7 @@ static void plan_eval(kao_acts *a, const kao_model *m, carver *c) {
     a->head_c = a->head_a = mid_buf[0];
     a->pooled = carve(c, (size_t)B * arch->num_features);
     a->embedding = carve(c, (size_t)B * arch->embedding_dim);
+    plan_bn_scratch(a, m, c);
 }
 
 void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training) {

@@ -44,6 +44,8 @@ typedef struct {
     float *head_c, *head_a;             /* (B, Hh, Wh, nf) */
     float *head_mean, *head_rstd;
     float *pooled;                      /* (B, nf) */
+    float *bn_scale, *bn_shift;         /* (max channels) scratch: one layer's folded eval BN */
+    double *bn_sums;                    /* (2, max channels) scratch: one layer's BN batch sums */
     float *embedding;                   /* (B, E) */
     float *memory;                      /* the one block everything above is carved from */
     size_t memory_floats;
