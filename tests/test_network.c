@@ -226,6 +226,29 @@ static void test_training(void) {
     compare(&f, "train/grad/arcface_W", t.arcface_dW, WEIGHT_LAYOUT, 2e-3, 1e-5);
     kao_trainer_free(&t);
     kao_model_free(&m);
+
+    /* The same step with frozen BN statistics: BN in eval mode, running statistics untouched. */
+    load_model(&m, "tests/data/model_b0_tiny.weights.h5");
+    float *buffers_before = kao_malloc(m.num_buffers * sizeof(float), "buffers");
+    memcpy(buffers_before, m.buffers, m.num_buffers * sizeof(float));
+    cfg.options.freeze_bn = true;
+    CHECK(kao_trainer_create(&t, &m, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
+    memcpy(t.arcface_W, W0, (size_t)winfo.numel * sizeof(float));
+    loss = kao_trainer_gradients(&t, d_input, input, labels, B, NULL);
+    kao_h5_read_f32(&f, "train/frozen_bn/loss", &ref_loss, 0, NULL);
+    printf("frozen-BN step: loss %.6f (torch %.6f)\n", loss, ref_loss);
+    CHECK(fabsf(loss - ref_loss) <= 1e-5f * fabsf(ref_loss) + 1e-5f, "frozen BN loss %.7f vs %.7f", loss, ref_loss);
+    for (int i = 0; i < m.num_tensors; i++) {
+        const kao_tensor *tensor = &m.tensors[i];
+        if (tensor->role != KAO_ROLE_PARAM) continue;
+        snprintf(name, sizeof name, "train/frozen_bn/grad/%s", tensor->name);
+        compare(&f, name, t.grads + tensor->offset, WEIGHT_LAYOUT, 2e-3, 1e-5);
+    }
+    compare(&f, "train/frozen_bn/grad/input", d_input, ACTIVATION_LAYOUT, 2e-3, 1e-5);
+    CHECK(memcmp(buffers_before, m.buffers, m.num_buffers * sizeof(float)) == 0, "frozen BN statistics changed");
+    kao_trainer_free(&t);
+    kao_model_free(&m);
+    free(buffers_before);
     free(d_input);
 
     /* Three optimizer steps on three batches. */
@@ -270,7 +293,60 @@ static void test_training(void) {
     kao_h5_close(&f);
 }
 
+/* Drop path (timm's DropPath, REFERENCE.md §1.7): each sample's residual branch is kept with
+ * probability 1 − rate and scaled by 1/keep, else dropped, so a dropped sample's block output
+ * equals its input exactly. Its random draws cannot match PyTorch's generator, so the semantics
+ * are checked directly: mask values, the dropped fraction, the identity on dropped samples, and
+ * that the backward through a fixed mask is the one the ops' tests check. */
+static void test_drop_path(void) {
+    kao_arch arch;
+    CHECK(kao_arch_build(&arch, "tf_efficientnetv2_b0", 0.25, 0.5, 16, 0.8f) == 0, "%s", kao_last_error());
+    kao_model m;
+    kao_model_create(&m, &arch);
+    kao_model_init(&m, 3);
+    int B = 16, H = 32, W = 32;
+    float *input = kao_malloc((size_t)B * H * W * 3 * sizeof(float), "input");
+    kao_rng rng;
+    kao_rng_seed(&rng, 5, 0);
+    for (int i = 0; i < B * H * W * 3; i++) input[i] = kao_rng_normal(&rng);
+    kao_acts a;
+    kao_acts_create(&a, &m, B, H, W, true);
+    kao_workspace ws = {0};
+    kao_train_options opt = {0};
+    int dropped = 0, draws = 0, identity_ok = 1, values_ok = 1;
+    double expected_dropped = 0;
+    for (int rep = 0; rep < 20; rep++) {
+        kao_forward_train(&m, &a, input, &opt, &rng, &ws);
+        for (int i = 0; i < arch.num_blocks; i++) {
+            const kao_block_acts *ba = &a.blocks[i];
+            if (!ba->drop_mask) continue;
+            float keep = 1.0f - arch.blocks[i].drop_path_rate;
+            size_t n = (size_t)ba->out_h * ba->out_w * arch.blocks[i].out_ch;
+            for (int b = 0; b < B; b++) {
+                draws++;
+                expected_dropped += arch.blocks[i].drop_path_rate;
+                if (ba->drop_mask[b] == 0.0f) {
+                    dropped++;
+                    identity_ok &= memcmp(ba->out + b * n, ba->in + b * n, n * sizeof(float)) == 0;
+                } else {
+                    values_ok &= ba->drop_mask[b] == 1.0f / keep;
+                }
+            }
+        }
+    }
+    double sd = sqrt(expected_dropped);
+    printf("drop path: %d of %d branches dropped (expected %.0f)\n", dropped, draws, expected_dropped);
+    CHECK(draws > 0 && fabs(dropped - expected_dropped) < 5 * sd + 1, "dropped %d, expected %.1f", dropped, expected_dropped);
+    CHECK(identity_ok, "a dropped sample's block output is not its input");
+    CHECK(values_ok, "kept samples are scaled by 1/keep");
+    kao_workspace_free(&ws);
+    kao_acts_free(&a);
+    kao_model_free(&m);
+    free(input);
+}
+
 int main(void) {
+    test_drop_path();
     test_forward("b0_tiny");
     test_forward("s_tiny");
     test_training();

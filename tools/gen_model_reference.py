@@ -9,6 +9,7 @@ tests/data/model_<case>.h5 holding:
   train/...                (cases with training data) one training step and 3 optimizer steps:
      input (N,3,H,W), labels (N,) int64, arcface_W (E, C) initial, loss (), grad/<key>, grad/input,
      grad/arcface_W, running/<bn>.running_mean|running_var after one training forward,
+     frozen_bn/loss, frozen_bn/grad/<key>, frozen_bn/grad/input: the same step with BN in eval mode,
      <opt>/input (3,N,3,H,W), <opt>/labels (3,N), <opt>/loss (3,), <opt>/params/<key> after 3 steps
      (BN running statistics included), <opt>/arcface_W after 3 steps; hyperparameters as attributes.
 Root attributes: architecture, width_mult, depth_mult, embedding_dim, num_classes (ArcFace).
@@ -136,6 +137,25 @@ def train_case(f, model, n, h, w, classes, emb, seed):
     for name, b in model.named_buffers():
         if not name.endswith("num_batches_tracked"):
             grp.create_dataset(f"running/{name}", data=b.numpy())
+
+    # Frozen BN statistics: BN layers in eval mode (running statistics, no update) inside a
+    # training step; the rest trains.
+    model.load_state_dict(initial_model)
+    model.zero_grad(set_to_none=True)
+    loss_fn.zero_grad(set_to_none=True)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    xf = x.detach().clone().requires_grad_(True)
+    loss = loss_fn(model(xf), labels)
+    loss.backward()
+    fg = grp.create_group("frozen_bn")
+    fg.create_dataset("loss", data=np.float32(loss.item()))
+    for name, p in model.named_parameters():
+        fg.create_dataset(f"grad/{name}", data=p.grad.numpy())
+    fg.create_dataset("grad/input", data=xf.grad.numpy())
+    model.train()
 
     for opt_name, cfg in OPTIMIZERS.items():
         model.load_state_dict(initial_model)
