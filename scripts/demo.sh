@@ -10,6 +10,7 @@
 #      (accuracy at cosine 0.4, ROC AUC, EER, TAR@FAR) and the ROC/histogram plots.
 # Everything lands in runs/demo/ (KAO_DEMO_DIR to change): run/ (the training run folder: config,
 # split, metrics.csv, checkpoints, best.h5), model.onnx, pairs.tsv, roc.png, hist.png.
+# KAO_BUILD_DIR: the build folder to use (default build/).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -19,9 +20,10 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 start=$(date +%s)
 
 bash scripts/install_deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" --target kao >/dev/null
-kao="$here/build/kao"
+build="${KAO_BUILD_DIR:-$here/build}"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j "$(nproc)" --target kao >/dev/null
+kao="$build/kao"
 
 rm -rf "$demo"
 mkdir -p "$demo/data/train" "$demo/data/heldout"

@@ -209,7 +209,7 @@ void kao_conv2d_forward_fused(float *out, const float *inp, const float *weight,
     int Ci = s->in_c, Co = s->out_c, rows = 128;
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     long nblocks = (long)((M + (size_t)rows - 1) / (size_t)rows);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static, 1) /* static: the epilogue's per-thread BN sums must not depend on timing */
     for (long blk = 0; blk < nblocks; blk++) {
         size_t m0 = (size_t)blk * rows;
         int mm = (int)(M - m0 < (size_t)rows ? M - m0 : (size_t)rows);

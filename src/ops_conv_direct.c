@@ -143,7 +143,7 @@ void kao_direct_forward(float *out, const float *inp, const float *wd, kao_epi *
         tap_ptrs *taps = all_taps + (size_t)kao_thread_num() * kk;
         float *outp[TP];
         for (int t = 0; t < kk; t++) taps[t].w = wd + (size_t)t * Ci * LANES;
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(static, 4) /* static: per-thread BN sums in the epilogue stay reproducible */
         for (long w = 0; w < nwork; w++) {
             if (pointwise) { /* work item: one tile of 6 pixels */
                 size_t m0 = (size_t)w * TP;
