@@ -19,7 +19,6 @@ os.environ["TORCH_HOME"] = os.path.join(TMP, "torch")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import contextlib  # noqa: E402
-import importlib.util  # noqa: E402
 import io  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -28,23 +27,11 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
-BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import BINARY_DIR, check, finish  # noqa: E402
+import convert_timm as convert  # noqa: E402  (tools/, on the path through kaotest)
+
 TOOL = os.path.join(BINARY_DIR, "tests", "weights_copy_tool")
-spec = importlib.util.spec_from_file_location("convert_timm", os.path.join(SOURCE_DIR, "tools", "convert_timm.py"))
-convert = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(convert)
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", file=sys.stderr)
 
 
 def run_convert(*argv):
@@ -148,5 +135,4 @@ try:
     main()
 finally:
     shutil.rmtree(TMP, ignore_errors=True)
-print(f"test_convert_timm: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("test_convert_timm")

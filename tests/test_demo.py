@@ -14,20 +14,10 @@ import subprocess
 import sys
 import tempfile
 
-SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
-BINARY_DIR = os.path.abspath(os.environ.get("KAO_BINARY_DIR", "build"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import BINARY_DIR, SOURCE_DIR, check, finish  # noqa: E402
+
 TMP = tempfile.mkdtemp(prefix="kao_test_demo_")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", file=sys.stderr)
-
 
 env = dict(os.environ, KAO_DEMO_DIR=TMP, KAO_BUILD_DIR=BINARY_DIR)
 r = subprocess.run(["bash", os.path.join(SOURCE_DIR, "scripts", "demo.sh")], env=env, capture_output=True, text=True)
@@ -44,5 +34,4 @@ pairs = re.search(r"^pairs: (\d+)$", r.stdout, re.M)
 check(pairs is not None and int(pairs.group(1)) == 4950, "all 4,950 pairs of the 100 held-out images")
 
 shutil.rmtree(TMP)
-print(f"test_demo: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("test_demo")

@@ -15,7 +15,6 @@ Prints "N passed, N failed"; exit status 1 on any failure.
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -26,41 +25,11 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
-BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
-KAO = os.path.join(BINARY_DIR, "kao")
-ORL = os.path.join(SOURCE_DIR, "data", "orl")
-sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
-from convert_timm import write_h5  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import ORL, check, finish, kao  # noqa: E402
+from convert_timm import randomise_bn, write_h5  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="kao_test_embed_")
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def kao(*args):
-    r = subprocess.run([KAO, *map(str, args)], capture_output=True, text=True)
-    return r.returncode, r.stdout, r.stderr
-
-
-def randomise_bn(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(1 + 0.5 * torch.rand(m.running_var.shape, generator=g))
-    return model.eval()
 
 
 def timm_embed(model, paths, h, w):
@@ -86,55 +55,55 @@ def read_h5(path):
 # ---- 1. tiny model, three output formats, even and odd sizes --------------------------------
 torch.manual_seed(0)
 tiny = randomise_bn(timm.create_model("tf_efficientnetv2_b0", channel_multiplier=0.25, depth_multiplier=0.5,
-                                      num_classes=32), 1)
+                                      num_classes=32), 1).eval()
 tiny_h5 = os.path.join(TMP, "tiny.h5")
 write_h5(tiny_h5, tiny, "tf_efficientnetv2_b0", 0.25, 0.5)
 images = [os.path.join(ORL, "s1", "1.png"), os.path.join(ORL, "s1", "2.png"), os.path.join(ORL, "s2", "1.png")]
 for h, w in [(64, 64), (67, 59)]:
     out = os.path.join(TMP, f"tiny_{h}x{w}.h5")
-    rc, _, err = kao("embed", "--weights", tiny_h5, "--size", f"{h}x{w}", "--quiet", *images, "--out", out)
-    check(rc == 0, f"kao embed tiny {h}x{w}: {err}")
+    p = kao("embed", "--weights", tiny_h5, "--size", f"{h}x{w}", "--quiet", *images, "--out", out)
+    check(p.returncode == 0, f"kao embed tiny {h}x{w}: {p.stderr}")
     emb, paths = read_h5(out)
     check(paths == images, f"paths recorded in order: {paths}")
     compare(f"tiny b0 at {h}x{w}", emb, timm_embed(tiny, images, h, w))
 
-rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(ORL, "s1"), "--out",
+p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(ORL, "s1"), "--out",
                  os.path.join(TMP, "s1.npy"))
 emb_npy = np.load(os.path.join(TMP, "s1.npy"))
 listed = open(os.path.join(TMP, "s1.npy.paths.txt")).read().split("\n")[:-1]
-check(rc == 0 and emb_npy.shape == (10, 32) and len(listed) == 10, f"folder input to .npy: {err}")
+check(p.returncode == 0 and emb_npy.shape == (10, 32) and len(listed) == 10, f"folder input to .npy: {p.stderr}")
 check(listed == sorted(listed), "folder images in byte order")
-rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", *images, "--out", os.path.join(TMP, "e.csv"))
+p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", *images, "--out", os.path.join(TMP, "e.csv"))
 rows = open(os.path.join(TMP, "e.csv")).read().strip().split("\n")
-check(rc == 0 and len(rows) == 4 and rows[0].startswith("path,e0,") and len(rows[1].split(",")) == 33, "csv output")
+check(p.returncode == 0 and len(rows) == 4 and rows[0].startswith("path,e0,") and len(rows[1].split(",")) == 33, "csv output")
 emb64, _ = read_h5(os.path.join(TMP, "tiny_64x64.h5"))
 csv_vals = np.array([[float(v) for v in r.split(",")[1:]] for r in rows[1:]], dtype=np.float32)
 check(np.array_equal(csv_vals, emb64), "csv holds the exact float32 values (9 significant digits)")
 
 # ---- 2. full-size tf_efficientnetv2_b0 at 224 -----------------------------------------------
 torch.manual_seed(1)
-b0 = randomise_bn(timm.create_model("tf_efficientnetv2_b0", num_classes=512), 2)
+b0 = randomise_bn(timm.create_model("tf_efficientnetv2_b0", num_classes=512), 2).eval()
 b0_h5 = os.path.join(TMP, "b0.h5")
 write_h5(b0_h5, b0, "tf_efficientnetv2_b0", 1.0, 1.0)
-rc, _, err = kao("embed", "--weights", b0_h5, "--quiet", *images, "--out", os.path.join(TMP, "b0_emb.h5"))
-check(rc == 0, f"kao embed b0: {err}")
-if rc == 0:
+p = kao("embed", "--weights", b0_h5, "--quiet", *images, "--out", os.path.join(TMP, "b0_emb.h5"))
+check(p.returncode == 0, f"kao embed b0: {p.stderr}")
+if p.returncode == 0:
     compare("full tf_efficientnetv2_b0 at 224x224", read_h5(os.path.join(TMP, "b0_emb.h5"))[0],
             timm_embed(b0, images, 224, 224))
 
 # ---- 3. kao info ----------------------------------------------------------------------------
-rc, out, err = kao("info", b0_h5)
-check(rc == 0 and "tf_efficientnetv2_b0" in out and "6514576" in out, f"kao info b0: {out}{err}")
+p = kao("info", b0_h5)
+check(p.returncode == 0 and "tf_efficientnetv2_b0" in p.stdout and "6514576" in p.stdout, f"kao info b0: {p.stdout}{p.stderr}")
 n_timm = sum(p.numel() for p in b0.parameters())
-check(str(n_timm) in out, f"kao info counts timm's {n_timm} parameters")
+check(str(n_timm) in p.stdout, f"kao info counts timm's {n_timm} parameters")
 
 # ---- 4. bad input ---------------------------------------------------------------------------
 def expect_error(what, args, needle, out_path):
-    rc, _, err = kao(*args)
-    lines = [l for l in err.strip().split("\n") if l]
-    check(rc != 0, f"{what}: exit status {rc}")
+    p = kao(*args)
+    lines = [l for l in p.stderr.strip().split("\n") if l]
+    check(p.returncode != 0, f"{what}: exit status {p.returncode}")
     check(len(lines) == 1 and lines[0].startswith("kao: error:") and needle in lines[0],
-          f"{what}: expected one error line naming '{needle}', got {err!r}")
+          f"{what}: expected one error line naming '{needle}', got {p.stderr!r}")
     check(not os.path.exists(out_path) and not any(n.startswith(os.path.basename(out_path)) for n in os.listdir(TMP)),
           f"{what}: no output file left")
 
@@ -173,14 +142,13 @@ jp_dir = os.path.join(TMP, "顔写真", "山田太郎")
 os.makedirs(jp_dir)
 shutil.copy(good, os.path.join(jp_dir, "正面.png"))
 jp_out = os.path.join(TMP, "顔写真", "埋め込み.h5")
-rc, _, err = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(TMP, "顔写真"), "--out", jp_out)
-check(rc == 0 and os.path.exists(jp_out), f"Japanese folder and file names: {err}")
-if rc == 0:
+p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", os.path.join(TMP, "顔写真"), "--out", jp_out)
+check(p.returncode == 0 and os.path.exists(jp_out), f"Japanese folder and file names: {p.stderr}")
+if p.returncode == 0:
     emb, paths = read_h5(jp_out)
     check(paths == [os.path.join(jp_dir, "正面.png")], f"Japanese path recorded as UTF-8: {paths}")
     # Another batch size: GEMM blocking may round differently, so not bit for bit.
     check(np.allclose(emb[0], emb64[0], rtol=0, atol=1e-5), "same image, same embedding under a Japanese name")
 
 shutil.rmtree(TMP)
-print(f"test_embed_cli: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("test_embed_cli")

@@ -1,7 +1,7 @@
 """ONNX export against timm and onnxruntime.
 
 Builds timm models with non-trivial BatchNorm statistics, writes their weights in kao's HDF5
-layout with h5py, exports them with kao's `export` command (driven through
+layout (tools/convert_timm.py's write_h5), exports them with kao's `export` command (driven through
 tests/onnx_export_tool, which runs the same kao_cmd_export as `kao export`), and checks:
   - onnx.checker.check_model(full_check=True) accepts the file (opset 13 and 17);
   - onnxruntime's output equals timm's eval output: |ort - timm| <= 1e-4 · max|timm| for every
@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 
-import h5py
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -28,50 +27,23 @@ import timm
 import torch
 import torch.nn.functional as F
 
-BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import BINARY_DIR, check, finish  # noqa: E402
+from convert_timm import randomise_bn, write_h5  # noqa: E402
+
 TOOL = os.path.join(BINARY_DIR, "tests", "onnx_export_tool")
 REL_TOL = 1e-4
-
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
 
 
 def build_timm(variant, width, depth, emb, seed):
     torch.manual_seed(seed)
     model = timm.create_model(variant, channel_multiplier=width, depth_multiplier=depth, num_classes=emb)
     # Non-trivial BN statistics and affine parameters, so that a wrong BN fold cannot pass.
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.2 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-                m.num_batches_tracked.fill_(7)
+    randomise_bn(model, seed + 1, mean_std=0.2, var_min=0.5, var_range=1.0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.num_batches_tracked.fill_(7)
     return model.eval()
-
-
-def write_kao_weights(model, path, variant, width, depth, emb):
-    """kao's weights layout (notes/HELPER_CONTEXT.md): one dataset per state_dict key, attributes."""
-    with h5py.File(path, "w", track_order=True) as f:
-        for key, value in model.state_dict().items():
-            data = value.numpy()
-            f.create_dataset(key, data=data.astype(np.int64 if key.endswith("num_batches_tracked") else np.float32))
-        f.attrs["format"] = "kao-weights"
-        f.attrs["format_version"] = 1
-        f.attrs["architecture"] = variant
-        f.attrs["width_mult"] = float(width)
-        f.attrs["depth_mult"] = float(depth)
-        f.attrs["embedding_dim"] = emb
 
 
 def run_tool(*args):
@@ -121,7 +93,7 @@ def main():
     try:
         tiny = build_timm("tf_efficientnetv2_b0", 0.25, 0.5, 32, seed=5)
         weights = os.path.join(tmp, "tiny.h5")
-        write_kao_weights(tiny, weights, "tf_efficientnetv2_b0", 0.25, 0.5, 32)
+        write_h5(weights, tiny, "tf_efficientnetv2_b0", 0.25, 0.5)
 
         # Odd and non-square input, opset 13, raw embeddings.
         odd = os.path.join(tmp, "odd.onnx")
@@ -221,7 +193,7 @@ def main():
         # Full-size tf_efficientnetv2_b0 (random weights) at 224.
         b0 = build_timm("tf_efficientnetv2_b0", 1.0, 1.0, 512, seed=11)
         weights = os.path.join(tmp, "b0.h5")
-        write_kao_weights(b0, weights, "tf_efficientnetv2_b0", 1.0, 1.0, 512)
+        write_h5(weights, b0, "tf_efficientnetv2_b0", 1.0, 1.0)
         path = os.path.join(tmp, "b0.onnx")
         seconds = export(weights, path)
         print(f"  b0 224: export {seconds:.2f} s (with loading), {os.path.getsize(path) / 1e6:.1f} MB")
@@ -229,9 +201,8 @@ def main():
         compare(path, b0, 224, 224, [1], False, "b0 224x224")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"test_onnx_export: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    finish("test_onnx_export")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

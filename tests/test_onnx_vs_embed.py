@@ -11,7 +11,6 @@ Prints "N passed, N failed"; exit status 1 on any failure.
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -24,42 +23,17 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
-BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
-KAO = os.path.join(BINARY_DIR, "kao")
-ORL = os.path.join(SOURCE_DIR, "data", "orl")
-sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
-from convert_timm import write_h5  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import ORL, check, finish, kao  # noqa: E402
+from convert_timm import randomise_bn, write_h5  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="kao_test_onnx_embed_")
-passed = failed = 0
 
 
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def kao(*args):
-    r = subprocess.run([KAO, *map(str, args)], capture_output=True, text=True)
+def kao_ok(*args):
+    r = kao(*args)
     check(r.returncode == 0, f"kao {' '.join(map(str, args[:2]))}: {r.stderr}")
     return r.returncode == 0
-
-
-def randomised(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(1 + 0.5 * torch.rand(m.running_var.shape, generator=g))
-    return model
 
 
 def preprocess(paths, h, w):
@@ -72,14 +46,14 @@ images = [os.path.join(ORL, f"s{i}", f"{j}.png") for i, j in [(1, 1), (1, 2), (2
 cases = [("tiny", 0.25, 0.5, 32, 64, 64), ("tiny", 0.25, 0.5, 32, 67, 59), ("b0", 1.0, 1.0, 512, 224, 224)]
 for name, wm, dm, emb, h, w in cases:
     torch.manual_seed(0)
-    model = randomised(timm.create_model("tf_efficientnetv2_b0", channel_multiplier=wm, depth_multiplier=dm,
+    model = randomise_bn(timm.create_model("tf_efficientnetv2_b0", channel_multiplier=wm, depth_multiplier=dm,
                                          num_classes=emb), 1)
     weights = os.path.join(TMP, f"{name}.h5")
     write_h5(weights, model, "tf_efficientnetv2_b0", wm, dm)
     out = os.path.join(TMP, f"{name}_{h}x{w}.h5")
     onnx_path = os.path.join(TMP, f"{name}_{h}x{w}.onnx")
-    if not (kao("embed", "--weights", weights, "--size", f"{h}x{w}", "--quiet", *images, "--out", out) and
-            kao("export", "--weights", weights, "--size", f"{h}x{w}", "--out", onnx_path)):
+    if not (kao_ok("embed", "--weights", weights, "--size", f"{h}x{w}", "--quiet", *images, "--out", out) and
+            kao_ok("export", "--weights", weights, "--size", f"{h}x{w}", "--out", onnx_path)):
         continue
     with h5py.File(out, "r") as f:
         want = f["embeddings"][...]
@@ -97,5 +71,4 @@ for name, wm, dm, emb, h, w in cases:
         check(err <= 1e-4 * scale, f"{name} {h}x{w} batch {batch}: {err:.3g} > 1e-4 x {scale:.3g}")
 
 shutil.rmtree(TMP)
-print(f"test_onnx_vs_embed: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish("test_onnx_vs_embed")

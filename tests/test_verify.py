@@ -26,26 +26,13 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-SOURCE_DIR = os.environ.get("KAO_SOURCE_DIR", ".")
-BINARY_DIR = os.environ.get("KAO_BINARY_DIR", "build")
-KAO = os.path.join(BINARY_DIR, "kao")
-sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kaotest import TOOLS, check, finish, kao  # noqa: E402
 from gen_metrics_reference import reference  # noqa: E402  (the definitions, computed with NumPy/sklearn)
 
-passed = failed = 0
 
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what}", file=sys.stderr)
-
-
-def kao(*args):
-    return subprocess.run([KAO, "verify", *args], capture_output=True, text=True)
+def verify(*args):
+    return kao("verify", *args)
 
 
 def write_embeddings(path, paths, emb):
@@ -136,7 +123,7 @@ def test_names_layout(tmp, rng):
     who = [who[i] for i in order]
     e5 = os.path.join(tmp, "names.h5")
     write_embeddings(e5, paths, emb)
-    p = kao("--embeddings", e5, "--roc", os.path.join(tmp, "roc.png"), "--hist", os.path.join(tmp, "hist.png"))
+    p = verify("--embeddings", e5, "--roc", os.path.join(tmp, "roc.png"), "--hist", os.path.join(tmp, "hist.png"))
     check(p.returncode == 0, f"names layout: exit {p.returncode}: {p.stderr}")
     if p.returncode:
         return
@@ -156,7 +143,7 @@ def test_names_layout(tmp, rng):
 
     # Another threshold; --sort score (ascending, as the write-up lists them); --pairs-out TSV.
     tsv = os.path.join(tmp, "pairs.tsv")
-    p = kao("--embeddings", e5, "--threshold", "0.25", "--sort", "score", "--pairs-out", tsv)
+    p = verify("--embeddings", e5, "--threshold", "0.25", "--sort", "score", "--pairs-out", tsv)
     check(p.returncode == 0, f"sort score: exit {p.returncode}: {p.stderr}")
     if p.returncode:
         return
@@ -171,7 +158,7 @@ def test_names_layout(tmp, rng):
     for r in rows[1:]:
         s, y = by_names[(r[0], r[1])]
         check_pair_line([r[0], r[1], r[2], r[3] + "%", r[4], r[5]], r[0], r[1], s, y, 0.25, "tsv")
-    p2 = kao("--embeddings", e5, "--sort", "name")
+    p2 = verify("--embeddings", e5, "--sort", "name")
     lines2, _ = split_output(p2.stdout)
     keys = [(l[0].encode(), l[1].encode()) for l in lines2]
     check(p2.returncode == 0 and keys == sorted(keys), "--sort name: by first then second path")
@@ -183,7 +170,7 @@ def test_folders_layout(tmp, rng):
     paths = [f"root/{identities[k]}/{i % 3 + 1}.png" for i, k in enumerate(who)]  # no underscores
     e5 = os.path.join(tmp, "folders.h5")
     write_embeddings(e5, paths, emb)
-    p = kao("--embeddings", e5, "--no-pairs")
+    p = verify("--embeddings", e5, "--no-pairs")
     check(p.returncode == 0, f"folders layout: exit {p.returncode}: {p.stderr}")
     if p.returncode:
         return
@@ -192,7 +179,7 @@ def test_folders_layout(tmp, rng):
     pairs = [(a, b) for a in range(9) for b in range(a + 1, 9)]
     check_summary(summary, [cosine(emb, a, b) for a, b in pairs], [int(who[a] == who[b]) for a, b in pairs], 0.4,
                   "folders layout")
-    p = kao("--embeddings", e5, "--layout", "names")
+    p = verify("--embeddings", e5, "--layout", "names")
     check(p.returncode == 1 and "cannot tell the identity of '1.png'" in p.stderr, f"--layout names: {p.stderr}")
 
 
@@ -211,7 +198,7 @@ def test_pairs_file(tmp, rng):
         text += f"{a}\t{n1}\t{n2}\n" if a == b else f"{a}\t{n1}\t{b}\t{n2}\n"
     pairs_txt = os.path.join(tmp, "pairs.txt")
     open(pairs_txt, "w").write(text)
-    p = kao("--embeddings", e5, "--pairs", pairs_txt)
+    p = verify("--embeddings", e5, "--pairs", pairs_txt)
     check(p.returncode == 0, f"pairs file: exit {p.returncode}: {p.stderr}")
     if p.returncode:
         return
@@ -226,15 +213,15 @@ def test_pairs_file(tmp, rng):
 
     bad = os.path.join(tmp, "bad_pairs.txt")
     open(bad, "w").write("Aaron_Peirsol 1 2\nAaron_Peirsol 1 Nobody 7\n")
-    p = kao("--embeddings", e5, "--pairs", bad)
+    p = verify("--embeddings", e5, "--pairs", bad)
     check(p.returncode == 1 and "bad_pairs.txt:2: no embedding for Nobody/Nobody_0007.png" in p.stderr,
           f"missing pairs entry (embeddings): {p.stderr}")
     open(bad, "w").write("Aaron_Peirsol 1 2 3 4 5\n")
-    p = kao("--embeddings", e5, "--pairs", bad)
+    p = verify("--embeddings", e5, "--pairs", bad)
     check(p.returncode == 1 and "bad_pairs.txt:1: expected 'name n1 n2' or 'name1 n1 name2 n2'" in p.stderr,
           f"malformed pairs line: {p.stderr}")
     open(bad, "w").write("Aaron_Peirsol 1 2\nAbel_Pacheco 1 2\n")
-    p = kao("--embeddings", e5, "--pairs", bad)
+    p = verify("--embeddings", e5, "--pairs", bad)
     check(p.returncode == 1 and "no different-identity pairs" in p.stderr, f"pairs file of one kind: {p.stderr}")
 
 
@@ -246,26 +233,26 @@ def test_max_pairs(tmp, rng):
     write_embeddings(e5, paths, emb)
     runs = {}
     for seed in ("1", "2"):
-        p = kao("--embeddings", e5, "--max-pairs", "200", "--seed", seed)
+        p = verify("--embeddings", e5, "--max-pairs", "200", "--seed", seed)
         check(p.returncode == 0, f"--max-pairs: exit {p.returncode}: {p.stderr}")
         lines, summary = split_output(p.stdout)
         runs[seed] = [tuple(l[:2]) for l in lines]
         check(int(summary["pairs"]) == 200 and int(summary["same pairs"]) == 60, f"--max-pairs 200: {summary}")
         check(len(set(runs[seed])) == 200 and all(a < b for a, b in runs[seed]), "sampled pairs are distinct, a < b")
         check(sum(l[5] == "same" for l in lines) == 60, "all 6 x 10 same pairs kept")
-    again = split_output(kao("--embeddings", e5, "--max-pairs", "200", "--seed", "1").stdout)[0]
+    again = split_output(verify("--embeddings", e5, "--max-pairs", "200", "--seed", "1").stdout)[0]
     check([tuple(l[:2]) for l in again] == runs["1"], "same seed, same sample")
     check(runs["1"] != runs["2"], "another seed, another sample")
-    p = kao("--embeddings", e5, "--max-pairs", "50")
+    p = verify("--embeddings", e5, "--max-pairs", "50")
     check(p.returncode == 1 and "60 same-identity pairs leave no room" in p.stderr, f"--max-pairs too small: {p.stderr}")
-    p = kao("--embeddings", e5, "--max-pairs", "0", "--no-pairs")
+    p = verify("--embeddings", e5, "--max-pairs", "0", "--no-pairs")
     check(p.returncode == 0 and "pairs: 435" in p.stdout, "--max-pairs 0: all 30*29/2 pairs")
 
 
 def test_forward_pass(tmp, rng):
     """The image path: a tiny random timm model; kao verify on PNGs = kao embed + verify --embeddings."""
     weights = os.path.join(tmp, "tiny.h5")
-    p = subprocess.run([sys.executable, os.path.join(SOURCE_DIR, "tools", "convert_timm.py"), "to-h5", "--model",
+    p = subprocess.run([sys.executable, os.path.join(TOOLS, "convert_timm.py"), "to-h5", "--model",
                         "tf_efficientnetv2_b0", "--channel-multiplier", "0.25", "--depth-multiplier", "0.5",
                         "--random", "--num-classes", "16", "--out", weights], capture_output=True, text=True)
     check(p.returncode == 0, f"convert_timm --random: {p.stderr}")
@@ -275,12 +262,11 @@ def test_forward_pass(tmp, rng):
     os.makedirs(faces)
     for name in ("a_1", "a_2", "b_1", "b_2", "c_1"):
         Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(os.path.join(faces, name + ".png"))
-    p = kao("--weights", weights, "--size", "40x36", "--quiet", faces)
+    p = verify("--weights", weights, "--size", "40x36", "--quiet", faces)
     check(p.returncode == 0, f"images: exit {p.returncode}: {p.stderr}")
     e5 = os.path.join(tmp, "faces_emb.h5")
-    q = subprocess.run([KAO, "embed", "--weights", weights, "--size", "40x36", "--quiet", faces, "--out", e5],
-                       capture_output=True, text=True)
-    r = kao("--embeddings", e5)
+    q = kao("embed", "--weights", weights, "--size", "40x36", "--quiet", faces, "--out", e5)
+    r = verify("--embeddings", e5)
     check(q.returncode == 0 and r.returncode == 0, f"embed + verify: {q.stderr} {r.stderr}")
     if p.returncode or q.returncode or r.returncode:
         return
@@ -297,12 +283,12 @@ def test_forward_pass(tmp, rng):
         shutil.copy(os.path.join(faces, "a_1.png"), os.path.join(lfw, name, f"{name}_{n:04d}.png"))
     pairs_txt = os.path.join(tmp, "root_pairs.txt")
     open(pairs_txt, "w").write("Ann 1 2\nAnn 2 Bob 1\n")
-    p = kao("--weights", weights, "--size", "40x36", "--quiet", "--pairs", pairs_txt, lfw)
+    p = verify("--weights", weights, "--size", "40x36", "--quiet", "--pairs", pairs_txt, lfw)
     lines, summary = split_output(p.stdout) if p.returncode == 0 else ([], {})
     check(p.returncode == 0 and len(lines) == 2 and lines[0][0] == f"{lfw}/Ann/Ann_0001.png"
           and lines[1][5] == "different", f"pairs file + ROOT: {p.returncode} {p.stderr} {lines}")
     open(pairs_txt, "w").write("Ann 1 2\nAnn 2 Bob 3\n")
-    p = kao("--weights", weights, "--quiet", "--pairs", pairs_txt, lfw)
+    p = verify("--weights", weights, "--quiet", "--pairs", pairs_txt, lfw)
     check(p.returncode == 1 and f"root_pairs.txt:2: {lfw}/Bob/Bob_0003.png: No such file" in p.stderr,
           f"missing pairs entry (root): {p.stderr}")
 
@@ -323,7 +309,7 @@ def test_bad_input(tmp):
         (folder("nosame", ["a_1.png", "b_1.png", "c_1.png"]), "no same-identity pairs"),
     ]
     for d, message in cases:
-        p = kao("--weights", w, d)
+        p = verify("--weights", w, d)
         ok = p.returncode == 1 and message in p.stderr and len(p.stderr.strip().splitlines()) == 1
         check(ok, f"{os.path.basename(d)}: exit {p.returncode}, stderr {p.stderr!r}, wanted {message!r}")
 
@@ -331,24 +317,24 @@ def test_bad_input(tmp):
     write_embeddings(e5, ["p/a_1.png", "p/a_2.png", "p/b_1.png"], [[1, 0], [1, 1], [0, 1]])
     for opt in ("--pairs-out", "--roc", "--hist"):
         target = os.path.join(tmp, "missing_folder", "out.x")
-        p = kao("--embeddings", e5, opt, target)
+        p = verify("--embeddings", e5, opt, target)
         check(p.returncode == 1 and "does not exist" in p.stderr and p.stdout == ""
               and not os.path.exists(os.path.dirname(target)), f"{opt} in a missing folder: {p.stderr}")
     zero = os.path.join(tmp, "zero.h5")
     write_embeddings(zero, ["p/a_1.png", "p/a_2.png", "p/b_1.png"], [[1, 0], [0, 0], [0, 1]])
-    p = kao("--embeddings", zero)
+    p = verify("--embeddings", zero)
     check(p.returncode == 1 and "p/a_2.png: its embedding is all zeros" in p.stderr, f"zero embedding: {p.stderr}")
     one = os.path.join(tmp, "one.h5")
     write_embeddings(one, ["p/a_1.png"], [[1, 0]])
-    p = kao("--embeddings", one)
+    p = verify("--embeddings", one)
     check(p.returncode == 1 and "needs at least two images" in p.stderr, f"one embedding: {p.stderr}")
-    p = kao("--embeddings", os.path.join(tmp, "nothing.h5"))
+    p = verify("--embeddings", os.path.join(tmp, "nothing.h5"))
     check(p.returncode == 1 and "No such file" in p.stderr, f"missing embeddings file: {p.stderr}")
     for args in ([], ["--threshold", "2", "--embeddings", e5], ["--sort", "size", "--embeddings", e5],
                  ["--embeddings", e5, "--weights", w], ["--bogus", "1"]):
-        p = kao(*args)
+        p = verify(*args)
         check(p.returncode == 2 and "see kao verify --help" in p.stderr, f"usage error {args}: {p.returncode} {p.stderr}")
-    p = kao("--help")
+    p = verify("--help")
     options = ["--weights", "--model", "--width-mult", "--depth-mult", "--size", "--batch", "--threads",
                "--embeddings", "--layout", "--max-pairs", "--seed", "--threshold", "--sort", "--pairs-out",
                "--no-pairs", "--roc", "--hist", "--quiet", "--pairs"]
@@ -367,8 +353,7 @@ def main():
         test_forward_pass(tmp, rng)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"test_verify: {passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    finish("test_verify")
 
 
 if __name__ == "__main__":

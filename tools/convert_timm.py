@@ -119,6 +119,24 @@ def build_timm(variant, cm, dm, num_classes, pretrained_file=None):
                                            bn_eps=1e-3, pad_type="same", num_classes=num_classes)
 
 
+def randomise_bn(model, seed, mean_std=0.1, var_min=1.0, var_range=0.5):
+    """Random BatchNorm affine parameters and running statistics (for tests and reference data:
+    timm's initial ones are 1, 0, 0, 1, under which a wrong BN, or a wrong fold of BN into a conv,
+    can pass). From torch.Generator seed: weight 1 + 0.2·N(0,1), bias 0.1·N(0,1), running_mean
+    mean_std·N(0,1), running_var var_min + var_range·U(0,1), drawn layer by layer in module order.
+    Returns model (its train/eval mode unchanged)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+                m.running_mean.copy_(mean_std * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(var_min + var_range * torch.rand(m.running_var.shape, generator=g))
+    return model
+
+
 def load_strict(model, state_dict, source):
     try:
         model.load_state_dict(state_dict, strict=True)

@@ -30,7 +30,7 @@ import timm
 import torch
 from pytorch_metric_learning.losses import ArcFaceLoss
 
-from convert_timm import write_h5
+from convert_timm import randomise_bn, write_h5
 
 CASES = {
     # name: variant, width, depth, embedding, forward input sizes (N, H, W), train (N, H, W, classes)
@@ -54,16 +54,7 @@ OPTIMIZERS = {
 def build(variant, width, depth, emb):
     model = timm.create_model(variant, channel_multiplier=width, depth_multiplier=depth, num_classes=emb)
     # Non-trivial BN affine parameters and running statistics, so that a wrong BN cannot pass.
-    g = torch.Generator().manual_seed(1234)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(1 + 0.5 * torch.rand(m.running_var.shape, generator=g))
-    return model
-
+    return randomise_bn(model, 1234)
 
 
 def forward_case(f, model, sizes, seed):
