@@ -281,6 +281,11 @@ int kao_h5_read_i64(const kao_h5_file *f, const char *name, int64_t *out, int nd
     return read_numbers(f, name, out, H5T_NATIVE_INT64, KAO_H5_INT, "integer", ndim, shape);
 }
 
+int kao_h5_read_f64(const kao_h5_file *f, const char *name, double *out, int ndim,
+                    const int64_t *shape) {
+    return read_numbers(f, name, out, H5T_NATIVE_DOUBLE, KAO_H5_FLOAT, "float", ndim, shape);
+}
+
 /* Creates name (with its intermediate groups) as a dataset of the given file type and shape. */
 static int create_dataset(kao_h5_file *f, const char *name, hid_t filetype, int ndim,
                           const int64_t *shape, hid_t *out) {

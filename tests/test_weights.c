@@ -494,6 +494,13 @@ static void test_h5io(void) {
     H5Sclose(space);
     H5Sclose(scalar);
     H5Tclose(fixed);
+    /* float64, as h5py stores numpy's default floats; 0.1 and 1e-300 have no float32 twin. */
+    const double wide[3] = {0.1, 1e-300, -2.5};
+    space = H5Screate_simple(1, (hsize_t[]){3}, NULL);
+    ds = H5Dcreate2((hid_t)f.id, "wide", H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, wide) >= 0, "float64 written");
+    H5Dclose(ds);
+    H5Sclose(space);
     CHECK(!kao_file_exists(path), "visible before the commit");
     CHECK(kao_h5_commit(&f) == KAO_OK, "%s", kao_last_error());
     kao_h5_close(&f);
@@ -506,6 +513,11 @@ static void test_h5io(void) {
     CHECK_ERROR(kao_h5_read_f32(&f, "group/x", y, 2, (int64_t[]){3, 2}), "dataset 'group/x' has shape [2, 3], expected [3, 2]");
     CHECK_ERROR(kao_h5_read_f32(&f, "n", y, 1, (int64_t[]){3}), "dataset 'n' is int64, expected float");
     CHECK_ERROR(kao_h5_read_f32(&f, "nothing", y, 1, (int64_t[]){3}), "missing dataset 'nothing'");
+    double w[6];
+    CHECK(kao_h5_read_f64(&f, "wide", w, 1, (int64_t[]){3}) == 0 && !memcmp(w, wide, sizeof wide), "f64 exact");
+    CHECK(kao_h5_read_f64(&f, "group/x", w, 2, (int64_t[]){2, 3}) == 0 && w[0] == 1.0 && w[5] == 6.5, "f32 read as f64");
+    CHECK_ERROR(kao_h5_read_f64(&f, "n", w, 1, (int64_t[]){3}), "dataset 'n' is int64, expected float");
+    CHECK_ERROR(kao_h5_read_f64(&f, "wide", w, 1, (int64_t[]){4}), "dataset 'wide' has shape [3], expected [4]");
     char **strings;
     int count;
     CHECK(kao_h5_read_strings(&f, "paths", &strings, &count) == 0 && count == 3 &&
@@ -525,8 +537,8 @@ static void test_h5io(void) {
     CHECK_ERROR(kao_h5_read_attr_i64(&f, "group/x", "units", &c), "attribute 'units' on 'group/x' is string, expected an integer");
     CHECK_ERROR(kao_h5_read_attr_str(&f, NULL, "units", s, sizeof s), "missing attribute 'units'");
     CHECK_ERROR(kao_h5_read_attr_str(&f, "group/x", "units", s, 4), "is longer than 3 bytes");
-    CHECK(kao_h5_list(&f, NULL, &strings, &count) == 0 && count == 3 && !strcmp(strings[0], "n") &&
-              !strcmp(strings[1], "paths") && !strcmp(strings[2], "fixed"),
+    CHECK(kao_h5_list(&f, NULL, &strings, &count) == 0 && count == 4 && !strcmp(strings[0], "n") &&
+              !strcmp(strings[1], "paths") && !strcmp(strings[2], "fixed") && !strcmp(strings[3], "wide"),
           "root lists the datasets in creation order, not the group");
     if (count) kao_h5_free_names(strings, count);
     CHECK(kao_h5_list(&f, "group", &strings, &count) == 0 && count == 1 && !strcmp(strings[0], "x"), "group list");

@@ -10,7 +10,7 @@
  * "/") is the root group.
  *
  * Types. Floats are stored as little-endian float32, integers as int64, strings as variable-length
- * UTF-8. Reading converts: kao_h5_read_f32 accepts any float width, kao_h5_read_i64 any integer,
+ * UTF-8. Reading converts: kao_h5_read_f32 and _f64 accept any float width, kao_h5_read_i64 any integer,
  * attribute readers accept fixed- or variable-length strings and 1-element arrays (as numpy
  * writes them). Every reader checks the stored shape against the one the caller expects.
  *
@@ -87,6 +87,9 @@ void kao_h5_shape_string(char *out, size_t out_size, int ndim, const int64_t *sh
 int kao_h5_read_f32(const kao_h5_file *f, const char *name, float *out, int ndim,
                     const int64_t *shape);
 int kao_h5_read_i64(const kao_h5_file *f, const char *name, int64_t *out, int ndim,
+                    const int64_t *shape);
+/* As double: float64 data (e.g. PyTorch reference values) without a float32 rounding. */
+int kao_h5_read_f64(const kao_h5_file *f, const char *name, double *out, int ndim,
                     const int64_t *shape);
 /* Create a dataset (it must not exist yet) and write it whole. */
 int kao_h5_write_f32(kao_h5_file *f, const char *name, const float *data, int ndim,
