@@ -1,12 +1,17 @@
 /* check.h — the tests' few assertions. Every failed check prints file, line and the values;
  * the test's exit status is non-zero when any check failed. check_summary() prints the
- * "N passed, N failed" line that ctest logs and CI read. */
+ * "N passed, N failed" line that ctest logs and CI read. The ref_* readers load PyTorch reference
+ * data (tests/data/<file>.h5, written by tools/gen_*_reference.py) through h5io. */
 #ifndef KAO_TEST_CHECK_H
 #define KAO_TEST_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "kao/h5io.h"
+#include "kao/util.h"
 
 static int check_passed, check_failed;
 
@@ -44,6 +49,81 @@ static inline double check_max_violation(const float *a, const float *b, size_t 
         CHECK(v_ <= 1.0, "%s: element %zu is %.9g, expected %.9g (atol %g, rtol %g)", (what),      \
               worst_, (double)(got)[worst_], (double)(want)[worst_], (double)(atol), (double)(rtol)); \
     } while (0)
+
+/* ---- reference data ----------------------------------------------------------------------
+ * A missing or misshapen reference is a failed test: the readers print h5io's message (it names
+ * the file and the object) and exit 1. Datasets and attributes are named by group ("a/b"; NULL is
+ * the root) and name, as h5io names attributes; numeric types are converted (float64 stays exact
+ * in the double readers). */
+
+static inline void ref_die(void) {
+    fprintf(stderr, "FAIL reference data: %s\n", kao_last_error());
+    exit(1);
+}
+
+/* Opens tests/data/<file> under $KAO_SOURCE_DIR (default: the current folder). */
+static inline void ref_open(kao_h5_file *f, const char *file) {
+    const char *root = getenv("KAO_SOURCE_DIR");
+    char path[KAO_H5_PATH_MAX];
+    snprintf(path, sizeof path, "%s/tests/data/%s", root ? root : ".", file);
+    if (kao_h5_open(f, path)) ref_die();
+}
+
+typedef enum { REF_F32, REF_F64, REF_I64 } ref_type;
+
+/* Dataset group/name, any shape, into a new buffer of the given type; its element count must be
+ * numel (0: any, returned through *count when count is not NULL). */
+static inline void *ref_read(const kao_h5_file *f, const char *group, const char *name, ref_type type,
+                             int64_t numel, int64_t *count) {
+    char path[512];
+    snprintf(path, sizeof path, "%s%s%s", group ? group : "", group ? "/" : "", name);
+    kao_h5_info info;
+    if (kao_h5_dataset_info(f, path, &info)) ref_die();
+    if (numel && info.numel != numel) {
+        kao_fail("%s: dataset '%s' has %lld elements, expected %lld", f->path, path, (long long)info.numel,
+                 (long long)numel);
+        ref_die();
+    }
+    void *out = kao_malloc((size_t)info.numel * (type == REF_F32 ? sizeof(float) : 8), path);
+    int rc = type == REF_F32   ? kao_h5_read_f32(f, path, out, info.ndim, info.shape)
+             : type == REF_F64 ? kao_h5_read_f64(f, path, out, info.ndim, info.shape)
+                               : kao_h5_read_i64(f, path, out, info.ndim, info.shape);
+    if (rc) ref_die();
+    if (count) *count = info.numel;
+    return out;
+}
+
+static inline float *ref_f32(const kao_h5_file *f, const char *group, const char *name, int64_t numel) {
+    return ref_read(f, group, name, REF_F32, numel, NULL);
+}
+static inline double *ref_f64(const kao_h5_file *f, const char *group, const char *name, int64_t numel) {
+    return ref_read(f, group, name, REF_F64, numel, NULL);
+}
+/* An integer dataset as int (labels, flags). */
+static inline int *ref_int(const kao_h5_file *f, const char *group, const char *name, int64_t numel) {
+    int64_t n;
+    int64_t *wide = ref_read(f, group, name, REF_I64, numel, &n);
+    int *out = kao_malloc((size_t)n * sizeof *out, name);
+    for (int64_t i = 0; i < n; i++) out[i] = (int)wide[i];
+    free(wide);
+    return out;
+}
+static inline double ref_scalar(const kao_h5_file *f, const char *group, const char *name) {
+    double *p = ref_f64(f, group, name, 1), v = *p;
+    free(p);
+    return v;
+}
+
+/* A numeric attribute as double; a string attribute into out. */
+static inline double ref_attr(const kao_h5_file *f, const char *group, const char *name) {
+    double v;
+    if (kao_h5_read_attr_f64(f, group, name, &v)) ref_die();
+    return v;
+}
+static inline void ref_attr_str(const kao_h5_file *f, const char *group, const char *name, char *out,
+                                size_t size) {
+    if (kao_h5_read_attr_str(f, group, name, out, size)) ref_die();
+}
 
 static inline int check_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);

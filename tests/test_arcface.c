@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "h5ref.h"
 #include "kao/arcface.h"
 #include "kao/rng.h"
 #include "kao/util.h"
@@ -90,23 +89,21 @@ static double grad_violation(const float *got, const double *want, size_t n, dou
         printf("\n");                                                                            \
     } while (0)
 
-static void check_reference_case(hid_t file, const char *name) {
-    hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
-    if (g < 0) h5ref_die("missing group", name);
+static void check_reference_case(const kao_h5_file *f, const char *name) {
     problem p;
-    p.B = (int)h5ref_attr(g, ".", "B");
-    p.E = (int)h5ref_attr(g, ".", "E");
-    p.C = (int)h5ref_attr(g, ".", "C");
-    p.margin_deg = h5ref_attr(g, ".", "margin_deg");
-    p.scale = h5ref_attr(g, ".", "scale");
+    p.B = (int)ref_attr(f, name, "B");
+    p.E = (int)ref_attr(f, name, "E");
+    p.C = (int)ref_attr(f, name, "C");
+    p.margin_deg = ref_attr(f, name, "margin_deg");
+    p.scale = ref_attr(f, name, "scale");
     size_t BE = (size_t)p.B * p.E, EC = (size_t)p.E * p.C, BC = (size_t)p.B * p.C;
-    p.emb = h5ref_floats(g, "emb", BE);
-    p.W = h5ref_floats(g, "W", EC);
-    p.labels = h5ref_ints(g, "labels", (size_t)p.B);
-    double want_loss = h5ref_scalar(g, "loss");
-    double *want_demb = h5ref_doubles(g, "d_emb", BE), *want_dW = h5ref_doubles(g, "dW", EC);
-    float *want_cos = h5ref_floats(g, "cosine", BC), *want_probs = h5ref_floats(g, "probs", BC);
-    int torch32_finite = (int)h5ref_attr(g, ".", "torch_float32_grads_finite");
+    p.emb = ref_f32(f, name, "emb", BE);
+    p.W = ref_f32(f, name, "W", EC);
+    p.labels = ref_int(f, name, "labels", (size_t)p.B);
+    double want_loss = ref_scalar(f, name, "loss");
+    double *want_demb = ref_f64(f, name, "d_emb", BE), *want_dW = ref_f64(f, name, "dW", EC);
+    float *want_cos = ref_f32(f, name, "cosine", BC), *want_probs = ref_f32(f, name, "probs", BC);
+    int torch32_finite = (int)ref_attr(f, name, "torch_float32_grads_finite");
 
     kao_arcface_acts acts;
     kao_arcface_acts_create(&acts, p.B, p.E, p.C);
@@ -141,7 +138,6 @@ static void check_reference_case(hid_t file, const char *name) {
     kao_arcface_acts_free(&acts);
     free(d_emb), free(dW), free(p.emb), free(p.W), free(p.labels);
     free(want_demb), free(want_dW), free(want_cos), free(want_probs);
-    H5Gclose(g);
 }
 
 /* ---- finite differences of an independent double forward -------------------------------- */
@@ -254,11 +250,12 @@ static problem make_problem(int B, int E, int C, double scale, bool edges, uint6
 static void free_problem(problem *p) { free(p->emb), free(p->W), free(p->labels); }
 
 int main(void) {
-    hid_t f = h5ref_open("loss_reference.h5");
+    kao_h5_file f;
+    ref_open(&f, "loss_reference.h5");
     const char *cases[] = {"default", "margin0", "absent_class", "edge_scale64", "edge_scale1",
                            "huge_scale", "larger"};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_reference_case(f, cases[i]);
-    H5Fclose(f);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_reference_case(&f, cases[i]);
+    kao_h5_close(&f);
 
     problem a = make_problem(5, 7, 6, 64.0, false, 1);
     fd_check("fd_scale64", &a);

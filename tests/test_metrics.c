@@ -5,7 +5,6 @@
  * percentage score, and kao_verify_labeled (the training loop's validation) against a brute-force
  * pair list. */
 #include "check.h"
-#include "h5ref.h"
 #include "kao/metrics.h"
 #include "kao/rng.h"
 #include "kao/util.h"
@@ -20,20 +19,21 @@ static bool error_has(const char *part) {
     return ok;
 }
 
-static void check_case(hid_t f, int k) {
+static void check_case(const kao_h5_file *f, int k) {
     char group[32], name[64];
     snprintf(group, sizeof group, "case%d", k);
-    h5ref_attr_str(f, group, "name", name, sizeof name);
-    hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
-    size_t n = 0, points = 0;
-    float *scores = h5ref_read(g, "scores", H5T_NATIVE_FLOAT, sizeof(float), 0, &n);
-    int *same_int = h5ref_ints(g, "same", n);
-    double *fpr_ref = h5ref_read(g, "fpr", H5T_NATIVE_DOUBLE, sizeof(double), 0, &points);
-    double *tpr_ref = h5ref_doubles(g, "tpr", points);
+    ref_attr_str(f, group, "name", name, sizeof name);
+    int64_t count;
+    float *scores = ref_read(f, group, "scores", REF_F32, 0, &count);
+    size_t n = (size_t)count;
+    int *same_int = ref_int(f, group, "same", count);
+    double *fpr_ref = ref_read(f, group, "fpr", REF_F64, 0, &count);
+    size_t points = (size_t)count;
+    double *tpr_ref = ref_f64(f, group, "tpr", count);
     bool *same = kao_malloc(n * sizeof *same, "same");
     for (size_t i = 0; i < n; i++) same[i] = same_int[i] != 0;
-    double threshold = h5ref_attr(g, ".", "threshold");
-#define REF(key) h5ref_attr(g, ".", key)
+    double threshold = ref_attr(f, group, "threshold");
+#define REF(key) ref_attr(f, group, key)
 
     kao_pair_metrics m;
     int rc = kao_pair_metrics_compute(&m, scores, same, (int)n, threshold);
@@ -76,7 +76,6 @@ static void check_case(hid_t f, int k) {
     free(same_int);
     free(fpr_ref);
     free(tpr_ref);
-    H5Gclose(g);
 }
 
 static void check_errors(void) {
@@ -157,11 +156,12 @@ static void check_labeled(void) {
 }
 
 int main(void) {
-    hid_t f = h5ref_open("metrics_reference.h5");
-    int cases = (int)h5ref_attr(f, ".", "num_cases");
+    kao_h5_file f;
+    ref_open(&f, "metrics_reference.h5");
+    int cases = (int)ref_attr(&f, NULL, "num_cases");
     CHECK(cases >= 10, "%d reference cases", cases);
-    for (int k = 0; k < cases; k++) check_case(f, k);
-    H5Fclose(f);
+    for (int k = 0; k < cases; k++) check_case(&f, k);
+    kao_h5_close(&f);
     check_errors();
     check_percentage();
     check_labeled();

@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "h5ref.h"
 #include "kao/ops.h"
 #include "kao/rng.h"
 #include "kao/util.h"
@@ -383,13 +382,7 @@ static void check_elementwise(void) {
 
 /* ---- PyTorch autograd references --------------------------------------------------------------- */
 
-static int attr(hid_t f, const char *group, const char *name) { return (int)h5ref_attr(f, group, name); }
-
-static float *ref_data(hid_t f, const char *group, const char *name, size_t n) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", group, name);
-    return h5ref_floats(f, path, n);
-}
+static int attr(const kao_h5_file *f, const char *group, const char *name) { return (int)ref_attr(f, group, name); }
 
 static void check_close_named(const char *group, bool fast, const char *tensor, const float *got, const float *want, size_t n) {
     char what[160];
@@ -397,17 +390,17 @@ static void check_close_named(const char *group, bool fast, const char *tensor, 
     CHECK_CLOSE(what, got, want, n, 2e-5, 2e-5);
 }
 
-static void torch_conv(hid_t f, const char *group, kao_workspace *ws) {
+static void torch_conv(const kao_h5_file *f, const char *group, kao_workspace *ws) {
     int B = attr(f, group, "B"), H = attr(f, group, "H"), W = attr(f, group, "W"), Ci = attr(f, group, "Ci");
     int Co = attr(f, group, "Co"), k = attr(f, group, "k"), dw = attr(f, group, "depthwise"), bias = attr(f, group, "bias");
     conv_ctx c;
     kao_conv_shape_init(&c.s, B, H, W, Ci, Co, k, attr(f, group, "stride"), dw);
     size_t n_in = (size_t)B * H * W * Ci, n_w = (size_t)Co * (dw ? 1 : Ci) * k * k;
     c.n_out = (size_t)B * c.s.out_h * c.s.out_w * Co;
-    c.inp = ref_data(f, group, "inp", n_in), c.w = ref_data(f, group, "weight", n_w);
-    c.bias = bias ? ref_data(f, group, "bias", Co) : NULL, c.R = ref_data(f, group, "R", c.n_out), c.out = NULL;
-    float *want_di = ref_data(f, group, "d_inp", n_in), *want_dw = ref_data(f, group, "d_weight", n_w);
-    float *want_db = bias ? ref_data(f, group, "d_bias", Co) : NULL;
+    c.inp = ref_f32(f, group, "inp", n_in), c.w = ref_f32(f, group, "weight", n_w);
+    c.bias = bias ? ref_f32(f, group, "bias", Co) : NULL, c.R = ref_f32(f, group, "R", c.n_out), c.out = NULL;
+    float *want_di = ref_f32(f, group, "d_inp", n_in), *want_dw = ref_f32(f, group, "d_weight", n_w);
+    float *want_db = bias ? ref_f32(f, group, "d_bias", Co) : NULL;
     for (int fast = 0; fast < 2; fast++) {
         float *di = zeros(n_in), *dwt = zeros(n_w), *db = zeros(Co);
         conv_backward(fast, di, dwt, bias ? db : NULL, &c, ws);
@@ -419,18 +412,18 @@ static void torch_conv(hid_t f, const char *group, kao_workspace *ws) {
     free(c.inp), free(c.w), free(c.bias), free(c.R), free(want_di), free(want_dw), free(want_db);
 }
 
-static void torch_batchnorm(hid_t f, const char *group) {
+static void torch_batchnorm(const kao_h5_file *f, const char *group) {
     size_t M = (size_t)attr(f, group, "B") * attr(f, group, "H") * attr(f, group, "W");
     int C = attr(f, group, "C");
     size_t n = M * C;
     bn_ctx b = {.M = M, .C = C, .act = attr(f, group, "silu") ? KAO_ACT_SILU : KAO_ACT_NONE, .frozen = !attr(f, group, "train")};
-    KAO_ASSERT(fabs(h5ref_attr(f, group, "eps") - BN_EPS) < 1e-9);
-    b.inp = ref_data(f, group, "inp", n), b.gamma = ref_data(f, group, "weight", C), b.beta = ref_data(f, group, "bias", C);
-    b.rm = ref_data(f, group, "running_mean0", C), b.rv = ref_data(f, group, "running_var0", C);
-    b.R = ref_data(f, group, "R", n), b.out = zeros(n), b.mean = zeros(C), b.rstd = zeros(C);
+    KAO_ASSERT(fabs(ref_attr(f, group, "eps") - BN_EPS) < 1e-9);
+    b.inp = ref_f32(f, group, "inp", n), b.gamma = ref_f32(f, group, "weight", C), b.beta = ref_f32(f, group, "bias", C);
+    b.rm = ref_f32(f, group, "running_mean0", C), b.rv = ref_f32(f, group, "running_var0", C);
+    b.R = ref_f32(f, group, "R", n), b.out = zeros(n), b.mean = zeros(C), b.rstd = zeros(C);
     bn_loss(&b);
-    float *want_di = ref_data(f, group, "d_inp", n), *want_dg = ref_data(f, group, "d_weight", C);
-    float *want_db = ref_data(f, group, "d_bias", C);
+    float *want_di = ref_f32(f, group, "d_inp", n), *want_dg = ref_f32(f, group, "d_weight", C);
+    float *want_db = ref_f32(f, group, "d_bias", C);
     for (int fast = 0; fast < 2; fast++) {
         float *di = zeros(n), *dg = zeros(C), *db = zeros(C);
         bn_backward(fast, di, dg, db, b.R, &b);
@@ -443,14 +436,14 @@ static void torch_batchnorm(hid_t f, const char *group) {
     free(b.rstd), free(want_di), free(want_dg), free(want_db);
 }
 
-static void torch_se(hid_t f) {
+static void torch_se(const kao_h5_file *f) {
     const char *g = "se";
     int B = attr(f, g, "B"), HW = attr(f, g, "H") * attr(f, g, "W"), C = attr(f, g, "C"), R = attr(f, g, "R");
     size_t n = (size_t)B * HW * C, nr = (size_t)R * C;
     se_ctx s = {.B = B, .HW = HW, .C = C, .R = R};
-    s.inp = ref_data(f, g, "inp", n), s.Rg = ref_data(f, g, "R", n);
-    s.wr = ref_data(f, g, "conv_reduce.weight", nr), s.br = ref_data(f, g, "conv_reduce.bias", R);
-    s.we = ref_data(f, g, "conv_expand.weight", nr), s.be = ref_data(f, g, "conv_expand.bias", C);
+    s.inp = ref_f32(f, g, "inp", n), s.Rg = ref_f32(f, g, "R", n);
+    s.wr = ref_f32(f, g, "conv_reduce.weight", nr), s.br = ref_f32(f, g, "conv_reduce.bias", R);
+    s.we = ref_f32(f, g, "conv_expand.weight", nr), s.be = ref_f32(f, g, "conv_expand.bias", C);
     s.out = zeros(n), s.pooled = zeros((size_t)B * C), s.hidden = zeros((size_t)B * R), s.gate = zeros((size_t)B * C);
     se_loss(&s);
     const char *names[5] = {"d_inp", "d_conv_reduce.weight", "d_conv_reduce.bias", "d_conv_expand.weight", "d_conv_expand.bias"};
@@ -461,7 +454,7 @@ static void torch_se(hid_t f) {
         (fast ? kao_se_backward : kao_se_backward_ref)(got[0], got[1], got[2], got[3], got[4], s.Rg, s.inp, s.pooled,
                                                        s.hidden, s.gate, s.wr, s.we, B, HW, C, R);
         for (int i = 0; i < 5; i++) {
-            float *want = ref_data(f, g, names[i], sizes[i]);
+            float *want = ref_f32(f, g, names[i], sizes[i]);
             check_close_named(g, fast, names[i], got[i], want, sizes[i]);
             free(want), free(got[i]);
         }
@@ -470,12 +463,12 @@ static void torch_se(hid_t f) {
     free(s.hidden), free(s.gate);
 }
 
-static void torch_linear(hid_t f) {
+static void torch_linear(const kao_h5_file *f) {
     const char *g = "linear";
     int B = attr(f, g, "B"), I = attr(f, g, "I"), O = attr(f, g, "O");
-    float *inp = ref_data(f, g, "inp", (size_t)B * I), *w = ref_data(f, g, "weight", (size_t)O * I);
-    float *R = ref_data(f, g, "R", (size_t)B * O), *want_di = ref_data(f, g, "d_inp", (size_t)B * I);
-    float *want_dw = ref_data(f, g, "d_weight", (size_t)O * I), *want_db = ref_data(f, g, "d_bias", O);
+    float *inp = ref_f32(f, g, "inp", (size_t)B * I), *w = ref_f32(f, g, "weight", (size_t)O * I);
+    float *R = ref_f32(f, g, "R", (size_t)B * O), *want_di = ref_f32(f, g, "d_inp", (size_t)B * I);
+    float *want_dw = ref_f32(f, g, "d_weight", (size_t)O * I), *want_db = ref_f32(f, g, "d_bias", O);
     for (int fast = 0; fast < 2; fast++) {
         float *di = zeros((size_t)B * I), *dw = zeros((size_t)O * I), *db = zeros(O);
         (fast ? kao_linear_backward : kao_linear_backward_ref)(di, dw, db, R, inp, w, B, I, O);
@@ -488,7 +481,8 @@ static void torch_linear(hid_t f) {
 }
 
 static void test_torch_reference(kao_workspace *ws) {
-    hid_t f = h5ref_open("ops_reference.h5");
+    kao_h5_file file, *f = &file;
+    ref_open(f, "ops_reference.h5");
     const char *convs[] = {"conv_s2_odd", "conv_s2_even", "conv_s1_bias", "conv_pw", "dw_s2_even", "dw_s1_k5"};
     for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) torch_conv(f, convs[i], ws);
     torch_batchnorm(f, "bn_train");
@@ -496,7 +490,7 @@ static void test_torch_reference(kao_workspace *ws) {
     torch_batchnorm(f, "bn_eval_silu");
     torch_se(f);
     torch_linear(f);
-    H5Fclose(f);
+    kao_h5_close(f);
 }
 
 int main(void) {

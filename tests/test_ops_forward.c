@@ -21,7 +21,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "h5ref.h"
 #include "kao/ops.h"
 #include "kao/rng.h"
 #include "kao/util.h"
@@ -38,25 +37,19 @@ static float *zeros(size_t n) { return kao_calloc(n, sizeof(float), "test buffer
 
 /* ---- 1. PyTorch references ------------------------------------------------------------------ */
 
-static int attr(hid_t f, const char *group, const char *name) { return (int)h5ref_attr(f, group, name); }
+static int attr(const kao_h5_file *f, const char *group, const char *name) { return (int)ref_attr(f, group, name); }
 
-static float *ref_data(hid_t f, const char *group, const char *name, size_t n) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", group, name);
-    return h5ref_floats(f, path, n);
-}
-
-static void torch_conv(hid_t f, const char *group) {
+static void torch_conv(const kao_h5_file *f, const char *group) {
     int B = attr(f, group, "B"), H = attr(f, group, "H"), W = attr(f, group, "W");
     int Ci = attr(f, group, "Ci"), Co = attr(f, group, "Co"), k = attr(f, group, "k");
     int stride = attr(f, group, "stride"), dw = attr(f, group, "depthwise");
     kao_conv_shape s;
     kao_conv_shape_init(&s, B, H, W, Ci, Co, k, stride, dw);
     size_t n_in = (size_t)B * H * W * Ci, n_out = (size_t)B * s.out_h * s.out_w * Co;
-    float *inp = ref_data(f, group, "inp", n_in);
-    float *w = ref_data(f, group, "weight", (size_t)Co * (dw ? 1 : Ci) * k * k);
-    float *bias = attr(f, group, "bias") ? ref_data(f, group, "bias", (size_t)Co) : NULL;
-    float *want = ref_data(f, group, "out", n_out), *got = zeros(n_out);
+    float *inp = ref_f32(f, group, "inp", n_in);
+    float *w = ref_f32(f, group, "weight", (size_t)Co * (dw ? 1 : Ci) * k * k);
+    float *bias = attr(f, group, "bias") ? ref_f32(f, group, "bias", (size_t)Co) : NULL;
+    float *want = ref_f32(f, group, "out", n_out), *got = zeros(n_out);
     char what[128];
     kao_workspace ws = {0};
     for (int fast = 0; fast < 2; fast++) {
@@ -71,16 +64,16 @@ static void torch_conv(hid_t f, const char *group) {
     free(inp), free(w), free(bias), free(want), free(got);
 }
 
-static void torch_batchnorm(hid_t f, const char *group) {
+static void torch_batchnorm(const kao_h5_file *f, const char *group) {
     int B = attr(f, group, "B"), H = attr(f, group, "H"), W = attr(f, group, "W"), C = attr(f, group, "C");
     int train = attr(f, group, "train");
     kao_act act = attr(f, group, "silu") ? KAO_ACT_SILU : KAO_ACT_NONE;
-    float eps = (float)h5ref_attr(f, group, "eps"), momentum = (float)h5ref_attr(f, group, "momentum");
+    float eps = (float)ref_attr(f, group, "eps"), momentum = (float)ref_attr(f, group, "momentum");
     size_t M = (size_t)B * H * W, n = M * C;
-    float *inp = ref_data(f, group, "inp", n), *want = ref_data(f, group, "out", n);
-    float *gamma = ref_data(f, group, "weight", C), *beta = ref_data(f, group, "bias", C);
-    float *rm0 = ref_data(f, group, "running_mean0", C), *rv0 = ref_data(f, group, "running_var0", C);
-    float *rm_want = ref_data(f, group, "running_mean", C), *rv_want = ref_data(f, group, "running_var", C);
+    float *inp = ref_f32(f, group, "inp", n), *want = ref_f32(f, group, "out", n);
+    float *gamma = ref_f32(f, group, "weight", C), *beta = ref_f32(f, group, "bias", C);
+    float *rm0 = ref_f32(f, group, "running_mean0", C), *rv0 = ref_f32(f, group, "running_var0", C);
+    float *rm_want = ref_f32(f, group, "running_mean", C), *rv_want = ref_f32(f, group, "running_var", C);
     float *got = zeros(n), *mean = zeros(C), *rstd = zeros(C), *rm = zeros(C), *rv = zeros(C);
     char what[128];
     for (int fast = 0; fast < 2; fast++) {
@@ -103,13 +96,13 @@ static void torch_batchnorm(hid_t f, const char *group) {
     free(got), free(mean), free(rstd), free(rm), free(rv);
 }
 
-static void torch_se(hid_t f) {
+static void torch_se(const kao_h5_file *f) {
     const char *g = "se";
     int B = attr(f, g, "B"), HW = attr(f, g, "H") * attr(f, g, "W"), C = attr(f, g, "C"), R = attr(f, g, "R");
     size_t n = (size_t)B * HW * C;
-    float *inp = ref_data(f, g, "inp", n), *want = ref_data(f, g, "out", n);
-    float *wr = ref_data(f, g, "conv_reduce.weight", (size_t)R * C), *br = ref_data(f, g, "conv_reduce.bias", R);
-    float *we = ref_data(f, g, "conv_expand.weight", (size_t)C * R), *be = ref_data(f, g, "conv_expand.bias", C);
+    float *inp = ref_f32(f, g, "inp", n), *want = ref_f32(f, g, "out", n);
+    float *wr = ref_f32(f, g, "conv_reduce.weight", (size_t)R * C), *br = ref_f32(f, g, "conv_reduce.bias", R);
+    float *we = ref_f32(f, g, "conv_expand.weight", (size_t)C * R), *be = ref_f32(f, g, "conv_expand.bias", C);
     float *got = zeros(n), *pooled = zeros((size_t)B * C), *hidden = zeros((size_t)B * R), *gate = zeros((size_t)B * C);
     kao_se_forward_ref(got, pooled, hidden, gate, inp, wr, br, we, be, B, HW, C, R);
     CHECK_CLOSE("torch se ref", got, want, n, 1e-5, 1e-5);
@@ -118,11 +111,11 @@ static void torch_se(hid_t f) {
     free(inp), free(want), free(wr), free(br), free(we), free(be), free(got), free(pooled), free(hidden), free(gate);
 }
 
-static void torch_linear(hid_t f) {
+static void torch_linear(const kao_h5_file *f) {
     const char *g = "linear";
     int B = attr(f, g, "B"), I = attr(f, g, "I"), O = attr(f, g, "O");
-    float *inp = ref_data(f, g, "inp", (size_t)B * I), *want = ref_data(f, g, "out", (size_t)B * O);
-    float *w = ref_data(f, g, "weight", (size_t)O * I), *b = ref_data(f, g, "bias", O), *got = zeros((size_t)B * O);
+    float *inp = ref_f32(f, g, "inp", (size_t)B * I), *want = ref_f32(f, g, "out", (size_t)B * O);
+    float *w = ref_f32(f, g, "weight", (size_t)O * I), *b = ref_f32(f, g, "bias", O), *got = zeros((size_t)B * O);
     kao_linear_forward_ref(got, inp, w, b, B, I, O);
     CHECK_CLOSE("torch linear ref", got, want, (size_t)B * O, 1e-5, 1e-5);
     kao_linear_forward(got, inp, w, b, B, I, O);
@@ -131,7 +124,8 @@ static void torch_linear(hid_t f) {
 }
 
 static void test_torch_reference(void) {
-    hid_t f = h5ref_open("ops_reference.h5");
+    kao_h5_file file, *f = &file;
+    ref_open(f, "ops_reference.h5");
     const char *convs[] = {"conv_s2_odd", "conv_s2_even", "conv_s1_bias", "conv_pw", "dw_s2_even", "dw_s1_k5"};
     for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) torch_conv(f, convs[i]);
     torch_batchnorm(f, "bn_train");
@@ -139,7 +133,7 @@ static void test_torch_reference(void) {
     torch_batchnorm(f, "bn_eval_silu");
     torch_se(f);
     torch_linear(f);
-    H5Fclose(f);
+    kao_h5_close(f);
 }
 
 /* ---- 2. fast against _ref --------------------------------------------------------------------- */

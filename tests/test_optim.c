@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "check.h"
-#include "h5ref.h"
 #include "kao/optim.h"
 #include "kao/schedule.h"
 #include "kao/util.h"
@@ -28,13 +27,13 @@ typedef struct {
     float *grads;   /* (STEPS, numel) */
 } table;
 
-static table read_table(hid_t f) {
+static table read_table(const kao_h5_file *f) {
     table t;
-    size_t count;
-    long long *numel = h5ref_read(f, "tensor_numel", H5T_NATIVE_LLONG, sizeof(long long), 0, &count);
+    int64_t count;
+    int64_t *numel = ref_read(f, NULL, "tensor_numel", REF_I64, 0, &count);
     t.count = (int)count;
-    int *no_decay = h5ref_ints(f, "tensor_no_decay", count), *is_head = h5ref_ints(f, "tensor_is_head", count);
-    t.tensors = calloc(count, sizeof *t.tensors);
+    int *no_decay = ref_int(f, NULL, "tensor_no_decay", count), *is_head = ref_int(f, NULL, "tensor_is_head", count);
+    t.tensors = calloc((size_t)count, sizeof *t.tensors);
     t.numel = 0;
     for (int i = 0; i < t.count; i++) {
         kao_tensor *k = &t.tensors[i];
@@ -48,36 +47,36 @@ static table read_table(hid_t f) {
         k->is_head = is_head[i];
         t.numel += k->numel;
     }
-    t.params0 = h5ref_floats(f, "params0", t.numel);
-    t.grads = h5ref_floats(f, "grads", STEPS * t.numel);
+    t.params0 = ref_f32(f, NULL, "params0", (int64_t)t.numel);
+    t.grads = ref_f32(f, NULL, "grads", (int64_t)(STEPS * t.numel));
     free(numel), free(no_decay), free(is_head);
     return t;
 }
 
-static void check_case(hid_t f, const table *t, const char *name) {
+static void check_case(const kao_h5_file *f, const table *t, const char *name) {
     char type[16];
-    h5ref_attr_str(f, name, "type", type, sizeof type);
+    ref_attr_str(f, name, "type", type, sizeof type);
     kao_optim_type ot;
     CHECK(kao_optim_type_parse(&ot, type) == KAO_OK, "%s: type %s", name, type);
     kao_optim_cfg cfg = kao_optim_default_cfg(ot, 0);
-    cfg.momentum = h5ref_attr(f, name, "momentum");
-    cfg.nesterov = h5ref_attr(f, name, "nesterov") != 0;
+    cfg.momentum = ref_attr(f, name, "momentum");
+    cfg.nesterov = ref_attr(f, name, "nesterov") != 0;
     cfg.num_groups = 2;
     for (int g = 0; g < 2; g++) {
         char key[32];
         snprintf(key, sizeof key, "lr%d", g);
-        cfg.groups[g].lr = h5ref_attr(f, name, key);
+        cfg.groups[g].lr = ref_attr(f, name, key);
         snprintf(key, sizeof key, "wd%d", g);
-        cfg.groups[g].weight_decay = h5ref_attr(f, name, key);
+        cfg.groups[g].weight_decay = ref_attr(f, name, key);
         snprintf(key, sizeof key, "exclude%d", g);
-        cfg.groups[g].exclude_no_decay = h5ref_attr(f, name, key) != 0;
+        cfg.groups[g].exclude_no_decay = ref_attr(f, name, key) != 0;
     }
-    const float max_norm = (float)h5ref_attr(f, name, "max_norm");
+    const float max_norm = (float)ref_attr(f, name, "max_norm");
     kao_schedule sched = {.type = KAO_SCHEDULE_CONSTANT};
-    if (h5ref_attr(f, name, "step_size") > 0) {
+    if (ref_attr(f, name, "step_size") > 0) {
         sched.type = KAO_SCHEDULE_STEP;
-        sched.step_size = (int64_t)h5ref_attr(f, name, "step_size");
-        sched.gamma = h5ref_attr(f, name, "gamma");
+        sched.step_size = (int64_t)ref_attr(f, name, "step_size");
+        sched.gamma = ref_attr(f, name, "gamma");
     }
     CHECK(kao_schedule_check(&sched) == KAO_OK, "%s: schedule", name);
 
@@ -90,14 +89,8 @@ static void check_case(hid_t f, const table *t, const char *name) {
 
     float *params = malloc(t->numel * sizeof *params), *grads = malloc(t->numel * sizeof *grads);
     memcpy(params, t->params0, t->numel * sizeof *params);
-    char path[128];
-    snprintf(path, sizeof path, "%s/params", name);
-    float *want = h5ref_floats(f, path, STEPS * t->numel);
-    float *want_norm = NULL;
-    if (max_norm > 0) {
-        snprintf(path, sizeof path, "%s/grad_norm", name);
-        want_norm = h5ref_floats(f, path, STEPS);
-    }
+    float *want = ref_f32(f, name, "params", (int64_t)(STEPS * t->numel));
+    float *want_norm = max_norm > 0 ? ref_f32(f, name, "grad_norm", STEPS) : NULL;
     kao_span *spans = malloc((size_t)t->count * sizeof *spans);
     for (int s = 0; s < STEPS; s++) {
         memcpy(grads, t->grads + (size_t)s * t->numel, t->numel * sizeof *grads);
@@ -117,8 +110,9 @@ static void check_case(hid_t f, const table *t, const char *name) {
         if (s == STEPS - 1) printf("%-18s %zu of %zu parameters bitwise equal to torch after %d steps\n", name, same, t->numel, STEPS);
     }
     for (int k = 0; k < kao_optim_num_states(&o); k++) {
+        char path[128];
         snprintf(path, sizeof path, "%s/%s", name, kao_optim_state_name(&o, k));
-        float *ws = h5ref_floats(f, path, t->numel);
+        float *ws = ref_f32(f, name, kao_optim_state_name(&o, k), (int64_t)t->numel);
         CHECK_CLOSE(path, kao_optim_state(&o, k), ws, t->numel, 1e-12, 1e-6);
         free(ws);
     }
@@ -176,11 +170,10 @@ static void check_errors(void) {
     CHECK(kao_schedule_check(&s) == KAO_ERR && strstr(kao_last_error(), "step_size"), "%s", kao_last_error());
 }
 
-static void check_schedule(hid_t f, const char *name, kao_schedule s) {
-    char path[64];
-    snprintf(path, sizeof path, "schedules/%s", name);
-    size_t n;
-    double *want = h5ref_read(f, path, H5T_NATIVE_DOUBLE, sizeof(double), 0, &n);
+static void check_schedule(const kao_h5_file *f, const char *name, kao_schedule s) {
+    int64_t count;
+    double *want = ref_read(f, "schedules", name, REF_F64, 0, &count);
+    size_t n = (size_t)count;
     CHECK(kao_schedule_check(&s) == KAO_OK, "%s: %s", name, kao_last_error());
     double worst = 0;
     for (size_t t = 0; t < n; t++) {
@@ -192,8 +185,21 @@ static void check_schedule(hid_t f, const char *name, kao_schedule s) {
     free(want);
 }
 
+/* A cosine schedule as the attributes of schedules/<name> describe it. */
+static kao_schedule cosine_schedule(const kao_h5_file *f, const char *name) {
+    char group[64];
+    snprintf(group, sizeof group, "schedules/%s", name);
+    kao_schedule s = {.type = KAO_SCHEDULE_COSINE};
+    s.warmup_steps = (int64_t)ref_attr(f, group, "warmup_steps");
+    s.warmup_start_factor = ref_attr(f, group, "warmup_start_factor");
+    s.total_steps = (int64_t)ref_attr(f, group, "total_steps");
+    s.min_factor = ref_attr(f, group, "min_factor");
+    return s;
+}
+
 int main(void) {
-    hid_t f = h5ref_open("optim_reference.h5");
+    kao_h5_file file, *f = &file;
+    ref_open(f, "optim_reference.h5");
     table t = read_table(f);
     const char *cases[] = {"adamw_groups_clip", "adamw_plain", "sgd_momentum_clip", "sgd_nesterov",
                            "sgd_plain"};
@@ -201,29 +207,20 @@ int main(void) {
     check_frozen(&t);
     check_errors();
 
-    kao_schedule cw = {.type = KAO_SCHEDULE_COSINE};
-    cw.warmup_steps = (int64_t)h5ref_attr(f, "schedules/cosine_warmup", "warmup_steps");
-    cw.warmup_start_factor = h5ref_attr(f, "schedules/cosine_warmup", "warmup_start_factor");
-    cw.total_steps = (int64_t)h5ref_attr(f, "schedules/cosine_warmup", "total_steps");
-    cw.min_factor = h5ref_attr(f, "schedules/cosine_warmup", "min_factor");
+    kao_schedule cw = cosine_schedule(f, "cosine_warmup");
     check_schedule(f, "cosine_warmup", cw);
     /* past total_steps the factor stays at min_factor (schedule.h; torch's cosine would rise) */
     CHECK(kao_schedule_factor(&cw, cw.total_steps) == cw.min_factor &&
               kao_schedule_factor(&cw, 10 * cw.total_steps) == cw.min_factor, "cosine after the end");
-    kao_schedule cn = {.type = KAO_SCHEDULE_COSINE};
-    cn.warmup_steps = (int64_t)h5ref_attr(f, "schedules/cosine_nowarm", "warmup_steps");
-    cn.warmup_start_factor = h5ref_attr(f, "schedules/cosine_nowarm", "warmup_start_factor");
-    cn.total_steps = (int64_t)h5ref_attr(f, "schedules/cosine_nowarm", "total_steps");
-    cn.min_factor = h5ref_attr(f, "schedules/cosine_nowarm", "min_factor");
-    check_schedule(f, "cosine_nowarm", cn);
+    check_schedule(f, "cosine_nowarm", cosine_schedule(f, "cosine_nowarm"));
     kao_schedule st = {.type = KAO_SCHEDULE_STEP};
-    st.step_size = (int64_t)h5ref_attr(f, "schedules/step", "step_size");
-    st.gamma = h5ref_attr(f, "schedules/step", "gamma");
+    st.step_size = (int64_t)ref_attr(f, "schedules/step", "step_size");
+    st.gamma = ref_attr(f, "schedules/step", "gamma");
     check_schedule(f, "step", st);
     kao_schedule constant = {.type = KAO_SCHEDULE_CONSTANT};
     CHECK(kao_schedule_factor(&constant, 12345) == 1.0, "constant");
 
     free(t.tensors), free(t.params0), free(t.grads);
-    H5Fclose(f);
+    kao_h5_close(f);
     return check_summary("test_optim");
 }
