@@ -485,20 +485,13 @@ char *kao_config_dump(const kao_config *c) {
 }
 
 int kao_config_write(const kao_config *c, const char *path) {
-    if (kao_check_parent_dir(path) != KAO_OK) return KAO_ERR;
-    char temp[4096];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return kao_fail("%s: cannot write config: %s", temp, strerror(errno));
+    char temp[4200];
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
     char *text = kao_config_dump(c);
-    bool failed = fputs(text, f) < 0;
+    fputs(text, f);
     free(text);
-    if (fclose(f) != 0) failed = true;
-    if (failed) {
-        kao_discard_file(temp);
-        return kao_fail("%s: error writing config", path);
-    }
-    return kao_commit_file(temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 uint64_t kao_config_hash(const kao_config *c) {

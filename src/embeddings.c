@@ -158,29 +158,10 @@ static int save_hdf5(const char *path, const float *emb, int count, int dim, cha
     return rc ? KAO_ERR : KAO_OK;
 }
 
-/* Opens the temporary file of an atomic write. */
-static FILE *open_temp(char *temp, size_t temp_size, const char *path) {
-    if (kao_check_parent_dir(path)) return NULL;
-    kao_temp_path(temp, temp_size, path);
-    FILE *f = fopen(temp, "wb");
-    if (!f) kao_fail("%s: cannot create file", path);
-    return f;
-}
-
-static int finish_temp(FILE *f, const char *temp, const char *path) {
-    bool ok = !ferror(f);
-    if (fclose(f) != 0) ok = false;
-    if (!ok) {
-        kao_discard_file(temp);
-        return kao_fail("%s: write failed (disk full?)", path);
-    }
-    return kao_commit_file(temp, path);
-}
-
 /* NumPy's .npy version 1.0: magic, header length, a Python-dict header padded to 64 bytes. */
 static int save_npy(const char *path, const float *emb, int count, int dim) {
     char temp[4200];
-    FILE *f = open_temp(temp, sizeof temp, path);
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
     if (!f) return KAO_ERR;
     char header[128];
     int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", count, dim);
@@ -194,7 +175,7 @@ static int save_npy(const char *path, const float *emb, int count, int dim) {
     fputc(header_len >> 8, f);
     fwrite(header, 1, header_len, f);
     fwrite(emb, sizeof(float), (size_t)count * dim, f);
-    return finish_temp(f, temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 static void write_csv_field(FILE *f, const char *s) {
@@ -212,7 +193,7 @@ static void write_csv_field(FILE *f, const char *s) {
 
 static int save_csv(const char *path, const float *emb, int count, int dim, char *const *paths) {
     char temp[4200];
-    FILE *f = open_temp(temp, sizeof temp, path);
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
     if (!f) return KAO_ERR;
     fputs("path", f);
     for (int j = 0; j < dim; j++) fprintf(f, ",e%d", j);
@@ -222,15 +203,15 @@ static int save_csv(const char *path, const float *emb, int count, int dim, char
         for (int j = 0; j < dim; j++) fprintf(f, ",%.9g", emb[(size_t)i * dim + j]);
         fputc('\n', f);
     }
-    return finish_temp(f, temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 static int save_path_list(const char *path, char *const *paths, int count) {
     char temp[4200];
-    FILE *f = open_temp(temp, sizeof temp, path);
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
     if (!f) return KAO_ERR;
     for (int i = 0; i < count; i++) fprintf(f, "%s\n", paths[i]);
-    return finish_temp(f, temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 int kao_embeddings_save(const char *path, kao_embedding_format format, const float *emb, int count,

@@ -104,11 +104,9 @@ uint64_t kao_split_hash(const kao_split *s, const kao_dataset *ds) {
 }
 
 int kao_split_write(const kao_split *s, const kao_dataset *ds, const char *path) {
-    if (kao_check_parent_dir(path) != KAO_OK) return KAO_ERR;
-    char temp[4096];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *f = fopen(temp, "w");
-    if (!f) return kao_fail("%s: cannot write split manifest: %s", temp, strerror(errno));
+    char temp[4200];
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
     fprintf(f, HEADER_TAG "seed=%" PRIu64 " val_fraction=%.15g val_count=%d train=%d val=%d hash=%016" PRIx64 "\n",
             s->options.seed, s->options.val_fraction, s->options.val_count, s->num_train, s->num_val, s->hash);
     for (int i = 0; i < ds->num_images; i++) {
@@ -116,13 +114,7 @@ int kao_split_write(const kao_split *s, const kao_dataset *ds, const char *path)
         fputs(line, f);
         free(line);
     }
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0) failed = true;
-    if (failed) {
-        kao_discard_file(temp);
-        return kao_fail("%s: error writing split manifest", path);
-    }
-    return kao_commit_file(temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 typedef struct {

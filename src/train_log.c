@@ -28,11 +28,10 @@ static int trim_csv(const char *path, int64_t keep_step, int keep_epochs) {
     FILE *in = fopen(path, "r");
     if (!in) return KAO_OK; /* none yet */
     char temp[4200];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *out = fopen(temp, "w");
+    FILE *out = kao_atomic_fopen(temp, sizeof temp, path);
     if (!out) {
         fclose(in);
-        return kao_fail("%s: cannot write: %s", temp, strerror(errno));
+        return KAO_ERR;
     }
     fputs(csv_header, out);
     char line[4096];
@@ -45,11 +44,7 @@ static int trim_csv(const char *path, int64_t keep_step, int keep_epochs) {
         if (keep_row(line, keep_step, keep_epochs)) fputs(line, out);
     }
     fclose(in);
-    if (fclose(out) != 0) {
-        kao_discard_file(temp);
-        return kao_fail("%s: write failed", path);
-    }
-    return kao_commit_file(temp, path);
+    return kao_atomic_fclose(out, temp, path);
 }
 
 int kao_output_open(kao_run *r, bool resumed, int64_t keep_step, int keep_epochs) {

@@ -247,14 +247,11 @@ done:
     /* classes.txt */
     char *path = kao_run_path(r, "classes.txt");
     char temp[4200];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *f = fopen(temp, "w");
-    rc = f ? KAO_OK : kao_fail("%s: cannot write: %s", path, strerror(errno));
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
+    rc = KAO_ERR;
     if (f) {
         for (int c = 0; c < r->ds.num_classes; c++) fprintf(f, "%s\n", r->classes[c]);
-        if (fclose(f) != 0) rc = kao_fail("%s: write failed", path);
-        if (rc == KAO_OK) rc = kao_commit_file(temp, path);
-        else kao_discard_file(temp);
+        rc = kao_atomic_fclose(f, temp, path);
     }
     free(path);
     return rc;

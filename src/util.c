@@ -128,6 +128,24 @@ int kao_check_parent_dir(const char *path) {
     return KAO_OK;
 }
 
+FILE *kao_atomic_fopen(char *temp, size_t temp_size, const char *path) {
+    if (kao_check_parent_dir(path)) return NULL;
+    kao_temp_path(temp, temp_size, path);
+    FILE *f = fopen(temp, "wb");
+    if (!f) kao_fail("%s: cannot create file: %s", path, strerror(errno));
+    return f;
+}
+
+int kao_atomic_fclose(FILE *f, const char *temp, const char *path) {
+    bool ok = !ferror(f);
+    if (fclose(f) != 0) ok = false;
+    if (!ok) {
+        kao_discard_file(temp);
+        return kao_fail("%s: write failed (disk full?)", path);
+    }
+    return kao_commit_file(temp, path);
+}
+
 bool kao_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

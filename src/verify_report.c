@@ -53,20 +53,12 @@ void kao_print_pairs(FILE *out, const kao_pair *pairs, const float *scores, cons
 
 int kao_save_pairs_tsv(const char *path, const kao_pair *pairs, const float *scores, const int *order,
                        int count, char *const *paths, double threshold) {
-    if (kao_check_parent_dir(path)) return KAO_ERR;
     char temp[4200];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *f = fopen(temp, "wb");
-    if (!f) return kao_fail("%s: cannot create file", path);
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
     fputs("image1\timage2\tdecision\tpercentage\tcosine\tidentity\n", f);
     print_lines(f, pairs, scores, order, count, paths, threshold, "\t", "");
-    bool ok = !ferror(f);
-    if (fclose(f) != 0) ok = false;
-    if (!ok) {
-        kao_discard_file(temp);
-        return kao_fail("%s: write failed (disk full?)", path);
-    }
-    return kao_commit_file(temp, path);
+    return kao_atomic_fclose(f, temp, path);
 }
 
 void kao_print_summary(FILE *out, const kao_pair_metrics *m) {

@@ -53,6 +53,12 @@ int kao_commit_file(const char *temp_path, const char *path);
 void kao_discard_file(const char *temp_path);
 /* Fails (with a message naming the folder) when the folder that would hold path does not exist. */
 int kao_check_parent_dir(const char *path);
+/* The same through stdio: kao_atomic_fopen checks path's folder and opens its temp file (name in
+ * temp; NULL after kao_fail when it cannot); kao_atomic_fclose closes the stream and commits it,
+ * or, when a write failed (ferror) or the close fails, removes it and fails with
+ * "<path>: write failed (disk full?)". */
+FILE *kao_atomic_fopen(char *temp, size_t temp_size, const char *path);
+int kao_atomic_fclose(FILE *f, const char *temp, const char *path);
 
 bool kao_file_exists(const char *path);
 bool kao_is_dir(const char *path);
