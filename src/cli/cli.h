@@ -39,6 +39,23 @@ int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc
  * or shapes), creates m and loads the weights strictly. */
 int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o);
 
+/* The forward-pass options of embed and verify: --size H[xW], --batch N, --threads N. */
+typedef struct {
+    int height, width, batch;
+    int threads; /* 0: all cores */
+} kao_cli_forward_options;
+#define KAO_CLI_FORWARD_DEFAULTS ((kao_cli_forward_options){.height = 224, .width = 224, .batch = 32})
+/* As kao_cli_model_option, for the forward-pass options. */
+int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i);
+/* --help lines of the model options but --weights, and of the forward-pass options. */
+#define KAO_CLI_FORWARD_HELP                                                                              \
+    "  --model NAME       architecture, e.g. tf_efficientnetv2_b0 (default: from the file)\n"                 \
+    "  --width-mult X     custom channel multiplier (default: the file's or the variant's)\n"                \
+    "  --depth-mult Y     custom depth multiplier\n"                                                         \
+    "  --size H[xW]       input size; images of another size are resized bilinearly (default 224)\n"         \
+    "  --batch N          images per forward pass (default 32)\n"                                            \
+    "  --threads N        CPU threads (default: all cores)\n"
+
 /* Sets the OpenMP and OpenBLAS thread counts (0: leave the defaults). */
 void kao_cli_set_threads(int threads);
 

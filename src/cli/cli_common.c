@@ -75,6 +75,27 @@ int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc
     return 1;
 }
 
+int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i) {
+    const char *opt = argv[*i];
+    bool known = !strcmp(opt, "--size") || !strcmp(opt, "--batch") || !strcmp(opt, "--threads");
+    if (!known) return 0;
+    if (*i + 1 >= argc) {
+        kao_cli_usage_error(command, "%s needs a value", opt);
+        return -1;
+    }
+    const char *value = argv[++*i];
+    if (!strcmp(opt, "--size")) {
+        if (!kao_cli_parse_size(value, &o->height, &o->width)) {
+            kao_cli_usage_error(command, "--size wants H or HxW between 8 and 4096, got '%s'", value);
+            return -1;
+        }
+    } else if (!kao_cli_parse_int(value, 1, 4096, !strcmp(opt, "--batch") ? &o->batch : &o->threads)) {
+        kao_cli_usage_error(command, "%s wants a positive integer, got '%s'", opt, value);
+        return -1;
+    }
+    return 1;
+}
+
 int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o) {
     kao_arch arch;
     if (kao_weights_probe(o->weights, &arch)) {

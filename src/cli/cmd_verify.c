@@ -33,12 +33,7 @@ static const char *help =
     "\n"
     "options:\n"
     "  --weights W.h5     weights file (kao's HDF5 layout)\n"
-    "  --model NAME       architecture, e.g. tf_efficientnetv2_b0 (default: from the file)\n"
-    "  --width-mult X     custom channel multiplier (default: the file's or the variant's)\n"
-    "  --depth-mult Y     custom depth multiplier\n"
-    "  --size H[xW]       input size; images of another size are resized bilinearly (default 224)\n"
-    "  --batch N          images per forward pass (default 32)\n"
-    "  --threads N        CPU threads (default: all cores)\n"
+    KAO_CLI_FORWARD_HELP
     "  --embeddings E.h5  use precomputed embeddings (as `kao embed --out E.h5` writes them) instead of\n"
     "                     images and weights\n"
     "  --layout L         auto|names|folders: identity from the file name or from the folder holding\n"
@@ -59,8 +54,8 @@ static const char *help =
 
 typedef struct {
     kao_cli_model_options model;
+    kao_cli_forward_options forward;
     const char *embeddings, *pairs_file, *input, *pairs_out, *roc, *hist;
-    int height, width, batch, threads;
     kao_layout layout;
     kao_pair_sort sort;
     int64_t max_pairs;
@@ -71,10 +66,11 @@ typedef struct {
 
 /* Returns 0 to go on, else the exit status (help printed: 0; usage error: 2). */
 static int parse(options *o, int argc, char **argv) {
-    *o = (options){.height = 224, .width = 224, .batch = 32, .max_pairs = 1000000, .threshold = 0.4};
+    *o = (options){.forward = KAO_CLI_FORWARD_DEFAULTS, .max_pairs = 1000000, .threshold = 0.4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = kao_cli_model_option(&o->model, "verify", argc, argv, &i);
+        if (r == 0) r = kao_cli_forward_option(&o->forward, "verify", argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -92,13 +88,7 @@ static int parse(options *o, int argc, char **argv) {
         else if (!strcmp(a, "--pairs-out")) o->pairs_out = argv[++i];
         else if (!strcmp(a, "--roc")) o->roc = argv[++i];
         else if (!strcmp(a, "--hist")) o->hist = argv[++i];
-        else if (!strcmp(a, "--size")) {
-            if (!kao_cli_parse_size(argv[++i], &o->height, &o->width))
-                return kao_cli_usage_error("verify", "--size wants H or HxW between 8 and 4096, got '%s'", v);
-        } else if (!strcmp(a, "--batch") || !strcmp(a, "--threads")) {
-            if (!kao_cli_parse_int(argv[++i], 1, 4096, !strcmp(a, "--batch") ? &o->batch : &o->threads))
-                return kao_cli_usage_error("verify", "%s wants a positive integer, got '%s'", a, v);
-        } else if (!strcmp(a, "--max-pairs")) {
+        else if (!strcmp(a, "--max-pairs")) {
             int n;
             if (!kao_cli_parse_int(argv[++i], 0, 2000000000, &n))
                 return kao_cli_usage_error("verify", "--max-pairs wants an integer >= 0, got '%s'", v);
@@ -235,7 +225,7 @@ int kao_cmd_verify(int argc, char **argv) {
     options o;
     int status = parse(&o, argc, argv);
     if (status) return status < 0 ? 0 : status;
-    kao_cli_set_threads(o.threads);
+    kao_cli_set_threads(o.forward.threads);
 
     char **paths = NULL;
     float *emb = NULL;
@@ -255,7 +245,7 @@ int kao_cmd_verify(int argc, char **argv) {
         if (have_model) {
             dim = m.arch.embedding_dim;
             emb = kao_malloc((size_t)count * dim * sizeof *emb, "embeddings");
-            rc = kao_embed_images(emb, &m, paths, count, o.height, o.width, o.batch, !o.quiet);
+            rc = kao_embed_images(emb, &m, paths, count, o.forward.height, o.forward.width, o.forward.batch, !o.quiet);
         }
     }
     float *scores = kao_malloc((size_t)(num_pairs ? num_pairs : 1) * sizeof *scores, "scores");
