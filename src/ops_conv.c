@@ -1,9 +1,9 @@
 /* ops_conv.c — convolution with groups = 1, TF "same" padding, NHWC activations, OIHW weights.
  *
  * The reference is the textbook loop nest, accumulating in double. The fast path:
- *  - 1×1, stride 1, many output channels: GEMM, out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ over the
- *    M = B·H·W pixel rows with no copy, one OpenBLAS call (single-threaded, see ops_internal.h)
- *    per block of rows and OpenMP thread;
+ *  - 1×1, stride 1, few pixels and many channels: GEMM, out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ
+ *    over the M = B·H·W pixel rows with no copy, one OpenBLAS call (single-threaded, see
+ *    ops_internal.h) per tile of rows and columns and OpenMP thread;
  *  - everything else: the direct kernels of ops_conv_direct.c (no im2col buffer, which would be
  *    B·Ho·Wo·k²·Ci floats: 460 MB for blocks.0.0 of b0 at 224, batch 32). */
 #include <stdlib.h>
@@ -111,16 +111,17 @@ void kao_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const fl
 /* ---- fast --------------------------------------------------------------------------------- */
 
 /* Which path, as measured by tests/bench_ops.c on the target (2-core Zen 3): the direct kernels
- * win wherever a GEMM operand would be thin (k×k windows, few output channels) and save im2col;
- * OpenBLAS wins for 1×1 convolutions with many output channels (its cache blocking keeps a large
- * weight in L2), and for every 1×1 backward (dweight is one GEMM with a reduction over all pixels). */
+ * win wherever a GEMM operand would be thin (k×k windows, few output channels) and save im2col,
+ * and for 1×1 convolutions over many pixels (batch 32: 192→1152 at 7×7 5.2 vs 7.4 ms via OpenBLAS,
+ * 112→672 at 14×14 8.7 vs 9.8); OpenBLAS wins for every 1×1 backward (dweight is one GEMM with a
+ * reduction over all pixels). */
 static bool pointwise(const kao_conv_shape *s) { return s->kernel == 1 && s->stride == 1; }
 static bool forward_gemm(const kao_conv_shape *s) {
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     /* The direct kernel streams the whole weight for every 6-pixel tile; with few pixels (batch 1
-     * at 14×14 and 7×7) and a large reduction, OpenBLAS's blocking wins (1152→192 at 7×7,
-     * batch 1: 0.21 vs 0.53 ms), while at batch 32 the direct kernel stays ahead (4.7 vs 5.6 ms). */
-    return pointwise(s) && (s->out_c > 192 || (s->in_c > 192 && M <= 1024));
+     * at 14×14 and 7×7) and many channels, OpenBLAS's blocking wins (batch 1: 1152→192 at 7×7
+     * 0.21 vs 0.53 ms, 672→112 at 14×14 0.23 vs 0.33). */
+    return pointwise(s) && M <= 1024 && (s->out_c > 192 || s->in_c > 192);
 }
 
 /* Rounds a float count up to a whole number of 64-byte lines (keeps carved buffers aligned). */
