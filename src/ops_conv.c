@@ -1,9 +1,9 @@
 /* ops_conv.c — convolution with groups = 1, TF "same" padding, NHWC activations, OIHW weights.
  *
  * The reference is the textbook loop nest, accumulating in double. The fast path:
- *  - 1×1, stride 1, many output channels: GEMM, out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ over the
- *    M = B·H·W pixel rows with no copy, one OpenBLAS call (single-threaded, see ops_internal.h)
- *    per block of rows and OpenMP thread;
+ *  - 1×1, stride 1, few pixels and many channels: GEMM, out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ
+ *    over the M = B·H·W pixel rows with no copy, one OpenBLAS call (single-threaded, see
+ *    ops_internal.h) per tile of rows and columns and OpenMP thread;
  *  - everything else: the direct kernels of ops_conv_direct.c (no im2col buffer, which would be
  *    B·Ho·Wo·k²·Ci floats: 460 MB for blocks.0.0 of b0 at 224, batch 32). */
 #include <stdlib.h>
@@ -111,11 +111,18 @@ void kao_conv2d_backward_ref(float *dinp, float *dweight, float *dbias, const fl
 /* ---- fast --------------------------------------------------------------------------------- */
 
 /* Which path, as measured by tests/bench_ops.c on the target (2-core Zen 3): the direct kernels
- * win wherever a GEMM operand would be thin (k×k windows, few output channels) and save im2col;
- * OpenBLAS wins for 1×1 convolutions with many output channels (its cache blocking keeps a large
- * weight in L2), and for every 1×1 backward (dweight is one GEMM with a reduction over all pixels). */
+ * win wherever a GEMM operand would be thin (k×k windows, few output channels) and save im2col,
+ * and for 1×1 convolutions over many pixels (batch 32: 192→1152 at 7×7 5.2 vs 7.4 ms via OpenBLAS,
+ * 112→672 at 14×14 8.7 vs 9.8); OpenBLAS wins for every 1×1 backward (dweight is one GEMM with a
+ * reduction over all pixels). */
 static bool pointwise(const kao_conv_shape *s) { return s->kernel == 1 && s->stride == 1; }
-static bool forward_gemm(const kao_conv_shape *s) { return pointwise(s) && s->out_c > 192; }
+static bool forward_gemm(const kao_conv_shape *s) {
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    /* The direct kernel streams the whole weight for every 6-pixel tile; with few pixels (batch 1
+     * at 14×14 and 7×7) and many channels, OpenBLAS's blocking wins (batch 1: 1152→192 at 7×7
+     * 0.21 vs 0.53 ms, 672→112 at 14×14 0.23 vs 0.33). */
+    return pointwise(s) && M <= 1024 && (s->out_c > 192 || s->in_c > 192);
+}
 
 /* Rounds a float count up to a whole number of 64-byte lines (keeps carved buffers aligned). */
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -141,21 +148,22 @@ kao_epi *kao_epi_begin(const kao_conv_epilogue *ep, int C) {
     return e;
 }
 
-void kao_epi_rows(kao_epi *e, float *y, size_t rows) {
+void kao_epi_rows(kao_epi *e, float *y, size_t rows, int c0, int cols) {
     int C = e->C;
     if (e->sums) {
-        float *restrict s1 = e->fsum + (size_t)kao_thread_num() * 2 * e->padded, *restrict s2 = s1 + e->padded;
+        float *restrict s1 = e->fsum + (size_t)kao_thread_num() * 2 * e->padded + c0, *restrict s2 = s1 + e->padded;
         for (size_t m = 0; m < rows; m++) {
             const float *restrict v = y + m * C;
-            for (int c = 0; c < C; c++) s1[c] += v[c], s2[c] += v[c] * v[c];
+            for (int c = 0; c < cols; c++) s1[c] += v[c], s2[c] += v[c] * v[c];
         }
         kao_epi_flush(e, (int)rows);
     }
+    const float *restrict sc = e->scale + c0, *restrict sh = e->shift + c0;
     for (size_t m = 0; m < rows; m++) {
         float *restrict v = y + m * C;
-        for (int c = 0; c < C; c++) v[c] = v[c] * e->scale[c] + e->shift[c];
+        for (int c = 0; c < cols; c++) v[c] = v[c] * sc[c] + sh[c];
+        if (e->act == KAO_ACT_SILU) kao_silu_array(v, v, (size_t)cols);
     }
-    if (e->act == KAO_ACT_SILU) kao_silu_array(y, y, rows * C);
 }
 
 static void flush_thread(kao_epi *e, int t) {
@@ -203,19 +211,27 @@ void kao_conv2d_forward_fused(float *out, const float *inp, const float *weight,
         kao_epi_end(e);
         return;
     }
-    /* out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ in blocks of rows, one GEMM per block and thread;
-     * the epilogue runs on each block while it is in cache */
+    /* out [M, Co] = inp [M, Ci] · W [Co, Ci]ᵀ in tiles of about 128 rows, one GEMM per tile and
+     * thread; the epilogue runs on each tile while it is in cache. Where the row blocks are few
+     * (batch 1: 49 rows at 7×7) or would not divide among the threads, the columns are split too,
+     * so that every thread gets an equal share. */
     kao_blas_single_threaded();
-    int Ci = s->in_c, Co = s->out_c, rows = 128;
+    int Ci = s->in_c, Co = s->out_c, nt = kao_max_threads();
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
-    long nblocks = (long)((M + (size_t)rows - 1) / (size_t)rows);
+    int nrb = (int)((M + 127) / 128), ncb = 1;
+    while ((nrb * ncb) % nt && nrb * ncb < 8 * nt && Co / (ncb + 1) >= 64) ncb++;
+    size_t rows = (M + (size_t)nrb - 1) / (size_t)nrb;
+    int cols = ((Co + ncb - 1) / ncb + 15) & ~15; /* whole 16-lane blocks of the epilogue */
+    ncb = (Co + cols - 1) / cols;
+    long ntiles = (long)nrb * ncb;
 #pragma omp parallel for schedule(static, 1) /* static: the epilogue's per-thread BN sums must not depend on timing */
-    for (long blk = 0; blk < nblocks; blk++) {
-        size_t m0 = (size_t)blk * rows;
-        int mm = (int)(M - m0 < (size_t)rows ? M - m0 : (size_t)rows);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mm, Co, Ci, 1.0f, inp + m0 * Ci, Ci, weight, Ci,
-                    0.0f, out + m0 * Co, Co);
-        if (e) kao_epi_rows(e, out + m0 * Co, (size_t)mm);
+    for (long tile = 0; tile < ntiles; tile++) {
+        size_t m0 = (size_t)(tile / ncb) * rows;
+        int c0 = (int)(tile % ncb) * cols, nc = Co - c0 < cols ? Co - c0 : cols;
+        int mm = (int)(M - m0 < rows ? M - m0 : rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mm, nc, Ci, 1.0f, inp + m0 * Ci, Ci,
+                    weight + (size_t)c0 * Ci, Ci, 0.0f, out + m0 * Co + c0, Co);
+        if (e) kao_epi_rows(e, out + m0 * Co + c0, (size_t)mm, c0, nc);
     }
     kao_epi_end(e);
 }

@@ -161,7 +161,7 @@ void kao_dwconv2d_forward_fused(float *out, const float *inp, const float *weigh
                 for (int j = 0; j < P; j++) outp[j] = out + ((size_t)row * Wo + ox0 + j) * C;
                 tile_fns[P](outp, tt.x, tt.w, kk, C);
             }
-            if (e) kao_epi_rows(e, out + (size_t)row * Wo * C, (size_t)Wo); /* the row is in L1 */
+            if (e) kao_epi_rows(e, out + (size_t)row * Wo * C, (size_t)Wo, 0, C); /* the row is in L1 */
         }
     }
     kao_epi_end(e);

@@ -50,8 +50,9 @@ typedef struct {
 } kao_epi;
 /* Returns NULL when ep asks for nothing (plain convolution). */
 kao_epi *kao_epi_begin(const kao_conv_epilogue *ep, int C);
-/* rows contiguous rows of C channels at y, in place; the calling thread's sums. */
-void kao_epi_rows(kao_epi *e, float *y, size_t rows);
+/* rows rows of C channels at y (row stride C), in place, channels [c0, c0 + cols) of them; the
+ * calling thread's sums. */
+void kao_epi_rows(kao_epi *e, float *y, size_t rows, int c0, int cols);
 /* After npix more pixels went into the calling thread's float sums: moves them to its double
  * sums once 256 have gathered (float rounding stays ~1e-7 of the sums). */
 void kao_epi_flush(kao_epi *e, int npix);

@@ -320,6 +320,7 @@ static void test_fast_vs_ref(void) {
     static const struct { int B, H, W, Ci, Co, k, stride, bias; } convs[] = {
         {2, 7, 9, 5, 6, 1, 1, 0},    {2, 25, 25, 5, 3, 1, 1, 1}, /* 1×1 direct */
         {2, 5, 7, 9, 200, 1, 1, 1},                              /* 1×1, > 192 out: GEMM path */
+        {1, 5, 7, 200, 24, 1, 1, 1},                             /* 1×1, > 192 in, few pixels: GEMM */
         {2, 7, 6, 5, 6, 1, 2, 0},                                /* 1×1 stride 2: im2col path */
         {3, 8, 8, 3, 13, 3, 2, 0},   {2, 9, 11, 3, 5, 3, 2, 1},  /* stem-like, even and odd */
         {2, 6, 5, 13, 7, 3, 1, 0},   {2, 20, 20, 13, 9, 3, 1, 0}, /* several im2col blocks */
@@ -330,7 +331,8 @@ static void test_fast_vs_ref(void) {
         fast_conv(convs[i].B, convs[i].H, convs[i].W, convs[i].Ci, convs[i].Co, convs[i].k, convs[i].stride,
                   convs[i].bias, &ws);
     fused_conv(2, 7, 9, 5, 6, 1, 1, false, &ws);     /* direct 1×1, channel tail */
-    fused_conv(2, 5, 7, 9, 200, 1, 1, false, &ws);   /* GEMM path */
+    fused_conv(2, 5, 7, 9, 200, 1, 1, false, &ws);   /* GEMM path, columns split in two */
+    fused_conv(1, 5, 7, 200, 24, 1, 1, false, &ws);  /* GEMM path for a large reduction */
     fused_conv(2, 9, 11, 3, 21, 3, 2, false, &ws);   /* k×k stride 2, odd sizes */
     fused_conv(1, 12, 10, 7, 40, 3, 1, false, &ws);
     fused_conv(2, 9, 8, 13, 13, 3, 2, true, &ws);    /* depthwise */
