@@ -15,8 +15,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 demo="${KAO_DEMO_DIR:-$here/runs/demo}"
-# OpenMP threads that sleep when idle: the loader's threads need the cores between kernels.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 start=$(date +%s)
 
 bash scripts/install_deps.sh
