@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "kao/h5io.h"
+#include "kao/rng.h"
 #include "kao/util.h"
 
 static int check_passed, check_failed;
@@ -124,6 +125,15 @@ static inline void ref_attr_str(const kao_h5_file *f, const char *group, const c
                                 size_t size) {
     if (kao_h5_read_attr_str(f, group, name, out, size)) ref_die();
 }
+
+/* Test buffers: n floats uniform in [lo, hi) from r, or zeros. Free with free(). */
+static inline float *check_uniform(kao_rng *r, size_t n, float lo, float hi) {
+    float *x = kao_malloc(n * sizeof(float), "test buffer");
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * kao_rng_uniform(r);
+    return x;
+}
+
+static inline float *check_zeros(size_t n) { return kao_calloc(n, sizeof(float), "test buffer"); }
 
 static inline int check_summary(const char *name) {
     printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);

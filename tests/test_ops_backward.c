@@ -27,12 +27,6 @@
 
 static kao_rng rng;
 
-static float *uniform(size_t n, float lo, float hi) {
-    float *x = kao_malloc(n * sizeof(float), "test buffer");
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * kao_rng_uniform(&rng);
-    return x;
-}
-static float *zeros(size_t n) { return kao_calloc(n, sizeof(float), "test buffer"); }
 static float *filled(size_t n, float v) {
     float *x = kao_malloc(n * sizeof(float), "test buffer");
     for (size_t i = 0; i < n; i++) x[i] = v;
@@ -106,16 +100,16 @@ static void check_conv(int B, int H, int W, int Ci, int Co, int k, int stride, b
     size_t n_in = (size_t)B * H * W * Ci, n_w = (size_t)Co * (dw ? 1 : Ci) * k * k;
     c.n_out = (size_t)B * c.s.out_h * c.s.out_w * Co;
     float scale = 1.0f / sqrtf((float)((dw ? 1 : Ci) * k * k));
-    c.inp = uniform(n_in, -1, 1), c.w = uniform(n_w, -scale, scale);
-    c.bias = with_bias ? uniform(Co, -1, 1) : NULL;
-    c.R = uniform(c.n_out, -1, 1), c.out = zeros(c.n_out);
+    c.inp = check_uniform(&rng, n_in, -1, 1), c.w = check_uniform(&rng, n_w, -scale, scale);
+    c.bias = with_bias ? check_uniform(&rng, Co, -1, 1) : NULL;
+    c.R = check_uniform(&rng, c.n_out, -1, 1), c.out = check_zeros(c.n_out);
     char what[160];
     snprintf(what, sizeof what, "%s B%d %dx%d Ci%d Co%d k%d s%d bias%d", dw ? "dwconv" : "conv", B, H, W, Ci, Co,
              k, stride, with_bias);
     char name[200];
 
     /* _ref against finite differences */
-    float *dinp = filled(n_in, 1e30f), *dwt = zeros(n_w), *db = with_bias ? zeros(Co) : NULL;
+    float *dinp = filled(n_in, 1e30f), *dwt = check_zeros(n_w), *db = with_bias ? check_zeros(Co) : NULL;
     conv_backward(false, dinp, dwt, db, &c, NULL);
     snprintf(name, sizeof name, "%s: FD dinp", what);
     fd_check(name, c.inp, n_in, dinp, conv_loss, &c);
@@ -127,7 +121,7 @@ static void check_conv(int B, int H, int W, int Ci, int Co, int k, int stride, b
     }
 
     /* fast against _ref: dinp overwritten, parameter gradients added to what is there */
-    float *dw0 = uniform(n_w, -1, 1), *db0 = uniform(Co, -1, 1);
+    float *dw0 = check_uniform(&rng, n_w, -1, 1), *db0 = check_uniform(&rng, Co, -1, 1);
     float *fdinp = filled(n_in, 1e30f), *fdw = copy(dw0, n_w), *fdb = copy(db0, Co);
     float *want_dw = axpy(dw0, 1.0f, dwt, n_w), *want_db = with_bias ? axpy(db0, 1.0f, db, Co) : NULL;
     conv_backward(true, fdinp, fdw, with_bias ? fdb : NULL, &c, ws);
@@ -191,16 +185,16 @@ static void bn_backward(bool fast, float *dinp, float *dg, float *dbeta, const f
 static void check_batchnorm(size_t M, int C, kao_act act, bool frozen) {
     bn_ctx b = {.M = M, .C = C, .act = act, .frozen = frozen};
     size_t n = M * C;
-    b.inp = uniform(n, -1, 1);
-    float *off = uniform(C, -1, 1), *sc = uniform(C, 0.5f, 2);
+    b.inp = check_uniform(&rng, n, -1, 1);
+    float *off = check_uniform(&rng, C, -1, 1), *sc = check_uniform(&rng, C, 0.5f, 2);
     for (size_t i = 0; i < n; i++) b.inp[i] = b.inp[i] * sc[i % C] + off[i % C];
-    b.gamma = uniform(C, -1.5f, 1.5f), b.beta = uniform(C, -1, 1), b.rm = uniform(C, -0.5f, 0.5f);
-    b.rv = uniform(C, 0.5f, 2), b.R = uniform(n, -1, 1), b.out = zeros(n), b.mean = zeros(C), b.rstd = zeros(C);
+    b.gamma = check_uniform(&rng, C, -1.5f, 1.5f), b.beta = check_uniform(&rng, C, -1, 1), b.rm = check_uniform(&rng, C, -0.5f, 0.5f);
+    b.rv = check_uniform(&rng, C, 0.5f, 2), b.R = check_uniform(&rng, n, -1, 1), b.out = check_zeros(n), b.mean = check_zeros(C), b.rstd = check_zeros(C);
     bn_loss(&b); /* saves mean/rstd of the unperturbed input for the backward */
     char what[128], name[180];
     snprintf(what, sizeof what, "batchnorm %s M%zu C%d act%d", frozen ? "frozen" : "train", M, C, (int)act);
 
-    float *dinp = filled(n, 1e30f), *dg = zeros(C), *dbeta = zeros(C);
+    float *dinp = filled(n, 1e30f), *dg = check_zeros(C), *dbeta = check_zeros(C);
     bn_backward(false, dinp, dg, dbeta, b.R, &b);
     float *mean = copy(b.mean, C), *rstd = copy(b.rstd, C); /* the FD forwards overwrite them */
     snprintf(name, sizeof name, "%s: FD dinp", what);
@@ -212,7 +206,7 @@ static void check_batchnorm(size_t M, int C, kao_act act, bool frozen) {
     memcpy(b.mean, mean, C * sizeof(float));
     memcpy(b.rstd, rstd, C * sizeof(float));
 
-    float *g0 = uniform(C, -1, 1), *b0 = uniform(C, -1, 1);
+    float *g0 = check_uniform(&rng, C, -1, 1), *b0 = check_uniform(&rng, C, -1, 1);
     float *fdinp = filled(n, 1e30f), *fdg = copy(g0, C), *fdb = copy(b0, C);
     float *want_g = axpy(g0, 1.0f, dg, C), *want_b = axpy(b0, 1.0f, dbeta, C);
     bn_backward(true, fdinp, fdg, fdb, b.R, &b);
@@ -258,15 +252,15 @@ static double se_loss(void *p) {
 static void check_se(int B, int HW, int C, int R) {
     se_ctx s = {.B = B, .HW = HW, .C = C, .R = R};
     size_t n = (size_t)B * HW * C, nr = (size_t)R * C;
-    s.inp = uniform(n, -1, 1), s.wr = uniform(nr, -1, 1), s.br = uniform(R, -1, 1);
-    s.we = uniform(nr, -1, 1), s.be = uniform(C, -1, 1), s.Rg = uniform(n, -1, 1), s.out = zeros(n);
-    s.pooled = zeros((size_t)B * C), s.hidden = zeros((size_t)B * R), s.gate = zeros((size_t)B * C);
+    s.inp = check_uniform(&rng, n, -1, 1), s.wr = check_uniform(&rng, nr, -1, 1), s.br = check_uniform(&rng, R, -1, 1);
+    s.we = check_uniform(&rng, nr, -1, 1), s.be = check_uniform(&rng, C, -1, 1), s.Rg = check_uniform(&rng, n, -1, 1), s.out = check_zeros(n);
+    s.pooled = check_zeros((size_t)B * C), s.hidden = check_zeros((size_t)B * R), s.gate = check_zeros((size_t)B * C);
     se_loss(&s);
     float *pooled = copy(s.pooled, (size_t)B * C), *hidden = copy(s.hidden, (size_t)B * R), *gate = copy(s.gate, (size_t)B * C);
     char what[64], name[128];
     snprintf(what, sizeof what, "se B%d HW%d C%d R%d", B, HW, C, R);
 
-    float *dinp = filled(n, 1e30f), *dwr = zeros(nr), *dbr = zeros(R), *dwe = zeros(nr), *dbe = zeros(C);
+    float *dinp = filled(n, 1e30f), *dwr = check_zeros(nr), *dbr = check_zeros(R), *dwe = check_zeros(nr), *dbe = check_zeros(C);
     kao_se_backward_ref(dinp, dwr, dbr, dwe, dbe, s.Rg, s.inp, pooled, hidden, gate, s.wr, s.we, B, HW, C, R);
     struct { const char *name; float *x, *g; size_t n; } t[] = {
         {"dinp", s.inp, dinp, n}, {"dw_reduce", s.wr, dwr, nr}, {"db_reduce", s.br, dbr, (size_t)R},
@@ -278,7 +272,7 @@ static void check_se(int B, int HW, int C, int R) {
     }
 
     /* fast: parameter gradients start at random values and must be added to; then dinp = dout */
-    float *p0[4] = {uniform(nr, -1, 1), uniform(R, -1, 1), uniform(nr, -1, 1), uniform(C, -1, 1)};
+    float *p0[4] = {check_uniform(&rng, nr, -1, 1), check_uniform(&rng, R, -1, 1), check_uniform(&rng, nr, -1, 1), check_uniform(&rng, C, -1, 1)};
     float *fast[4] = {copy(p0[0], nr), copy(p0[1], R), copy(p0[2], nr), copy(p0[3], C)};
     float *fdinp = copy(s.Rg, n);
     kao_se_backward(fdinp, fast[0], fast[1], fast[2], fast[3], fdinp, s.inp, pooled, hidden, gate, s.wr, s.we, B, HW, C, R);
@@ -322,14 +316,14 @@ static double linear_loss(void *p) {
 static void check_linear(int B, int I, int O) {
     linear_ctx l = {.B = B, .I = I, .O = O};
     size_t ni = (size_t)B * I, nw = (size_t)O * I, no = (size_t)B * O;
-    l.inp = uniform(ni, -1, 1), l.w = uniform(nw, -1, 1), l.bias = uniform(O, -1, 1), l.R = uniform(no, -1, 1);
-    l.out = zeros(no);
-    float *dinp = filled(ni, 1e30f), *dw = zeros(nw), *db = zeros(O);
+    l.inp = check_uniform(&rng, ni, -1, 1), l.w = check_uniform(&rng, nw, -1, 1), l.bias = check_uniform(&rng, O, -1, 1), l.R = check_uniform(&rng, no, -1, 1);
+    l.out = check_zeros(no);
+    float *dinp = filled(ni, 1e30f), *dw = check_zeros(nw), *db = check_zeros(O);
     kao_linear_backward_ref(dinp, dw, db, l.R, l.inp, l.w, B, I, O);
     fd_check("linear: FD dinp", l.inp, ni, dinp, linear_loss, &l);
     fd_check("linear: FD dweight", l.w, nw, dw, linear_loss, &l);
     fd_check("linear: FD dbias", l.bias, O, db, linear_loss, &l);
-    float *w0 = uniform(nw, -1, 1), *b0 = uniform(O, -1, 1), *fdinp = filled(ni, 1e30f);
+    float *w0 = check_uniform(&rng, nw, -1, 1), *b0 = check_uniform(&rng, O, -1, 1), *fdinp = filled(ni, 1e30f);
     float *fdw = copy(w0, nw), *fdb = copy(b0, O), *want_w = axpy(w0, 1.0f, dw, nw), *want_b = axpy(b0, 1.0f, db, O);
     kao_linear_backward(fdinp, fdw, fdb, l.R, l.inp, l.w, B, I, O);
     CHECK_CLOSE("linear: fast dinp", fdinp, dinp, ni, 1e-5, 1e-4);
@@ -363,7 +357,7 @@ static double avgpool_loss(void *p) {
 
 static void check_elementwise(void) {
     elem_ctx e = {.n = 203};
-    e.inp = uniform(e.n, -6, 6), e.R = uniform(e.n, -1, 1), e.out = zeros(e.n);
+    e.inp = check_uniform(&rng, e.n, -6, 6), e.R = check_uniform(&rng, e.n, -1, 1), e.out = check_zeros(e.n);
     float *dinp = filled(e.n, 1e30f), *fdinp = copy(e.R, e.n);
     kao_silu_backward_ref(dinp, e.R, e.inp, e.n);
     fd_check("silu: FD dinp", e.inp, e.n, dinp, silu_loss, &e);
@@ -373,7 +367,7 @@ static void check_elementwise(void) {
 
     elem_ctx a = {.B = 3, .HW = 7, .C = 5};
     a.n = (size_t)a.B * a.HW * a.C;
-    a.inp = uniform(a.n, -1, 1), a.R = uniform((size_t)a.B * a.C, -1, 1), a.out = zeros((size_t)a.B * a.C);
+    a.inp = check_uniform(&rng, a.n, -1, 1), a.R = check_uniform(&rng, (size_t)a.B * a.C, -1, 1), a.out = check_zeros((size_t)a.B * a.C);
     dinp = filled(a.n, 1e30f);
     kao_avgpool_backward(dinp, a.R, a.B, a.HW, a.C);
     fd_check("avgpool: FD dinp", a.inp, a.n, dinp, avgpool_loss, &a);
@@ -402,7 +396,7 @@ static void torch_conv(const kao_h5_file *f, const char *group, kao_workspace *w
     float *want_di = ref_f32(f, group, "d_inp", n_in), *want_dw = ref_f32(f, group, "d_weight", n_w);
     float *want_db = bias ? ref_f32(f, group, "d_bias", Co) : NULL;
     for (int fast = 0; fast < 2; fast++) {
-        float *di = zeros(n_in), *dwt = zeros(n_w), *db = zeros(Co);
+        float *di = check_zeros(n_in), *dwt = check_zeros(n_w), *db = check_zeros(Co);
         conv_backward(fast, di, dwt, bias ? db : NULL, &c, ws);
         check_close_named(group, fast, "d_inp", di, want_di, n_in);
         check_close_named(group, fast, "d_weight", dwt, want_dw, n_w);
@@ -420,12 +414,12 @@ static void torch_batchnorm(const kao_h5_file *f, const char *group) {
     KAO_ASSERT(fabs(ref_attr(f, group, "eps") - BN_EPS) < 1e-9);
     b.inp = ref_f32(f, group, "inp", n), b.gamma = ref_f32(f, group, "weight", C), b.beta = ref_f32(f, group, "bias", C);
     b.rm = ref_f32(f, group, "running_mean0", C), b.rv = ref_f32(f, group, "running_var0", C);
-    b.R = ref_f32(f, group, "R", n), b.out = zeros(n), b.mean = zeros(C), b.rstd = zeros(C);
+    b.R = ref_f32(f, group, "R", n), b.out = check_zeros(n), b.mean = check_zeros(C), b.rstd = check_zeros(C);
     bn_loss(&b);
     float *want_di = ref_f32(f, group, "d_inp", n), *want_dg = ref_f32(f, group, "d_weight", C);
     float *want_db = ref_f32(f, group, "d_bias", C);
     for (int fast = 0; fast < 2; fast++) {
-        float *di = zeros(n), *dg = zeros(C), *db = zeros(C);
+        float *di = check_zeros(n), *dg = check_zeros(C), *db = check_zeros(C);
         bn_backward(fast, di, dg, db, b.R, &b);
         check_close_named(group, fast, "d_inp", di, want_di, n);
         check_close_named(group, fast, "d_weight", dg, want_dg, C);
@@ -444,13 +438,13 @@ static void torch_se(const kao_h5_file *f) {
     s.inp = ref_f32(f, g, "inp", n), s.Rg = ref_f32(f, g, "R", n);
     s.wr = ref_f32(f, g, "conv_reduce.weight", nr), s.br = ref_f32(f, g, "conv_reduce.bias", R);
     s.we = ref_f32(f, g, "conv_expand.weight", nr), s.be = ref_f32(f, g, "conv_expand.bias", C);
-    s.out = zeros(n), s.pooled = zeros((size_t)B * C), s.hidden = zeros((size_t)B * R), s.gate = zeros((size_t)B * C);
+    s.out = check_zeros(n), s.pooled = check_zeros((size_t)B * C), s.hidden = check_zeros((size_t)B * R), s.gate = check_zeros((size_t)B * C);
     se_loss(&s);
     const char *names[5] = {"d_inp", "d_conv_reduce.weight", "d_conv_reduce.bias", "d_conv_expand.weight", "d_conv_expand.bias"};
     size_t sizes[5] = {n, nr, (size_t)R, nr, (size_t)C};
     for (int fast = 0; fast < 2; fast++) {
         float *got[5];
-        for (int i = 0; i < 5; i++) got[i] = zeros(sizes[i]);
+        for (int i = 0; i < 5; i++) got[i] = check_zeros(sizes[i]);
         (fast ? kao_se_backward : kao_se_backward_ref)(got[0], got[1], got[2], got[3], got[4], s.Rg, s.inp, s.pooled,
                                                        s.hidden, s.gate, s.wr, s.we, B, HW, C, R);
         for (int i = 0; i < 5; i++) {
@@ -470,7 +464,7 @@ static void torch_linear(const kao_h5_file *f) {
     float *R = ref_f32(f, g, "R", (size_t)B * O), *want_di = ref_f32(f, g, "d_inp", (size_t)B * I);
     float *want_dw = ref_f32(f, g, "d_weight", (size_t)O * I), *want_db = ref_f32(f, g, "d_bias", O);
     for (int fast = 0; fast < 2; fast++) {
-        float *di = zeros((size_t)B * I), *dw = zeros((size_t)O * I), *db = zeros(O);
+        float *di = check_zeros((size_t)B * I), *dw = check_zeros((size_t)O * I), *db = check_zeros(O);
         (fast ? kao_linear_backward : kao_linear_backward_ref)(di, dw, db, R, inp, w, B, I, O);
         check_close_named(g, fast, "d_inp", di, want_di, (size_t)B * I);
         check_close_named(g, fast, "d_weight", dw, want_dw, (size_t)O * I);

@@ -27,13 +27,6 @@
 
 static kao_rng rng;
 
-static float *uniform(size_t n, float lo, float hi) {
-    float *x = kao_malloc(n * sizeof(float), "test buffer");
-    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * kao_rng_uniform(&rng);
-    return x;
-}
-
-static float *zeros(size_t n) { return kao_calloc(n, sizeof(float), "test buffer"); }
 
 /* ---- 1. PyTorch references ------------------------------------------------------------------ */
 
@@ -49,7 +42,7 @@ static void torch_conv(const kao_h5_file *f, const char *group) {
     float *inp = ref_f32(f, group, "inp", n_in);
     float *w = ref_f32(f, group, "weight", (size_t)Co * (dw ? 1 : Ci) * k * k);
     float *bias = attr(f, group, "bias") ? ref_f32(f, group, "bias", (size_t)Co) : NULL;
-    float *want = ref_f32(f, group, "out", n_out), *got = zeros(n_out);
+    float *want = ref_f32(f, group, "out", n_out), *got = check_zeros(n_out);
     char what[128];
     kao_workspace ws = {0};
     for (int fast = 0; fast < 2; fast++) {
@@ -74,7 +67,7 @@ static void torch_batchnorm(const kao_h5_file *f, const char *group) {
     float *gamma = ref_f32(f, group, "weight", C), *beta = ref_f32(f, group, "bias", C);
     float *rm0 = ref_f32(f, group, "running_mean0", C), *rv0 = ref_f32(f, group, "running_var0", C);
     float *rm_want = ref_f32(f, group, "running_mean", C), *rv_want = ref_f32(f, group, "running_var", C);
-    float *got = zeros(n), *mean = zeros(C), *rstd = zeros(C), *rm = zeros(C), *rv = zeros(C);
+    float *got = check_zeros(n), *mean = check_zeros(C), *rstd = check_zeros(C), *rm = check_zeros(C), *rv = check_zeros(C);
     char what[128];
     for (int fast = 0; fast < 2; fast++) {
         memcpy(rm, rm0, C * sizeof(float));
@@ -103,7 +96,7 @@ static void torch_se(const kao_h5_file *f) {
     float *inp = ref_f32(f, g, "inp", n), *want = ref_f32(f, g, "out", n);
     float *wr = ref_f32(f, g, "conv_reduce.weight", (size_t)R * C), *br = ref_f32(f, g, "conv_reduce.bias", R);
     float *we = ref_f32(f, g, "conv_expand.weight", (size_t)C * R), *be = ref_f32(f, g, "conv_expand.bias", C);
-    float *got = zeros(n), *pooled = zeros((size_t)B * C), *hidden = zeros((size_t)B * R), *gate = zeros((size_t)B * C);
+    float *got = check_zeros(n), *pooled = check_zeros((size_t)B * C), *hidden = check_zeros((size_t)B * R), *gate = check_zeros((size_t)B * C);
     kao_se_forward_ref(got, pooled, hidden, gate, inp, wr, br, we, be, B, HW, C, R);
     CHECK_CLOSE("torch se ref", got, want, n, 1e-5, 1e-5);
     kao_se_forward(got, pooled, hidden, gate, inp, wr, br, we, be, B, HW, C, R);
@@ -115,7 +108,7 @@ static void torch_linear(const kao_h5_file *f) {
     const char *g = "linear";
     int B = attr(f, g, "B"), I = attr(f, g, "I"), O = attr(f, g, "O");
     float *inp = ref_f32(f, g, "inp", (size_t)B * I), *want = ref_f32(f, g, "out", (size_t)B * O);
-    float *w = ref_f32(f, g, "weight", (size_t)O * I), *b = ref_f32(f, g, "bias", O), *got = zeros((size_t)B * O);
+    float *w = ref_f32(f, g, "weight", (size_t)O * I), *b = ref_f32(f, g, "bias", O), *got = check_zeros((size_t)B * O);
     kao_linear_forward_ref(got, inp, w, b, B, I, O);
     CHECK_CLOSE("torch linear ref", got, want, (size_t)B * O, 1e-5, 1e-5);
     kao_linear_forward(got, inp, w, b, B, I, O);
@@ -143,8 +136,8 @@ static void fast_conv(int B, int H, int W, int Ci, int Co, int k, int stride, bo
     kao_conv_shape_init(&s, B, H, W, Ci, Co, k, stride, false);
     size_t n_in = (size_t)B * H * W * Ci, n_out = (size_t)B * s.out_h * s.out_w * Co;
     float scale = 1.0f / sqrtf((float)(Ci * k * k)); /* keeps outputs O(1) */
-    float *inp = uniform(n_in, -1, 1), *w = uniform((size_t)Co * Ci * k * k, -scale, scale);
-    float *bias = with_bias ? uniform(Co, -1, 1) : NULL, *want = zeros(n_out), *got = zeros(n_out);
+    float *inp = check_uniform(&rng, n_in, -1, 1), *w = check_uniform(&rng, (size_t)Co * Ci * k * k, -scale, scale);
+    float *bias = with_bias ? check_uniform(&rng, Co, -1, 1) : NULL, *want = check_zeros(n_out), *got = check_zeros(n_out);
     kao_conv2d_forward_ref(want, inp, w, bias, &s);
     kao_conv2d_forward(got, inp, w, bias, &s, ws);
     char what[128];
@@ -159,9 +152,9 @@ static void fused_conv(int B, int H, int W, int Ci, int Co, int k, int stride, b
     kao_conv_shape_init(&s, B, H, W, Ci, Co, k, stride, dw);
     size_t n_in = (size_t)B * H * W * Ci, M = (size_t)B * s.out_h * s.out_w, n_out = M * Co;
     float scale_w = 1.0f / sqrtf((float)((dw ? 1 : Ci) * k * k));
-    float *inp = uniform(n_in, -1, 1), *w = uniform((size_t)Co * (dw ? 1 : Ci) * k * k, -scale_w, scale_w);
-    float *scale = uniform(Co, -2, 2), *shift = uniform(Co, -1, 1), *y = zeros(n_out), *want = zeros(n_out);
-    float *got = zeros(n_out);
+    float *inp = check_uniform(&rng, n_in, -1, 1), *w = check_uniform(&rng, (size_t)Co * (dw ? 1 : Ci) * k * k, -scale_w, scale_w);
+    float *scale = check_uniform(&rng, Co, -2, 2), *shift = check_uniform(&rng, Co, -1, 1), *y = check_zeros(n_out), *want = check_zeros(n_out);
+    float *got = check_zeros(n_out);
     if (dw) kao_dwconv2d_forward_ref(y, inp, w, &s);
     else kao_conv2d_forward_ref(y, inp, w, NULL, &s);
     double want_sums[2][512] = {{0}}, abs_sum[512] = {0}, *sums = kao_malloc(2 * (size_t)Co * sizeof(double), "sums");
@@ -199,8 +192,8 @@ static void fast_dwconv(int B, int H, int W, int C, int k, int stride) {
     kao_conv_shape s;
     kao_conv_shape_init(&s, B, H, W, C, C, k, stride, true);
     size_t n_in = (size_t)B * H * W * C, n_out = (size_t)B * s.out_h * s.out_w * C;
-    float *inp = uniform(n_in, -1, 1), *w = uniform((size_t)C * k * k, -0.5f, 0.5f);
-    float *want = zeros(n_out), *got = zeros(n_out);
+    float *inp = check_uniform(&rng, n_in, -1, 1), *w = check_uniform(&rng, (size_t)C * k * k, -0.5f, 0.5f);
+    float *want = check_zeros(n_out), *got = check_zeros(n_out);
     kao_dwconv2d_forward_ref(want, inp, w, &s);
     kao_dwconv2d_forward(got, inp, w, &s);
     char what[128];
@@ -211,7 +204,7 @@ static void fast_dwconv(int B, int H, int W, int C, int k, int stride) {
 
 /* Per-channel offsets in [-2, 2] and spreads in [0.5, 3]: statistics that differ by channel. */
 static float *bn_input(size_t M, int C) {
-    float *x = uniform(M * C, -1, 1), *off = uniform(C, -2, 2), *sc = uniform(C, 0.5f, 3);
+    float *x = check_uniform(&rng, M * C, -1, 1), *off = check_uniform(&rng, C, -2, 2), *sc = check_uniform(&rng, C, 0.5f, 3);
     for (size_t m = 0; m < M; m++)
         for (int c = 0; c < C; c++) x[m * C + c] = x[m * C + c] * sc[c] + off[c];
     free(off), free(sc);
@@ -220,13 +213,13 @@ static float *bn_input(size_t M, int C) {
 
 static void fast_batchnorm(size_t M, int C, kao_act act) {
     size_t n = M * C;
-    float *inp = bn_input(M, C), *gamma = uniform(C, -1.5f, 1.5f), *beta = uniform(C, -1, 1);
-    float *rm = uniform(C, -0.5f, 0.5f), *rv = uniform(C, 0.5f, 2);
+    float *inp = bn_input(M, C), *gamma = check_uniform(&rng, C, -1.5f, 1.5f), *beta = check_uniform(&rng, C, -1, 1);
+    float *rm = check_uniform(&rng, C, -0.5f, 0.5f), *rv = check_uniform(&rng, C, 0.5f, 2);
     float *rm2 = kao_malloc(C * sizeof(float), "rm"), *rv2 = kao_malloc(C * sizeof(float), "rv");
     float *rm0 = kao_malloc(C * sizeof(float), "rm"), *rv0 = kao_malloc(C * sizeof(float), "rv");
     memcpy(rm2, rm, C * sizeof(float)), memcpy(rm0, rm, C * sizeof(float));
     memcpy(rv2, rv, C * sizeof(float)), memcpy(rv0, rv, C * sizeof(float));
-    float *want = zeros(n), *got = zeros(n), *mean = zeros(C), *rstd = zeros(C), *mean2 = zeros(C), *rstd2 = zeros(C);
+    float *want = check_zeros(n), *got = check_zeros(n), *mean = check_zeros(C), *rstd = check_zeros(C), *mean2 = check_zeros(C), *rstd2 = check_zeros(C);
     char what[128];
     snprintf(what, sizeof what, "batchnorm eval M%zu C%d act%d", M, C, (int)act);
     kao_batchnorm_forward_eval_ref(want, inp, gamma, beta, rm, rv, 1e-3f, act, M, C);
@@ -265,11 +258,11 @@ static void fast_batchnorm(size_t M, int C, kao_act act) {
 
 static void fast_se(int B, int HW, int C, int R) {
     size_t n = (size_t)B * HW * C;
-    float *inp = uniform(n, -1, 1), *wr = uniform((size_t)R * C, -0.5f, 0.5f), *br = uniform(R, -0.5f, 0.5f);
-    float *we = uniform((size_t)C * R, -0.5f, 0.5f), *be = uniform(C, -0.5f, 0.5f);
-    float *want = zeros(n), *got = zeros(n);
-    float *p1 = zeros((size_t)B * C), *h1 = zeros((size_t)B * R), *g1 = zeros((size_t)B * C);
-    float *p2 = zeros((size_t)B * C), *h2 = zeros((size_t)B * R), *g2 = zeros((size_t)B * C);
+    float *inp = check_uniform(&rng, n, -1, 1), *wr = check_uniform(&rng, (size_t)R * C, -0.5f, 0.5f), *br = check_uniform(&rng, R, -0.5f, 0.5f);
+    float *we = check_uniform(&rng, (size_t)C * R, -0.5f, 0.5f), *be = check_uniform(&rng, C, -0.5f, 0.5f);
+    float *want = check_zeros(n), *got = check_zeros(n);
+    float *p1 = check_zeros((size_t)B * C), *h1 = check_zeros((size_t)B * R), *g1 = check_zeros((size_t)B * C);
+    float *p2 = check_zeros((size_t)B * C), *h2 = check_zeros((size_t)B * R), *g2 = check_zeros((size_t)B * C);
     kao_se_forward_ref(want, p1, h1, g1, inp, wr, br, we, be, B, HW, C, R);
     kao_se_forward(got, p2, h2, g2, inp, wr, br, we, be, B, HW, C, R);
     char what[128];
@@ -286,8 +279,8 @@ static void fast_se(int B, int HW, int C, int R) {
 }
 
 static void fast_linear(int B, int I, int O, bool with_bias) {
-    float *inp = uniform((size_t)B * I, -1, 1), *w = uniform((size_t)O * I, -0.3f, 0.3f);
-    float *bias = with_bias ? uniform(O, -1, 1) : NULL, *want = zeros((size_t)B * O), *got = zeros((size_t)B * O);
+    float *inp = check_uniform(&rng, (size_t)B * I, -1, 1), *w = check_uniform(&rng, (size_t)O * I, -0.3f, 0.3f);
+    float *bias = with_bias ? check_uniform(&rng, O, -1, 1) : NULL, *want = check_zeros((size_t)B * O), *got = check_zeros((size_t)B * O);
     kao_linear_forward_ref(want, inp, w, bias, B, I, O);
     kao_linear_forward(got, inp, w, bias, B, I, O);
     CHECK_CLOSE("linear", got, want, (size_t)B * O, 1e-5, 1e-5);
@@ -297,8 +290,8 @@ static void fast_linear(int B, int I, int O, bool with_bias) {
 static void test_small_ops(void) {
     int B = 3, HW = 13, C = 11;
     size_t n = (size_t)B * HW * C;
-    float *x = uniform(n, -1, 1), *y = uniform(n, -1, 1), *pooled = zeros((size_t)B * C);
-    float *want = zeros(n), *mask = uniform(B, 0, 2);
+    float *x = check_uniform(&rng, n, -1, 1), *y = check_uniform(&rng, n, -1, 1), *pooled = check_zeros((size_t)B * C);
+    float *want = check_zeros(n), *mask = check_uniform(&rng, B, 0, 2);
     kao_avgpool_forward(pooled, x, B, HW, C);
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
@@ -378,9 +371,9 @@ static void test_shape_init(void) {
 static void test_bn_precision(void) {
     size_t M = 409600;
     int C = 3;
-    float *inp = uniform(M * C, -1, 1), gamma[3] = {1, 1, 1}, beta[3] = {0, 0, 0};
+    float *inp = check_uniform(&rng, M * C, -1, 1), gamma[3] = {1, 1, 1}, beta[3] = {0, 0, 0};
     for (size_t i = 0; i < M * C; i++) inp[i] = 5.0f + 0.5f * inp[i]; /* mean 5, spread ±0.5 */
-    float *out = zeros(M * C), mean[2][3], rstd[2][3], rm[2][3] = {{0}}, rv[2][3] = {{1, 1, 1}, {1, 1, 1}};
+    float *out = check_zeros(M * C), mean[2][3], rstd[2][3], rm[2][3] = {{0}}, rv[2][3] = {{1, 1, 1}, {1, 1, 1}};
     kao_batchnorm_forward_train_ref(out, mean[0], rstd[0], inp, gamma, beta, rm[0], rv[0], 1e-5f, 0.1f,
                                     KAO_ACT_NONE, M, C);
     kao_batchnorm_forward_train(out, mean[1], rstd[1], inp, gamma, beta, rm[1], rv[1], 1e-5f, 0.1f,
@@ -395,7 +388,7 @@ static void test_bn_precision(void) {
 
 static void test_silu_accuracy(void) {
     size_t n = 1 << 18;
-    float *x = zeros(n), *want = zeros(n), *got = zeros(n), *dout = uniform(n, 0.5f, 1.5f);
+    float *x = check_zeros(n), *want = check_zeros(n), *got = check_zeros(n), *dout = check_uniform(&rng, n, 0.5f, 1.5f);
     for (size_t i = 0; i < n; i++) x[i] = -87.0f + 174.0f * (float)i / (float)(n - 1);
     x[n / 2] = 0.0f, x[n / 2 + 1] = 1e-30f, x[n / 2 + 2] = -1e-30f;
     kao_silu_forward_ref(want, x, n);
