@@ -1,6 +1,7 @@
 #include "kao/weights.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,20 +291,37 @@ static bool same_shape(const kao_h5_info *info, const kao_tensor *t) {
     return true;
 }
 
-/* Checks names, types and shapes; writes the first problem (without the path) to problem. */
-static int check_tensors(char *problem, size_t size, bool *skip_head, const kao_model *m,
-                         const kao_h5_file *f, const char *group, const kao_weights_options *opt,
-                         kao_weights_report *report) {
-    problem[0] = '\0';
+/* Where check_tensors reports the mismatches it finds: the first one's text (without the path),
+ * how many there are, and optionally every one as a line on list. */
+typedef struct {
+    char first[1024];
+    int count;
+    FILE *list;
+} problems;
+
+static void report_problem(problems *p, const char *fmt, ...) KAO_PRINTF(2, 3);
+static void report_problem(problems *p, const char *fmt, ...) {
+    char text[1024];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(text, sizeof text, fmt, args);
+    va_end(args);
+    if (p->count++ == 0) snprintf(p->first, sizeof p->first, "%s", text);
+    if (p->list) fprintf(p->list, "  %s\n", text);
+}
+
+/* Checks every name, type and shape, reporting each mismatch to p. */
+static int check_tensors(problems *p, bool *skip_head, const kao_model *m, const kao_h5_file *f,
+                         const char *group, const kao_weights_options *opt, kao_weights_report *report) {
     *skip_head = false;
-    for (int i = 0; i < m->num_tensors && !problem[0]; i++) {
+    for (int i = 0; i < m->num_tensors; i++) {
         const kao_tensor *t = &m->tensors[i];
         bool head = i == m->classifier_weight || i == m->classifier_bias;
         char buf[KAO_NAME_MAX];
         const char *name = at(buf, sizeof buf, group, t->name);
         if (!kao_h5_exists(f, name)) {
             if (head && opt->allow_head_mismatch) *skip_head = true;
-            else snprintf(problem, size, "missing tensor '%s'", name);
+            else report_problem(p, "missing tensor '%s'", name);
             continue;
         }
         kao_h5_info info;
@@ -316,14 +334,14 @@ static int check_tensors(char *problem, size_t size, bool *skip_head, const kao_
         kao_shape_string(want, sizeof want, t->ndim, t->shape);
         kao_h5_shape_string(found, sizeof found, info.ndim, info.shape);
         if (info.cls != KAO_H5_FLOAT) {
-            snprintf(problem, size, "tensor '%s' is %s, expected float32", name, kao_h5_type_name(&info));
+            report_problem(p, "tensor '%s' is %s, expected float32", name, kao_h5_type_name(&info));
         } else if (!same_shape(&info, t)) {
             if (head && opt->allow_head_mismatch) *skip_head = true;
-            else snprintf(problem, size, "tensor '%s' has shape %s, expected %s", name, found, want);
+            else report_problem(p, "tensor '%s' has shape %s, expected %s", name, found, want);
         }
     }
     kao_bn_ref *bns = collect_bns(m);
-    for (int k = 0; k < m->num_bn && !problem[0]; k++) {
+    for (int k = 0; k < m->num_bn; k++) {
         char counter[160], buf[KAO_NAME_MAX];
         counter_name(counter, sizeof counter, m, &bns[k]);
         const char *name = at(buf, sizeof buf, group, counter);
@@ -336,18 +354,17 @@ static int check_tensors(char *problem, size_t size, bool *skip_head, const kao_
         if (info.cls != KAO_H5_INT || info.ndim != 0) {
             char found[64];
             kao_h5_shape_string(found, sizeof found, info.ndim, info.shape);
-            snprintf(problem, size, "tensor '%s' is %s %s, expected an int64 scalar", name,
-                     kao_h5_type_name(&info), found);
+            report_problem(p, "tensor '%s' is %s %s, expected an int64 scalar", name, kao_h5_type_name(&info), found);
         }
     }
     free(bns);
     char **names;
     int count;
     if (kao_h5_list(f, group, &names, &count)) return KAO_ERR;
-    for (int i = 0; i < count && !problem[0]; i++) {
+    for (int i = 0; i < count; i++) {
         if (kao_model_find(m, names[i]) >= 0 || is_counter_of(m, names[i])) continue;
         char buf[KAO_NAME_MAX];
-        snprintf(problem, size, "unexpected tensor '%s'", at(buf, sizeof buf, group, names[i]));
+        report_problem(p, "unexpected tensor '%s'", at(buf, sizeof buf, group, names[i]));
     }
     kao_h5_free_names(names, count);
     return KAO_OK;
@@ -374,13 +391,16 @@ int kao_weights_read(kao_model *m, const kao_h5_file *f, const char *group, cons
     kao_weights_report *r = report ? report : &local;
     memset(r, 0, sizeof *r);
 
-    char problem[1024];
+    problems p = {.count = 0, .list = NULL};
     bool skip_head;
-    if (check_tensors(problem, sizeof problem, &skip_head, m, f, group, opt, r)) return KAO_ERR;
-    if (problem[0]) {
-        char hint[256];
+    if (check_tensors(&p, &skip_head, m, f, group, opt, r)) return KAO_ERR;
+    if (p.count) {
+        char hint[256], more[96] = "";
         mismatch_hint(hint, sizeof hint, f, group, m);
-        return kao_fail("%s: %s%s", f->path, problem, hint);
+        if (p.count > 1)
+            snprintf(more, sizeof more, " (%d more mismatch%s: kao info lists them all)", p.count - 1,
+                     p.count == 2 ? "" : "es");
+        return kao_fail("%s: %s%s%s", f->path, p.first, hint, more);
     }
     if (!skip_head) r->skipped_head_shape[0] = r->skipped_head_shape[1] = 0;
 
@@ -423,4 +443,17 @@ int kao_weights_load(kao_model *m, const char *path, const kao_weights_options *
     if (rc == KAO_OK) rc = kao_weights_read(m, &f, NULL, options, report);
     kao_h5_close(&f);
     return rc;
+}
+
+int kao_weights_list_mismatches(const kao_model *m, const char *path, FILE *out) {
+    kao_h5_file f;
+    if (kao_h5_open(&f, path)) return KAO_ERR;
+    static const kao_weights_options strict = {0};
+    kao_weights_report unused;
+    memset(&unused, 0, sizeof unused);
+    problems p = {.count = 0, .list = out};
+    bool skip_head;
+    int rc = check_tensors(&p, &skip_head, m, &f, NULL, &strict, &unused);
+    kao_h5_close(&f);
+    return rc ? KAO_ERR : p.count;
 }

@@ -6,7 +6,8 @@
    embedding's scale (both float32; summation orders differ). Output as HDF5, .npy and .csv.
 2. Full-size tf_efficientnetv2_b0 at 224×224 (timm's random init with random BN statistics, a
    512-d embedding head), the same comparison.
-3. kao info names the architecture and counts the parameters.
+3. kao info names the architecture and counts the parameters; against another architecture it
+   lists every mismatching tensor.
 4. Bad input: each gives one "kao: error:" line naming the file, a non-zero exit and no output
    file: a missing, empty, truncated or non-PNG image; a missing, empty or corrupt weights file;
    a weights file for another variant; an unknown model name. A Japanese (UTF-8) file and folder
@@ -96,6 +97,16 @@ p = kao("info", b0_h5)
 check(p.returncode == 0 and "tf_efficientnetv2_b0" in p.stdout and "6514576" in p.stdout, f"kao info b0: {p.stdout}{p.stderr}")
 n_timm = sum(p.numel() for p in b0.parameters())
 check(str(n_timm) in p.stdout, f"kao info counts timm's {n_timm} parameters")
+# Checked against another architecture, every mismatch is listed (not only the first).
+p = kao("info", tiny_h5, "--model", "tf_efficientnetv2_b1")
+listed = [l for l in p.stdout.split("\n") if l.startswith("  ")]
+errors = [l for l in p.stderr.strip().split("\n") if l]
+check(p.returncode == 1 and len(listed) > 100, f"kao info lists every mismatch: {len(listed)} lines, {p.stderr}")
+check("  tensor 'conv_stem.weight' has shape [8, 3, 3, 3], expected [32, 3, 3, 3]" in listed and
+      any(l.startswith("  missing tensor 'blocks.0.1.conv.weight'") for l in listed),
+      "the list names wrong shapes and missing tensors")
+check(len(errors) == 1 and errors[0].startswith("kao: error:") and f"{len(listed)} tensors do not match" in errors[0],
+      f"one error line with the count: {p.stderr}")
 
 # ---- 4. bad input ---------------------------------------------------------------------------
 def expect_error(what, args, needle, out_path):

@@ -19,6 +19,7 @@
 #define KAO_WEIGHTS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "kao/arch.h"
@@ -57,6 +58,12 @@ int kao_weights_save(const kao_model *m, const char *path);
  * types and shapes are checked before any tensor is read). */
 int kao_weights_load(kao_model *m, const char *path, const kao_weights_options *options,
                      kao_weights_report *report);
+
+/* Checks every tensor of the file at path against m's table without loading anything and writes
+ * one line per mismatch (missing, unexpected, wrong type or shape) to out. Returns how many there
+ * are (0: the file fits m), or KAO_ERR when the file cannot be read. kao_weights_load reports the
+ * first mismatch and how many more there are. */
+int kao_weights_list_mismatches(const kao_model *m, const char *path, FILE *out);
 
 /* Tells the architecture of a weights file without loading it: from the root attributes when
  * present, otherwise by matching the tensor shapes (stem, head, blocks per stage) against each

@@ -35,8 +35,9 @@ typedef struct {
 /* If argv[*i] is one of the shared model options, consumes it (and its value) and returns 1;
  * returns 0 if it is not one, -1 (usage already printed) if its value is bad. */
 int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc, char **argv, int *i);
-/* Resolves the architecture (--model and the multipliers when given, else the file's attributes
- * or shapes), creates m and loads the weights strictly. */
+/* The architecture: --model and the multipliers when given, else the file's attributes or shapes. */
+int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o);
+/* kao_cli_model_arch, then creates m and loads the weights strictly. */
 int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o);
 
 /* The forward-pass options of embed and verify: --size H[xW], --batch N, --threads N. */

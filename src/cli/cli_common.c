@@ -96,22 +96,27 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
     return 1;
 }
 
-int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o) {
-    kao_arch arch;
-    if (kao_weights_probe(o->weights, &arch)) {
+int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o) {
+    if (kao_weights_probe(o->weights, arch)) {
         if (!o->model) return KAO_ERR;
         /* The file's architecture cannot be told: build what the user named and let the strict
          * load name every mismatching tensor. */
-        arch.embedding_dim = 512;
+        arch->embedding_dim = 512;
     }
     if (o->model || o->width_mult > 0 || o->depth_mult > 0) {
-        const char *variant = o->model ? o->model : arch.variant;
-        double wm = o->width_mult > 0 ? o->width_mult : (o->model ? 0 : arch.width_mult);
-        double dm = o->depth_mult > 0 ? o->depth_mult : (o->model ? 0 : arch.depth_mult);
+        const char *variant = o->model ? o->model : arch->variant;
+        double wm = o->width_mult > 0 ? o->width_mult : (o->model ? 0 : arch->width_mult);
+        double dm = o->depth_mult > 0 ? o->depth_mult : (o->model ? 0 : arch->depth_mult);
         char name[64];
         snprintf(name, sizeof name, "%s", variant);
-        if (kao_arch_build(&arch, name, wm, dm, arch.embedding_dim, 0.0f)) return KAO_ERR;
+        if (kao_arch_build(arch, name, wm, dm, arch->embedding_dim, 0.0f)) return KAO_ERR;
     }
+    return KAO_OK;
+}
+
+int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o) {
+    kao_arch arch;
+    if (kao_cli_model_arch(&arch, o)) return KAO_ERR;
     kao_model_create(m, &arch);
     if (kao_weights_load(m, o->weights, NULL, NULL)) {
         kao_model_free(m);

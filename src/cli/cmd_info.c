@@ -10,8 +10,8 @@ static const char *help =
     "usage: kao info W.h5 [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "\n"
     "Names the architecture of a weights file (from its attributes or its tensor shapes), counts\n"
-    "its parameters and checks every tensor against that architecture: each missing, unexpected\n"
-    "or mis-shaped tensor is named. Exits 1 when the file does not match.\n";
+    "its parameters and checks every tensor against that architecture (or the one --model names):\n"
+    "each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does not match.\n";
 
 int kao_cmd_info(int argc, char **argv) {
     kao_cli_model_options mo = {0};
@@ -29,8 +29,22 @@ int kao_cmd_info(int argc, char **argv) {
     }
     if (!mo.weights) return kao_cli_usage_error("info", "needs a weights file");
 
+    kao_arch arch;
+    if (kao_cli_model_arch(&arch, &mo)) return kao_cli_report_error();
     kao_model m;
-    if (kao_cli_load_model(&m, &mo)) return kao_cli_report_error();
+    kao_model_create(&m, &arch);
+    int mismatches = kao_weights_list_mismatches(&m, mo.weights, stdout);
+    if (mismatches != 0) {
+        kao_model_free(&m);
+        if (mismatches < 0) return kao_cli_report_error();
+        fprintf(stderr, "kao: error: %s: %d tensor%s do not match %s (width %.4g, depth %.4g), listed above\n",
+                mo.weights, mismatches, mismatches == 1 ? "" : "s", arch.variant, arch.width_mult, arch.depth_mult);
+        return 1;
+    }
+    if (kao_weights_load(&m, mo.weights, NULL, NULL)) {
+        kao_model_free(&m);
+        return kao_cli_report_error();
+    }
     const kao_arch *a = &m.arch;
     int stages[KAO_MAX_STAGES] = {0};
     for (int i = 0; i < a->num_blocks; i++) stages[a->blocks[i].stage]++;
