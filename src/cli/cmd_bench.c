@@ -80,7 +80,7 @@ int kao_cmd_bench(int argc, char **argv) {
     kao_workspace ws = {0};
     kao_trainer trainer;
     kao_step_stats stats;
-    double other[4] = {0}; /* training: loss, update */
+    double seconds_loss = 0, seconds_update = 0; /* training: summed over the timed steps */
     if (train) {
         kao_trainer_cfg cfg;
         memset(&cfg, 0, sizeof cfg);
@@ -103,8 +103,8 @@ int kao_cmd_bench(int argc, char **argv) {
         else kao_forward_eval(&m, &acts, input, &ws);
         times[s] = kao_now_seconds() - t0;
         if (timed && train) {
-            other[0] += stats.seconds_loss;
-            other[1] += stats.seconds_update;
+            seconds_loss += stats.seconds_loss;
+            seconds_update += stats.seconds_update;
         }
     }
     qsort(times + warmup, (size_t)steps, sizeof(double), cmp_double);
@@ -115,7 +115,8 @@ int kao_cmd_bench(int argc, char **argv) {
     if (profile) {
         kao_profile_print(stdout, &prof, steps);
         if (train)
-            printf("%-16s %12.2f ms\n%-16s %12.2f ms\n", "arcface", 1e3 * other[0] / steps, "optimizer", 1e3 * other[1] / steps);
+            printf("%-16s %12.2f ms\n%-16s %12.2f ms\n", "arcface", 1e3 * seconds_loss / steps, "optimizer",
+                   1e3 * seconds_update / steps);
     }
     if (train) kao_trainer_free(&trainer);
     else kao_acts_free(&acts);
