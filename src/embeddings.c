@@ -6,7 +6,7 @@
 
 #include "kao/h5io.h"
 #include "kao/image.h"
-#include "kao/network.h"
+#include "kao/embedder.h"
 #include "kao/util.h"
 
 kao_embedding_format kao_embedding_format_for(const char *path) {
@@ -92,15 +92,16 @@ void kao_free_paths(char **paths, int count) {
 
 /* ---- the forward pass over files ---------------------------------------------------------- */
 
-int kao_embed_images(float *out, const kao_model *m, char *const *paths, int count, int height,
+int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
                      int width, int batch, bool progress) {
     int E = m->arch.embedding_dim;
     if (batch > count) batch = count;
     size_t image_floats = (size_t)height * width * 3;
     float *input = kao_aligned_alloc((size_t)batch * image_floats * sizeof(float), "input batch");
-    kao_acts acts;
-    kao_acts_create(&acts, m, batch, height, width, false);
-    kao_workspace ws = {0};
+    kao_net_weights weights;
+    kao_net_weights_create(&weights, m, be);
+    kao_embedder embedder;
+    kao_embedder_init(&embedder, m, &weights, height, width);
     int rc = KAO_OK;
     double start = kao_now_seconds();
     for (int first = 0; first < count && rc == KAO_OK; first += batch) {
@@ -122,20 +123,15 @@ int kao_embed_images(float *out, const kao_model *m, char *const *paths, int cou
             rc = kao_fail("%s", message);
             break;
         }
-        if (n < batch) { /* a short last batch: plan for its size */
-            kao_acts_free(&acts);
-            kao_acts_create(&acts, m, n, height, width, false);
-        }
-        kao_forward_eval(m, &acts, input, &ws);
-        memcpy(out + (size_t)first * E, acts.embedding, (size_t)n * E * sizeof(float));
+        kao_embedder_run(&embedder, out + (size_t)first * E, input, n);
         if (progress) {
             double elapsed = kao_now_seconds() - start;
             fprintf(stderr, "\rembedded %d/%d images (%.1f images/s)", first + n, count, (first + n) / elapsed);
             if (first + n == count) fputc('\n', stderr);
         }
     }
-    kao_workspace_free(&ws);
-    kao_acts_free(&acts);
+    kao_embedder_free(&embedder);
+    kao_net_weights_free(&weights);
     free(input);
     return rc;
 }

@@ -27,6 +27,7 @@ typedef struct {
 
 struct kao_loader {
     const kao_dataset *ds;
+    kao_backend *backend;  /* allocates the batches' input memory; NULL: plain memory */
     int height, width, max_batch, depth, num_workers;
     kao_batch *slots;      /* (depth) */
     int *slot_batch;       /* (depth) batch held by each slot, -1: none ready */
@@ -50,17 +51,19 @@ struct kao_loader {
     int quit;
 };
 
-static void alloc_batch(kao_batch *b, int max_batch, int H, int W) {
+static void alloc_batch(kao_batch *b, int max_batch, int H, int W, kao_backend *be) {
     memset(b, 0, sizeof *b);
-    b->input = kao_aligned_alloc((size_t)max_batch * H * W * 3 * sizeof(float), "batch input");
+    size_t bytes = (size_t)max_batch * H * W * 3 * sizeof(float);
+    b->input = be ? be->host_alloc(be, bytes, "batch input") : kao_aligned_alloc(bytes, "batch input");
     b->labels = kao_malloc((size_t)max_batch * sizeof *b->labels, "batch labels");
     b->items = kao_malloc((size_t)max_batch * sizeof *b->items, "batch items");
     b->failed = kao_malloc((size_t)max_batch * sizeof *b->failed, "batch failures");
     b->failed_message = kao_malloc((size_t)max_batch * sizeof *b->failed_message, "batch failure messages");
 }
 
-static void free_batch(kao_batch *b) {
-    free(b->input);
+static void free_batch(kao_batch *b, kao_backend *be) {
+    if (be) be->host_release(be, b->input);
+    else free(b->input);
     free(b->labels);
     free(b->items);
     free(b->failed);
@@ -130,10 +133,12 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width) {
+kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width,
+                              kao_backend *be) {
     KAO_ASSERT(workers >= 0 && depth >= 1 && max_batch >= 1, "workers %d depth %d batch %d", workers, depth, max_batch);
     kao_loader *L = kao_calloc(1, sizeof *L, "loader");
     L->ds = ds;
+    L->backend = be;
     L->height = height;
     L->width = width;
     L->max_batch = max_batch;
@@ -142,7 +147,7 @@ kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int
     L->slots = kao_malloc((size_t)L->depth * sizeof *L->slots, "loader slots");
     L->slot_batch = kao_malloc((size_t)L->depth * sizeof *L->slot_batch, "loader slot batches");
     for (int i = 0; i < L->depth; i++) {
-        alloc_batch(&L->slots[i], max_batch, height, width);
+        alloc_batch(&L->slots[i], max_batch, height, width, be);
         L->slot_batch[i] = -1;
     }
     pthread_mutex_init(&L->mutex, NULL);
@@ -178,7 +183,7 @@ void kao_loader_free(kao_loader *L) {
         free(L->workers[i].buf.scratch);
     }
     free(L->own.scratch);
-    for (int i = 0; i < L->depth; i++) free_batch(&L->slots[i]);
+    for (int i = 0; i < L->depth; i++) free_batch(&L->slots[i], L->backend);
     pthread_mutex_destroy(&L->mutex);
     pthread_cond_destroy(&L->changed);
     free(L->workers);

@@ -48,24 +48,6 @@ static void plan_shapes(kao_acts *a, const kao_model *m) {
                         arch->num_features, 1, 1, false);
 }
 
-/* The widest layer: sizes the per-layer BN scratch. */
-static int max_channels(const kao_model *m) {
-    int c = m->arch.num_features > m->arch.stem_ch ? m->arch.num_features : m->arch.stem_ch;
-    for (int i = 0; i < m->arch.num_blocks; i++) {
-        const kao_block_arch *b = &m->arch.blocks[i];
-        c = b->mid_ch > c ? b->mid_ch : c;
-        c = b->out_ch > c ? b->out_ch : c;
-    }
-    return c;
-}
-
-static void plan_bn_scratch(kao_acts *a, const kao_model *m, carver *c) {
-    size_t C = (size_t)max_channels(m);
-    a->bn_scale = carve(c, C);
-    a->bn_shift = carve(c, C);
-    a->bn_sums = (double *)carve(c, 4 * C); /* 2·C doubles */
-}
-
 static size_t conv_out_floats(const kao_conv_shape *s) {
     return (size_t)s->batch * s->out_h * s->out_w * s->out_c;
 }
@@ -119,7 +101,6 @@ static void plan_training(kao_acts *a, const kao_model *m, carver *c) {
     a->head_rstd = carve(c, (size_t)arch->num_features);
     a->pooled = carve(c, (size_t)B * arch->num_features);
     a->embedding = carve(c, (size_t)B * arch->embedding_dim);
-    plan_bn_scratch(a, m, c);
 }
 
 /* Eval: block outputs ping-pong between two buffers (io), a block's expanded tensors live in two
@@ -173,10 +154,10 @@ static void plan_eval(kao_acts *a, const kao_model *m, carver *c) {
     a->head_c = a->head_a = mid_buf[0];
     a->pooled = carve(c, (size_t)B * arch->num_features);
     a->embedding = carve(c, (size_t)B * arch->embedding_dim);
-    plan_bn_scratch(a, m, c);
 }
 
-void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training) {
+void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
+                     kao_backend *be) {
     memset(a, 0, sizeof *a);
     a->batch = batch;
     a->height = height;
@@ -187,13 +168,14 @@ void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int
     if (training) plan_training(a, m, &counter);
     else plan_eval(a, m, &counter);
     a->memory_floats = counter.used;
-    a->memory = kao_aligned_alloc(counter.used * sizeof(float), "activations");
+    a->backend = be;
+    a->memory = be->alloc(be, counter.used * sizeof(float), "activations");
     carver c = {a->memory, 0};
     if (training) plan_training(a, m, &c);
     else plan_eval(a, m, &c);
 }
 
 void kao_acts_free(kao_acts *a) {
-    free(a->memory);
+    if (a->backend) a->backend->release(a->backend, a->memory);
     memset(a, 0, sizeof *a);
 }

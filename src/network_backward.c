@@ -1,7 +1,7 @@
-/* The backward pass: from d_embedding to every parameter gradient (and, on request, the input).
- * Gradients of activations live in four scratch buffers as large as the largest activation:
- * dout (the block output's gradient), din (the block input's) and two temporaries. */
-#include <stdlib.h>
+/* The backward pass: from d_embedding to every parameter gradient (and, on request, the input),
+ * on the activations' backend. Gradients of activations live in four scratch buffers as large as
+ * the largest activation: dout (the block output's gradient), din (the block input's) and two
+ * temporaries. */
 #include <string.h>
 
 #include "kao/network.h"
@@ -14,15 +14,19 @@ bool kao_tensor_frozen(const kao_tensor *t, const kao_train_options *opt) {
 
 typedef struct {
     const kao_model *m;
+    const kao_net_weights *w;
+    kao_backend *be;
     float *grads;
     const kao_train_options *opt;
-    kao_workspace *ws;
     kao_profile *prof;
 } pass;
 
 #define TIMED(p, op, call) KAO_TIMED((p)->prof, KAO_PROF_BACKWARD, op, call)
 
-static const float *P(const pass *p, int index) { return kao_tensor_data(p->m, index); }
+static float *P(const pass *p, int index) {
+    const kao_tensor *t = &p->m->tensors[index];
+    return (t->role == KAO_ROLE_PARAM ? p->w->params : p->w->buffers) + t->offset;
+}
 static float *G(const pass *p, int index) { return p->grads + p->m->tensors[index].offset; }
 
 static size_t rows(const kao_conv_shape *s) { return (size_t)s->batch * s->out_h * s->out_w; }
@@ -30,21 +34,18 @@ static size_t rows(const kao_conv_shape *s) { return (size_t)s->batch * s->out_h
 /* In place: d (gradient of BN's output) becomes the gradient of BN's input. */
 static void batchnorm_backward(const pass *p, float *d, const float *inp, const float *mean,
                                const float *rstd, kao_bn_ref bn, kao_act act, size_t M, int C) {
-    const kao_model *m = p->m;
-    if (p->opt->freeze_bn)
-        TIMED(p, KAO_PROF_BN, kao_batchnorm_backward_frozen(d, G(p, bn.weight), G(p, bn.bias), d, inp, P(p, bn.mean),
-                                                            P(p, bn.var), P(p, bn.weight), P(p, bn.bias),
-                                                            m->arch.bn_eps, act, M, C));
-    else
-        TIMED(p, KAO_PROF_BN, kao_batchnorm_backward(d, G(p, bn.weight), G(p, bn.bias), d, inp, mean, rstd,
-                                                     P(p, bn.weight), P(p, bn.bias), act, M, C));
+    kao_bn_tensors t = {P(p, bn.weight), P(p, bn.bias), P(p, bn.mean), P(p, bn.var), p->m->arch.bn_eps,
+                        p->m->arch.bn_momentum};
+    kao_bn_mode mode = p->opt->freeze_bn ? KAO_BN_FROZEN : KAO_BN_TRAIN;
+    TIMED(p, KAO_PROF_BN, p->be->bn_backward(p->be, d, G(p, bn.weight), G(p, bn.bias), inp, mean, rstd, &t, mode,
+                                             act, M, C));
 }
 
 /* din may be NULL (no input gradient needed). */
 static void conv_backward(const pass *p, float *din, int weight, const float *dout, const float *inp,
                           const kao_conv_shape *s) {
-    kao_prof_op op = s->kernel == 1 ? KAO_PROF_CONV_1X1 : KAO_PROF_CONV_KXK;
-    TIMED(p, op, kao_conv2d_backward(din, G(p, weight), NULL, dout, inp, P(p, weight), s, p->ws));
+    kao_prof_op op = s->depthwise ? KAO_PROF_DWCONV : s->kernel == 1 ? KAO_PROF_CONV_1X1 : KAO_PROF_CONV_KXK;
+    TIMED(p, op, p->be->conv_backward(p->be, din, G(p, weight), dout, inp, P(p, weight), s));
 }
 
 /* dout: gradient of the block's output (kept intact); din: written with the gradient of its input. */
@@ -58,8 +59,9 @@ static void block_backward(const pass *p, const kao_block *blk, const kao_block_
     float *dbranch = dout;
     if (b->has_skip) {
         dbranch = t1;
-        TIMED(p, KAO_PROF_RESIDUAL, memcpy(dbranch, dout, out_n * sizeof(float)));
-        if (ba->drop_mask) TIMED(p, KAO_PROF_RESIDUAL, kao_scale_rows(dbranch, ba->drop_mask, B, out_n / (size_t)B));
+        TIMED(p, KAO_PROF_RESIDUAL, p->be->copy(p->be, dbranch, dout, out_n * sizeof(float)));
+        if (ba->drop_mask)
+            TIMED(p, KAO_PROF_RESIDUAL, p->be->scale_rows(p->be, dbranch, ba->drop_mask, B, out_n / (size_t)B));
     }
     float *d_in_target = need_din ? din : NULL;
 
@@ -78,20 +80,19 @@ static void block_backward(const pass *p, const kao_block *blk, const kao_block_
             if (b->se_ch > 0) {
                 d_a2 = t1;
                 TIMED(p, KAO_PROF_SE,
-                      kao_se_backward(d_a2, G(p, blk->se_reduce.weight), G(p, blk->se_reduce.bias),
+                      p->be->se_backward(p->be, d_a2, G(p, blk->se_reduce.weight), G(p, blk->se_reduce.bias),
                                       G(p, blk->se_expand.weight), G(p, blk->se_expand.bias), d_pwl_in, ba->a2,
                                       ba->se_pooled, ba->se_hidden, ba->se_gate, P(p, blk->se_reduce.weight),
                                       P(p, blk->se_expand.weight), B, ba->out_h * ba->out_w, b->mid_ch, b->se_ch));
             }
             batchnorm_backward(p, d_a2, ba->c2, ba->mean2, ba->rstd2, blk->bn_dw, KAO_ACT_SILU, rows(&ba->conv_dw), b->mid_ch);
             d_a1 = d_a2 == t1 ? t2 : t1;
-            TIMED(p, KAO_PROF_DWCONV, kao_dwconv2d_backward(d_a1, G(p, blk->conv_dw.weight), d_a2, ba->a1,
-                                                            P(p, blk->conv_dw.weight), &ba->conv_dw));
+            conv_backward(p, d_a1, blk->conv_dw.weight, d_a2, ba->a1, &ba->conv_dw);
         }
         batchnorm_backward(p, d_a1, ba->c1, ba->mean1, ba->rstd1, blk->bn1, KAO_ACT_SILU, rows(&ba->conv1), b->mid_ch);
         conv_backward(p, d_in_target, blk->conv1.weight, d_a1, ba->in, &ba->conv1);
     }
-    if (b->has_skip && need_din) TIMED(p, KAO_PROF_RESIDUAL, kao_add_inplace(din, dout, out_n));
+    if (b->has_skip && need_din) TIMED(p, KAO_PROF_RESIDUAL, p->be->add_inplace(p->be, din, dout, out_n));
 }
 
 static size_t largest_activation(const kao_acts *a, const kao_model *m) {
@@ -107,32 +108,33 @@ static size_t largest_activation(const kao_acts *a, const kao_model *m) {
     return head > largest ? head : largest;
 }
 
-void kao_backward(const kao_model *m, float *grads, float *d_input, const kao_acts *a,
-                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch,
-                  kao_workspace *ws) {
+void kao_backward(const kao_model *m, const kao_net_weights *w, float *grads, float *d_input, const kao_acts *a,
+                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch) {
     KAO_ASSERT(a->training, "backward needs activations planned for training");
+    KAO_ASSERT(w->backend == a->backend, "weights and activations on different backends");
+    kao_backend *be = a->backend;
     const kao_arch *arch = &m->arch;
     KAO_ASSERT(!d_input || opt->frozen_units == 0, "an input gradient needs an unfrozen stem");
     size_t need = largest_activation(a, m);
+    KAO_ASSERT(!scratch->backend || scratch->backend == be, "gradient scratch of another backend");
     if (scratch->floats < need) {
-        for (int i = 0; i < 4; i++) {
-            free(scratch->buf[i]);
-            scratch->buf[i] = kao_aligned_alloc(need * sizeof(float), "activation gradients");
-        }
+        kao_grad_scratch_free(scratch);
+        scratch->backend = be;
+        for (int i = 0; i < 4; i++) scratch->buf[i] = be->alloc(be, need * sizeof(float), "activation gradients");
         scratch->floats = need;
     }
-    pass p = {m, grads, opt, ws, a->profile};
+    pass p = {m, w, be, grads, opt, a->profile};
     int B = a->batch, nf = arch->num_features;
     float *dout = scratch->buf[0], *din = scratch->buf[1], *t1 = scratch->buf[2], *t2 = scratch->buf[3];
 
     /* Head: classifier, pool, BN+SiLU, conv_head. */
-    TIMED(&p, KAO_PROF_HEAD, kao_linear_backward(t1, G(&p, m->classifier_weight), G(&p, m->classifier_bias),
+    TIMED(&p, KAO_PROF_HEAD, be->linear_backward(be, t1, G(&p, m->classifier_weight), G(&p, m->classifier_bias),
                                                  d_embedding, a->pooled, P(&p, m->classifier_weight), B, nf,
                                                  arch->embedding_dim));
     int head_unit = arch->num_stages + 1;
     if (opt->frozen_units > head_unit) return;
     int hw = a->head_conv.out_h * a->head_conv.out_w;
-    TIMED(&p, KAO_PROF_HEAD, kao_avgpool_backward(t2, t1, B, hw, nf));
+    TIMED(&p, KAO_PROF_HEAD, be->avgpool_backward(be, t2, t1, B, hw, nf));
     batchnorm_backward(&p, t2, a->head_c, a->head_mean, a->head_rstd, m->bn_head, KAO_ACT_SILU, rows(&a->head_conv), nf);
     bool blocks_train = opt->frozen_units < head_unit;
     conv_backward(&p, blocks_train ? dout : NULL, m->conv_head.weight, t2, a->blocks[arch->num_blocks - 1].out,
@@ -156,6 +158,6 @@ void kao_backward(const kao_model *m, float *grads, float *d_input, const kao_ac
 }
 
 void kao_grad_scratch_free(kao_grad_scratch *s) {
-    for (int i = 0; i < 4; i++) free(s->buf[i]);
+    for (int i = 0; i < 4 && s->backend; i++) s->backend->release(s->backend, s->buf[i]);
     memset(s, 0, sizeof *s);
 }

@@ -46,6 +46,7 @@ typedef struct {
     kao_split split;
     int *labels;                /* (ds.num_images) class of each image */
     char **classes;             /* (ds.num_classes) the identity names, borrowed from ds */
+    kao_backend *backend;       /* where the training steps and validation run */
     kao_model model;
     bool has_model;
     kao_trainer trainer;

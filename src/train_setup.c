@@ -130,6 +130,7 @@ int kao_run_save_checkpoint(kao_run *r) {
         .classes = r->classes,
         .num_classes = r->ds.num_classes,
     };
+    kao_trainer_to_host(&r->trainer);
     int rc = kao_checkpoint_save(path, &r->trainer, &info);
     free(path);
     if (rc) return KAO_ERR;
@@ -143,6 +144,7 @@ int kao_run_save_checkpoint(kao_run *r) {
 }
 
 int kao_run_save_weights(kao_run *r, const char *name) {
+    kao_trainer_to_host(&r->trainer);
     char *path = kao_run_path(r, name);
     kao_h5_file f;
     int rc = kao_h5_create(&f, path);
@@ -411,11 +413,12 @@ static int create_model(kao_run *r) {
         kao_say(r, "note: train.warmup_epochs applies to the cosine schedule only; the %s schedule starts at full rate",
                 c->train.schedule == KAO_SCHEDULE_STEP ? "step" : "constant");
     int size = c->model.input_size;
-    if (kao_trainer_create(&r->trainer, &r->model, r->ds.num_classes, &tc, c->train.batch_size, size, size))
+    if (kao_trainer_create(&r->trainer, &r->model, r->backend, r->ds.num_classes, &tc, c->train.batch_size, size, size))
         return KAO_ERR;
     r->has_trainer = true;
+    kao_say(r, "device: %s", r->backend->description);
     int workers = c->train.workers;
-    r->loader = kao_loader_create(&r->ds, workers, workers + 2, c->train.batch_size, size, size);
+    r->loader = kao_loader_create(&r->ds, workers, workers + 2, c->train.batch_size, size, size, r->backend);
     kao_early_stop_init(&r->early_stop, (kao_watch)c->early_stop.metric, c->early_stop.patience,
                         c->early_stop.min_delta);
     return check_validation(r);
@@ -536,13 +539,18 @@ int kao_run_setup(kao_run *r, const kao_train_args *args) {
     if (r->cfg.train.schedule == KAO_SCHEDULE_COSINE && r->cfg.train.warmup_epochs >= r->cfg.train.epochs)
         return kao_fail("config: train.warmup_epochs (%d) must be smaller than train.epochs (%d) with the cosine "
                         "schedule", r->cfg.train.warmup_epochs, r->cfg.train.epochs);
-    return args->resume ? setup_resume(r) : setup_new(r);
+    if (kao_backend_open(&r->backend, args->device ? args->device : "cpu")) return KAO_ERR;
+    int rc = args->resume ? setup_resume(r) : setup_new(r);
+    /* Resumed state, start weights and carried-over identities are in the host copies. */
+    if (rc == KAO_OK) kao_trainer_to_backend(&r->trainer);
+    return rc;
 }
 
 void kao_run_free(kao_run *r) {
     kao_loader_free(r->loader);
     if (r->has_trainer) kao_trainer_free(&r->trainer);
     if (r->has_model) kao_model_free(&r->model);
+    kao_backend_free(r->backend);
     kao_sampler_free(&r->sampler);
     kao_split_free(&r->split);
     kao_dataset_free(&r->ds);

@@ -15,18 +15,30 @@ static void assign_groups(int *group, const kao_model *m, const kao_trainer_cfg 
     }
 }
 
+static void release_batch(kao_trainer *t) {
+    kao_backend *be = t->backend;
+    if (!t->batch) return;
+    kao_acts_free(&t->acts);
+    be->release(be, t->d_embedding);
+    if (t->input) be->release(be, t->input);
+    t->input = NULL;
+    t->batch = 0;
+}
+
 static void plan_batch(kao_trainer *t, int B) {
+    kao_backend *be = t->backend;
     if (t->batch == B) return;
-    if (t->batch) {
-        kao_acts_free(&t->acts);
-        free(t->d_embedding);
-    }
-    kao_acts_create(&t->acts, t->model, B, t->height, t->width, true);
-    t->d_embedding = kao_aligned_alloc((size_t)B * t->model->arch.embedding_dim * sizeof(float), "d_embedding");
+    kao_profile *profile = t->acts.profile;
+    release_batch(t);
+    kao_acts_create(&t->acts, t->model, B, t->height, t->width, true, be);
+    t->acts.profile = profile;
+    t->d_embedding = be->alloc(be, (size_t)B * t->model->arch.embedding_dim * sizeof(float), "d_embedding");
+    if (!be->host_memory)
+        t->input = be->alloc(be, (size_t)B * t->height * t->width * 3 * sizeof(float), "input batch");
     t->batch = B;
 }
 
-int kao_trainer_create(kao_trainer *t, kao_model *m, int num_classes, const kao_trainer_cfg *cfg,
+int kao_trainer_create(kao_trainer *t, kao_model *m, kao_backend *be, int num_classes, const kao_trainer_cfg *cfg,
                        int batch, int height, int width) {
     memset(t, 0, sizeof *t);
     if (kao_optim_cfg_check(&cfg->model_optim) || kao_optim_cfg_check(&cfg->arcface_optim) ||
@@ -35,11 +47,11 @@ int kao_trainer_create(kao_trainer *t, kao_model *m, int num_classes, const kao_
     if (cfg->arcface_optim.num_groups != 1) return kao_fail("the ArcFace optimizer has one group, got %d", cfg->arcface_optim.num_groups);
     t->cfg = *cfg;
     t->model = m;
+    t->backend = be;
     t->num_classes = num_classes;
     int E = m->arch.embedding_dim;
-    t->grads = kao_aligned_alloc(m->num_params * sizeof(float), "gradients");
-    t->arcface_W = kao_aligned_alloc((size_t)E * num_classes * sizeof(float), "ArcFace W");
-    t->arcface_dW = kao_aligned_alloc((size_t)E * num_classes * sizeof(float), "ArcFace dW");
+    size_t W_bytes = (size_t)E * num_classes * sizeof(float);
+    t->arcface_W = kao_aligned_alloc(W_bytes, "ArcFace W");
     kao_rng init_rng;
     kao_rng_seed(&init_rng, cfg->seed, 0xA5CF);
     kao_arcface_init_weight(t->arcface_W, E, num_classes, &init_rng);
@@ -54,31 +66,65 @@ int kao_trainer_create(kao_trainer *t, kao_model *m, int num_classes, const kao_
         rc = kao_optim_create(&t->arcface_optim, &cfg->arcface_optim, &t->arcface_tensor, 1,
                               (size_t)E * num_classes, &arcface_group);
     if (rc) {
-        kao_trainer_free(t);
+        kao_optim_free(&t->optim);
+        free(t->arcface_W);
+        memset(t, 0, sizeof *t);
         return KAO_ERR;
     }
+    kao_net_weights_create(&t->weights, m, be);
+    t->grads = be->alloc(be, m->num_params * sizeof(float), "gradients");
+    t->W = be->host_memory ? t->arcface_W : be->alloc(be, W_bytes, "ArcFace W");
+    t->dW = be->alloc(be, W_bytes, "ArcFace dW");
+    t->optim_state = be->optim_state_create(be, &t->optim);
+    t->arcface_optim_state = be->optim_state_create(be, &t->arcface_optim);
+    t->spans = kao_malloc((size_t)t->optim.num_tensors * sizeof *t->spans, "gradient spans");
     kao_rng_seed(&t->rng, cfg->seed, 0xD509);
     t->height = height;
     t->width = width;
+    t->max_batch = batch;
     plan_batch(t, batch);
-    kao_arcface_acts_create(&t->arcface_acts, batch, E, num_classes);
+    t->labels = be->alloc(be, (size_t)batch * sizeof(int), "labels");
+    t->arcface_acts = be->arcface_create(be, batch, E, num_classes);
+    kao_trainer_to_backend(t);
     return KAO_OK;
 }
 
 void kao_trainer_free(kao_trainer *t) {
-    free(t->grads);
-    free(t->arcface_W);
-    free(t->arcface_dW);
+    kao_backend *be = t->backend;
+    if (!be) return;
+    release_batch(t);
+    be->arcface_free(be, t->arcface_acts);
+    be->release(be, t->labels);
+    kao_grad_scratch_free(&t->scratch);
+    be->optim_state_free(be, t->optim_state);
+    be->optim_state_free(be, t->arcface_optim_state);
+    be->release(be, t->dW);
+    if (t->W != t->arcface_W) be->release(be, t->W);
+    be->release(be, t->grads);
+    kao_net_weights_free(&t->weights);
     kao_optim_free(&t->optim);
     kao_optim_free(&t->arcface_optim);
-    if (t->batch) {
-        kao_acts_free(&t->acts);
-        free(t->d_embedding);
-        kao_arcface_acts_free(&t->arcface_acts);
-    }
-    kao_grad_scratch_free(&t->scratch);
-    kao_workspace_free(&t->ws);
+    free(t->arcface_W);
+    free(t->spans);
     memset(t, 0, sizeof *t);
+}
+
+void kao_trainer_to_host(kao_trainer *t) {
+    kao_backend *be = t->backend;
+    if (be->host_memory) return;
+    kao_net_weights_download(&t->weights, t->model);
+    be->to_host(be, t->arcface_W, t->W, t->arcface_optim.numel * sizeof(float));
+    be->optim_state_sync(be, &t->optim, t->optim_state, true);
+    be->optim_state_sync(be, &t->arcface_optim, t->arcface_optim_state, true);
+}
+
+void kao_trainer_to_backend(kao_trainer *t) {
+    kao_backend *be = t->backend;
+    if (be->host_memory) return;
+    kao_net_weights_upload(&t->weights, t->model);
+    be->to_backend(be, t->W, t->arcface_W, t->arcface_optim.numel * sizeof(float));
+    be->optim_state_sync(be, &t->optim, t->optim_state, false);
+    be->optim_state_sync(be, &t->arcface_optim, t->arcface_optim_state, false);
 }
 
 void kao_trainer_set_frozen(kao_trainer *t, int frozen_units) {
@@ -88,24 +134,37 @@ void kao_trainer_set_frozen(kao_trainer *t, int frozen_units) {
 
 float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, const int *labels, int B,
                             kao_step_stats *stats) {
-    KAO_ASSERT(B >= 1 && B <= t->arcface_acts.max_batch, "batch %d exceeds the planned %d", B, t->arcface_acts.max_batch);
+    KAO_ASSERT(B >= 1 && B <= t->max_batch, "batch %d exceeds the planned %d", B, t->max_batch);
+    kao_backend *be = t->backend;
     kao_model *m = t->model;
     int E = m->arch.embedding_dim, C = t->num_classes;
     plan_batch(t, B);
-    memset(t->grads, 0, m->num_params * sizeof(float));
-    memset(t->arcface_dW, 0, (size_t)E * C * sizeof(float));
+    be->zero(be, t->grads, m->num_params * sizeof(float));
+    be->zero(be, t->dW, (size_t)E * C * sizeof(float));
+    const float *x = input;
+    if (t->input) {
+        be->to_backend(be, t->input, input, (size_t)B * t->height * t->width * 3 * sizeof(float));
+        x = t->input;
+    }
+    be->to_backend(be, t->labels, labels, (size_t)B * sizeof(int));
+    float *dx = NULL;
+    if (d_input) dx = be->host_memory ? d_input : be->alloc(be, (size_t)B * t->height * t->width * 3 * sizeof(float), "d_input");
 
     double t0 = kao_now_seconds();
-    kao_forward_train(m, &t->acts, input, &t->cfg.options, &t->rng, &t->ws);
+    kao_forward_train(m, &t->weights, &t->acts, x, &t->cfg.options, &t->rng);
     double t1 = kao_now_seconds();
-    float loss = kao_arcface_forward(&t->arcface_acts, t->acts.embedding, t->arcface_W, labels, B, E, C, &t->cfg.arcface);
-    kao_arcface_backward(t->d_embedding, t->arcface_dW, &t->arcface_acts, labels, B, E, C, &t->cfg.arcface);
+    float loss = be->arcface_forward(be, t->arcface_acts, t->acts.embedding, t->W, t->labels, B, E, C, &t->cfg.arcface);
+    be->arcface_backward(be, t->d_embedding, t->dW, t->arcface_acts, t->labels, B, E, C, &t->cfg.arcface);
     double t2 = kao_now_seconds();
-    kao_backward(m, t->grads, d_input, &t->acts, t->d_embedding, &t->cfg.options, &t->scratch, &t->ws);
+    kao_backward(m, &t->weights, t->grads, dx, &t->acts, t->d_embedding, &t->cfg.options, &t->scratch);
+    if (dx != d_input) {
+        be->to_host(be, d_input, dx, (size_t)B * t->height * t->width * 3 * sizeof(float));
+        be->release(be, dx);
+    }
     double t3 = kao_now_seconds();
     if (stats) {
         stats->loss = loss;
-        stats->correct = kao_arcface_correct(t->arcface_acts.cosine, labels, B, C);
+        stats->correct = be->arcface_correct(be, t->arcface_acts, labels, B, C);
         stats->seconds_forward = t1 - t0;
         stats->seconds_loss = t2 - t1;
         stats->seconds_backward = t3 - t2;
@@ -114,20 +173,19 @@ float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, 
 }
 
 void kao_trainer_step(kao_trainer *t, kao_step_stats *stats, const float *input, const int *labels, int B) {
+    kao_backend *be = t->backend;
     kao_step_stats local;
     if (!stats) stats = &local;
     kao_trainer_gradients(t, NULL, input, labels, B, stats);
     double t0 = kao_now_seconds();
     stats->grad_norm = 0;
     if (t->cfg.grad_clip > 0) {
-        kao_span *spans = kao_malloc((size_t)t->optim.num_tensors * sizeof *spans, "gradient spans");
-        int n = kao_optim_grad_spans(spans, &t->optim, t->grads);
-        stats->grad_norm = kao_clip_grad_norm(spans, n, (float)t->cfg.grad_clip);
-        free(spans);
+        int n = kao_optim_grad_spans(t->spans, &t->optim, t->grads);
+        stats->grad_norm = be->clip_grad_norm(be, t->spans, n, (float)t->cfg.grad_clip);
     }
     stats->lr_factor = kao_schedule_factor(&t->cfg.schedule, t->step);
-    kao_optim_step(&t->optim, t->model->params, t->grads, stats->lr_factor);
-    kao_optim_step(&t->arcface_optim, t->arcface_W, t->arcface_dW, stats->lr_factor);
+    be->optim_step(be, &t->optim, t->optim_state, t->weights.params, t->grads, stats->lr_factor);
+    be->optim_step(be, &t->arcface_optim, t->arcface_optim_state, t->W, t->dW, stats->lr_factor);
     t->step++;
     stats->seconds_update = kao_now_seconds() - t0;
 }

@@ -1,5 +1,6 @@
 /* train_validate.c — the validation pass after each epoch (train_loop.h): embeddings of the
- * validation images in eval mode, their ArcFace loss and class accuracy, and pair verification. */
+ * validation images in eval mode (on the trainer's backend, with its current weights), their
+ * ArcFace loss and class accuracy (on the host, with the host copy of W), and pair verification. */
 #include "train_internal.h"
 
 #include <math.h>
@@ -7,20 +8,20 @@
 #include <string.h>
 
 #include "kao/arcface.h"
-#include "kao/network.h"
+#include "kao/embedder.h"
 #include "kao/verify.h"
 
 int kao_run_validate(kao_run *r, kao_val_result *out) {
     memset(out, 0, sizeof *out);
     double t0 = kao_now_seconds();
+    kao_trainer_to_host(&r->trainer); /* the host W scores the embeddings */
     const kao_config *c = &r->cfg;
     int n = r->split.num_val, E = r->model.arch.embedding_dim, C = r->ds.num_classes;
     int size = c->model.input_size, batch = c->train.batch_size;
     float *emb = kao_malloc((size_t)n * E * sizeof(float), "validation embeddings"); /* (n, E) */
     int *labels = kao_malloc((size_t)n * sizeof *labels, "validation labels");
-    kao_acts acts;
-    int acts_batch = 0;
-    kao_workspace ws = {0};
+    kao_embedder embedder;
+    kao_embedder_init(&embedder, &r->model, &r->trainer.weights, size, size);
     kao_augment_cfg none = kao_augment_none();
     kao_loader_start(r->loader, r->split.val, n, batch, 0, &none, 0, 0);
     const kao_batch *b;
@@ -35,19 +36,12 @@ int kao_run_validate(kao_run *r, kao_val_result *out) {
         }
         if (rc) break;
         if (b->count == 0) continue;
-        if (acts_batch != b->count) {
-            if (acts_batch) kao_acts_free(&acts);
-            kao_acts_create(&acts, &r->model, b->count, size, size, false);
-            acts_batch = b->count;
-        }
-        kao_forward_eval(&r->model, &acts, b->input, &ws);
-        memcpy(emb + (size_t)rows * E, acts.embedding, (size_t)b->count * E * sizeof(float));
+        kao_embedder_run(&embedder, emb + (size_t)rows * E, b->input, b->count);
         memcpy(labels + rows, b->labels, (size_t)b->count * sizeof *labels);
         rows += b->count;
     }
     kao_loader_stop(r->loader);
-    if (acts_batch) kao_acts_free(&acts);
-    kao_workspace_free(&ws);
+    kao_embedder_free(&embedder);
     if (rc == KAO_OK && rows < 2) rc = kao_fail("validation: fewer than two validation images decode");
     if (rc == KAO_OK) {
         kao_arcface_acts aa;

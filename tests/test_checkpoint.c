@@ -15,6 +15,8 @@
 
 enum { E = 16, C = 5, B = 6, S = 32 };
 
+static kao_backend *cpu;
+
 static void make_trainer(kao_trainer *t, kao_model *m, kao_optim_type type) {
     kao_arch a;
     KAO_ASSERT(kao_arch_build(&a, "tf_efficientnetv2_b0", 0.25, 0.25, E, 0.2f) == KAO_OK, "arch");
@@ -33,7 +35,7 @@ static void make_trainer(kao_trainer *t, kao_model *m, kao_optim_type type) {
                                 .total_steps = 10, .min_factor = 0};
     c.grad_clip = 5.0;
     c.seed = 11;
-    KAO_ASSERT(kao_trainer_create(t, m, C, &c, B, S, S) == KAO_OK, "%s", kao_last_error());
+    KAO_ASSERT(kao_trainer_create(t, m, cpu, C, &c, B, S, S) == KAO_OK, "%s", kao_last_error());
 }
 
 static void free_trainer(kao_trainer *t, kao_model *m) {
@@ -169,6 +171,7 @@ static void check_errors(const char *adamw_path, const char *dir) {
 
 int main(void) {
     omp_set_num_threads(1);
+    cpu = kao_backend_cpu();
     char dir[] = "/tmp/kao_test_checkpoint_XXXXXX";
     KAO_ASSERT(mkdtemp(dir), "mkdtemp");
     char adamw[512], sgd[512];
@@ -180,5 +183,6 @@ int main(void) {
     unlink(adamw);
     unlink(sgd);
     rmdir(dir);
+    kao_backend_free(cpu);
     return check_summary("test_checkpoint");
 }

@@ -30,6 +30,8 @@
 #include "kao/util.h"
 #include "kao/weights.h"
 
+static kao_backend *cpu;
+
 static float *read_tensor(const kao_h5_file *f, const char *name, kao_h5_info *info) {
     if (kao_h5_dataset_info(f, name, info)) {
         fprintf(stderr, "reference: %s\n", kao_last_error());
@@ -107,9 +109,10 @@ static void test_forward(const char *case_name) {
         int B = (int)info.shape[0], H = (int)info.shape[2], W = (int)info.shape[3];
         /* A training plan keeps every intermediate; the eval forward works on any plan. */
         kao_acts a;
-        kao_acts_create(&a, &m, B, H, W, true);
-        kao_workspace ws = {0};
-        kao_forward_eval(&m, &a, input, &ws);
+        kao_acts_create(&a, &m, B, H, W, true, cpu);
+        kao_net_weights w;
+        kao_net_weights_create(&w, &m, cpu);
+        kao_forward_eval(&m, &w, &a, input);
         printf("%s %s: batch %d at %dx%d\n", case_name, group, B, H, W);
         snprintf(name, sizeof name, "%s/act/stem", group);
         compare(&f, name, a.stem_out, ACTIVATION_LAYOUT, 1e-4, 1e-7);
@@ -126,7 +129,7 @@ static void test_forward(const char *case_name) {
         compare(&f, name, a.pooled, ACTIVATION_LAYOUT, 1e-4, 1e-7);
         snprintf(name, sizeof name, "%s/embedding", group);
         compare(&f, name, a.embedding, ACTIVATION_LAYOUT, 1e-4, 1e-7);
-        kao_workspace_free(&ws);
+        kao_net_weights_free(&w);
         kao_acts_free(&a);
         free(input);
         free(nchw);
@@ -201,7 +204,7 @@ static void test_training(void) {
     load_model(&m, "tests/data/model_b0_tiny.weights.h5");
     kao_trainer_cfg cfg = reference_cfg(&f, "train/adamw");
     kao_trainer t;
-    CHECK(kao_trainer_create(&t, &m, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
+    CHECK(kao_trainer_create(&t, &m, cpu, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
     kao_h5_info winfo;
     float *W0 = read_tensor(&f, "train/arcface_W", &winfo);
     memcpy(t.arcface_W, W0, (size_t)winfo.numel * sizeof(float));
@@ -223,7 +226,7 @@ static void test_training(void) {
         }
     }
     compare(&f, "train/grad/input", d_input, ACTIVATION_LAYOUT, 2e-3, 1e-5);
-    compare(&f, "train/grad/arcface_W", t.arcface_dW, WEIGHT_LAYOUT, 2e-3, 1e-5);
+    compare(&f, "train/grad/arcface_W", t.dW, WEIGHT_LAYOUT, 2e-3, 1e-5);
     kao_trainer_free(&t);
     kao_model_free(&m);
 
@@ -232,7 +235,7 @@ static void test_training(void) {
     float *buffers_before = kao_malloc(m.num_buffers * sizeof(float), "buffers");
     memcpy(buffers_before, m.buffers, m.num_buffers * sizeof(float));
     cfg.options.freeze_bn = true;
-    CHECK(kao_trainer_create(&t, &m, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
+    CHECK(kao_trainer_create(&t, &m, cpu, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
     memcpy(t.arcface_W, W0, (size_t)winfo.numel * sizeof(float));
     loss = kao_trainer_gradients(&t, d_input, input, labels, B, NULL);
     kao_h5_read_f32(&f, "train/frozen_bn/loss", &ref_loss, 0, NULL);
@@ -258,7 +261,7 @@ static void test_training(void) {
         snprintf(group, sizeof group, "train/%s", optimizers[k]);
         load_model(&m, "tests/data/model_b0_tiny.weights.h5");
         cfg = reference_cfg(&f, group);
-        CHECK(kao_trainer_create(&t, &m, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
+        CHECK(kao_trainer_create(&t, &m, cpu, (int)classes, &cfg, B, H, W) == 0, "%s", kao_last_error());
         memcpy(t.arcface_W, W0, (size_t)winfo.numel * sizeof(float));
         snprintf(name, sizeof name, "%s/input", group);
         kao_h5_info sinfo;
@@ -310,13 +313,14 @@ static void test_drop_path(void) {
     kao_rng_seed(&rng, 5, 0);
     for (int i = 0; i < B * H * W * 3; i++) input[i] = kao_rng_normal(&rng);
     kao_acts a;
-    kao_acts_create(&a, &m, B, H, W, true);
-    kao_workspace ws = {0};
+    kao_acts_create(&a, &m, B, H, W, true, cpu);
+    kao_net_weights w;
+    kao_net_weights_create(&w, &m, cpu);
     kao_train_options opt = {0};
     int dropped = 0, draws = 0, identity_ok = 1, values_ok = 1;
     double expected_dropped = 0;
     for (int rep = 0; rep < 20; rep++) {
-        kao_forward_train(&m, &a, input, &opt, &rng, &ws);
+        kao_forward_train(&m, &w, &a, input, &opt, &rng);
         for (int i = 0; i < arch.num_blocks; i++) {
             const kao_block_acts *ba = &a.blocks[i];
             if (!ba->drop_mask) continue;
@@ -339,16 +343,18 @@ static void test_drop_path(void) {
     CHECK(draws > 0 && fabs(dropped - expected_dropped) < 5 * sd + 1, "dropped %d, expected %.1f", dropped, expected_dropped);
     CHECK(identity_ok, "a dropped sample's block output is not its input");
     CHECK(values_ok, "kept samples are scaled by 1/keep");
-    kao_workspace_free(&ws);
+    kao_net_weights_free(&w);
     kao_acts_free(&a);
     kao_model_free(&m);
     free(input);
 }
 
 int main(void) {
+    cpu = kao_backend_cpu();
     test_drop_path();
     test_forward("b0_tiny");
     test_forward("s_tiny");
     test_training();
+    kao_backend_free(cpu);
     return check_summary("test_network");
 }

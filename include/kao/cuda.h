@@ -147,11 +147,11 @@ void kao_se_backward_gpu(float *dinp, float *dw_reduce, float *db_reduce, float 
 void kao_avgpool_forward_gpu(float *out, const float *inp, int B, int HW, int C, kao_cuda_ctx *ctx);
 void kao_avgpool_backward_gpu(float *dinp, const float *dout, int B, int HW, int C,
                               kao_cuda_ctx *ctx);
-/* out (B, O) = inp (B, I) · weight (O, I)ᵀ + bias (O); bias may be NULL. */
+/* out (B, n_out) = inp (B, n_in) · weight (n_out, n_in)ᵀ + bias (n_out); bias may be NULL. */
 void kao_linear_forward_gpu(float *out, const float *inp, const float *weight, const float *bias,
-                            int B, int I, int O, kao_cuda_ctx *ctx);
+                            int B, int n_in, int n_out, kao_cuda_ctx *ctx);
 void kao_linear_backward_gpu(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, int B, int I, int O,
+                             const float *inp, const float *weight, int B, int n_in, int n_out,
                              kao_cuda_ctx *ctx);
 void kao_add_inplace_gpu(float *out, const float *x, size_t n, kao_cuda_ctx *ctx);
 /* mask (B) device memory. */

@@ -11,6 +11,7 @@
 #ifndef KAO_EMBEDDINGS_H
 #define KAO_EMBEDDINGS_H
 
+#include "kao/backend.h"
 #include "kao/model.h"
 
 typedef enum { KAO_EMB_HDF5, KAO_EMB_NPY, KAO_EMB_CSV } kao_embedding_format;
@@ -25,9 +26,9 @@ int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_i
 void kao_free_paths(char **paths, int count);
 
 /* Embeds every image (decoded, resized to height×width if needed, normalised as kao_load_input)
- * with m in eval mode, batch images at a time. out: (count, E). progress: print a line per batch
- * to stderr when true. A bad image stops with an error naming it. */
-int kao_embed_images(float *out, const kao_model *m, char *const *paths, int count, int height,
+ * with m in eval mode on backend be, batch images at a time. out: (count, E) host. progress: print
+ * a line per batch to stderr when true. A bad image stops with an error naming it. */
+int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
                      int width, int batch, bool progress);
 
 int kao_embeddings_save(const char *path, kao_embedding_format format, const float *emb, int count,

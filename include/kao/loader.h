@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "kao/augment.h"
+#include "kao/backend.h"
 #include "kao/dataset.h"
 
 #define KAO_LOADER_MESSAGE 512
@@ -41,8 +42,11 @@ typedef struct kao_loader kao_loader;
 
 /* workers: 0 prepares batches on the caller's thread inside kao_loader_next. depth: batches
  * prepared ahead (>= 1; ignored without workers). max_batch: the largest batch of any pass.
- * ds is borrowed (only paths and labels are read) and must outlive the loader. */
-kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width);
+ * ds is borrowed (only paths and labels are read) and must outlive the loader. be: the backend the
+ * batches go to, whose host memory they are prepared in (page-locked for a GPU, so the copy is a
+ * fast DMA); NULL: plain memory. */
+kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width,
+                              kao_backend *be);
 void kao_loader_free(kao_loader *L);
 
 /* Starts a pass over items (n) in batches of batch_size (the last one holds the rest), from batch

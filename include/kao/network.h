@@ -1,13 +1,16 @@
-/* network.h — the EfficientNetV2 embedding network's forward and backward passes.
+/* network.h — the EfficientNetV2 embedding network's forward and backward passes, on any backend
+ * (backend.h).
  *
- * kao_acts holds every activation of one batch at one input size. In training mode each
- * tensor that backward needs has its own memory (one block, carved by kao_acts_create); in
- * eval mode the blocks ping-pong between a few buffers, so inference needs only a few
- * activation-sized tensors. Everything is NHWC.
+ * kao_net_weights holds the model's parameters and BN statistics in a backend's memory (on the
+ * CPU they are the model's own blocks). kao_acts holds every activation of one batch at one input
+ * size, in the same backend's memory. In training mode each tensor that backward needs has its
+ * own memory (one block, carved by kao_acts_create); in eval mode the blocks ping-pong between a
+ * few buffers, so inference needs only a few activation-sized tensors. Everything is NHWC.
  */
 #ifndef KAO_NETWORK_H
 #define KAO_NETWORK_H
 
+#include "kao/backend.h"
 #include "kao/model.h"
 #include "kao/ops.h"
 #include "kao/profile.h"
@@ -44,9 +47,8 @@ typedef struct {
     float *head_c, *head_a;             /* (B, Hh, Wh, nf) */
     float *head_mean, *head_rstd;
     float *pooled;                      /* (B, nf) */
-    float *bn_scale, *bn_shift;         /* (max channels) scratch: one layer's folded eval BN */
-    double *bn_sums;                    /* (2, max channels) scratch: one layer's BN batch sums */
     float *embedding;                   /* (B, E) */
+    kao_backend *backend;               /* whose memory all of the above is */
     float *memory;                      /* the one block everything above is carved from */
     size_t memory_floats;
     kao_profile *profile;               /* optional: time every op into it (NULL: off) */
@@ -63,25 +65,44 @@ typedef struct {
 /* Whether tensor t is frozen under opt (the classifier never is). */
 bool kao_tensor_frozen(const kao_tensor *t, const kao_train_options *opt);
 
-void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training);
+/* The model's parameters (num_params) and BN running statistics (num_buffers) in be's memory:
+ * copies of the model's blocks, or the blocks themselves where be's memory is the host's. */
+typedef struct {
+    kao_backend *backend;
+    float *params, *buffers;
+    bool owned;           /* copies (freed with the struct) rather than the model's own blocks */
+} kao_net_weights;
+void kao_net_weights_create(kao_net_weights *w, const kao_model *m, kao_backend *be);
+void kao_net_weights_free(kao_net_weights *w);
+/* Copies the model's blocks into w (after the host model changed, e.g. a resume) or w into the
+ * model's blocks (before saving); nothing to do where they are the same memory. */
+void kao_net_weights_upload(kao_net_weights *w, const kao_model *m);
+void kao_net_weights_download(const kao_net_weights *w, kao_model *m);
+
+/* Plans the activations in be's memory. */
+void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
+                     kao_backend *be);
 void kao_acts_free(kao_acts *a);
 
-/* Eval forward: running BN statistics, no drop path. Result in a->embedding. */
-void kao_forward_eval(const kao_model *m, kao_acts *a, const float *input, kao_workspace *ws);
-/* Training forward: batch statistics (running statistics updated in m unless opt->freeze_bn),
- * drop path drawn from rng. a must have been created with training = true. */
-void kao_forward_train(kao_model *m, kao_acts *a, const float *input, const kao_train_options *opt,
-                       kao_rng *rng, kao_workspace *ws);
+/* Eval forward: running BN statistics, no drop path. input (B, H, W, 3) in the backend's memory;
+ * the result is in a->embedding. */
+void kao_forward_eval(const kao_model *m, const kao_net_weights *w, kao_acts *a, const float *input);
+/* Training forward: batch statistics (running statistics updated in w unless opt->freeze_bn,
+ * counted in m->bn_batches_tracked), drop path drawn from rng. a must have been created with
+ * training = true. */
+void kao_forward_train(kao_model *m, kao_net_weights *w, kao_acts *a, const float *input,
+                       const kao_train_options *opt, kao_rng *rng);
 /* Backward from d_embedding (B, E). grads has the layout of m->params and is ACCUMULATED into;
  * d_input (B, H, W, 3) is written when non-NULL. d_embedding is not modified. Scratch gradient
- * memory is taken from ws and from scratch, which this call allocates on first use. */
+ * memory is taken from scratch, which this call allocates on first use. Everything is in the
+ * backend's memory of a. */
 typedef struct {
+    kao_backend *backend;
     float *buf[4];        /* each as large as the largest activation: dout, din and two temporaries */
     size_t floats;
 } kao_grad_scratch;
-void kao_backward(const kao_model *m, float *grads, float *d_input, const kao_acts *a,
-                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch,
-                  kao_workspace *ws);
+void kao_backward(const kao_model *m, const kao_net_weights *w, float *grads, float *d_input, const kao_acts *a,
+                  const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch);
 void kao_grad_scratch_free(kao_grad_scratch *s);
 
 #endif

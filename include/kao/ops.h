@@ -157,15 +157,15 @@ void kao_se_backward_ref(float *dinp, float *dw_reduce, float *db_reduce, float 
 /* ---- pooling, linear, residual, drop-path ---------------------------------------------- */
 void kao_avgpool_forward(float *out, const float *inp, int B, int HW, int C);            /* (B,C) ← (B,HW,C) */
 void kao_avgpool_backward(float *dinp, const float *dout, int B, int HW, int C);
-/* out (B, O) = inp (B, I) · weight (O, I)ᵀ + bias (O); bias may be NULL. */
+/* out (B, n_out) = inp (B, n_in) · weight (n_out, n_in)ᵀ + bias (n_out); bias may be NULL. */
 void kao_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                        int B, int I, int O);
+                        int B, int n_in, int n_out);
 void kao_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                         const float *inp, const float *weight, int B, int I, int O);
+                         const float *inp, const float *weight, int B, int n_in, int n_out);
 void kao_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
-                            int B, int I, int O);
+                            int B, int n_in, int n_out);
 void kao_linear_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, int B, int I, int O);
+                             const float *inp, const float *weight, int B, int n_in, int n_out);
 /* out += x (residual). */
 void kao_add_inplace(float *out, const float *x, size_t n);
 /* Stochastic depth: row b of x (B rows of n) is scaled by mask[b], which is 0 or 1/keep. */

@@ -9,11 +9,17 @@
  * with the learning rates of both scaled by the schedule's factor at the current step.
  * Everything a checkpoint needs is in kao_trainer: the model (parameters, BN statistics), W, both
  * optimizers' state, the step count and the drop-path generator.
+ *
+ * The step runs on a backend (backend.h). On the CPU the trainer works on the host model, W and
+ * optimizer state directly; on a GPU it works on copies in device memory, and the host copies
+ * (what checkpoints save and load) are brought up to date with kao_trainer_to_host and copied
+ * back with kao_trainer_to_backend. Both are no-ops on the CPU.
  */
 #ifndef KAO_TRAIN_STEP_H
 #define KAO_TRAIN_STEP_H
 
 #include "kao/arcface.h"
+#include "kao/backend.h"
 #include "kao/model.h"
 #include "kao/network.h"
 #include "kao/optim.h"
@@ -44,39 +50,51 @@ typedef struct {
 
 typedef struct {
     kao_trainer_cfg cfg;
-    kao_model *model;            /* borrowed */
+    kao_model *model;            /* borrowed; host */
+    kao_backend *backend;        /* borrowed; where the step runs */
     int num_classes;
-    float *grads;                /* (num_params) the network's gradients, params' layout */
-    float *arcface_W;            /* (E, C) */
-    float *arcface_dW;           /* (E, C) */
+    kao_net_weights weights;     /* the model's tensors on the backend */
+    float *grads;                /* (num_params) backend: the network's gradients, params' layout */
+    float *arcface_W;            /* (E, C) host: what checkpoints save and validation scores with */
+    float *W;                    /* (E, C) backend: arcface_W itself on the CPU */
+    float *dW;                   /* (E, C) backend */
     kao_tensor arcface_tensor;   /* one-entry table for W */
-    kao_optim optim, arcface_optim;
+    kao_optim optim, arcface_optim;           /* host: table, groups, step counts (and CPU moments) */
+    void *optim_state, *arcface_optim_state;  /* the backend's moments (NULL on the CPU) */
     int64_t step;                /* optimizer steps taken */
     kao_rng rng;                 /* drop path */
-    /* per-batch memory */
-    int batch, height, width;
+    /* per-batch memory, in the backend's */
+    int batch, height, width, max_batch;
     kao_acts acts;
-    kao_arcface_acts arcface_acts;
+    void *arcface_acts;
     kao_grad_scratch scratch;
-    kao_workspace ws;
     float *d_embedding;          /* (B, E) */
+    float *input;                /* (B, H, W, 3) the batch's copy; NULL where the backend is the host */
+    int *labels;                 /* (B) */
+    kao_span *spans;             /* (optim.num_tensors) host list of gradient ranges for clipping */
 } kao_trainer;
 
 /* W is initialised N(0, 1) from seed (stream of its own); the caller may overwrite
- * t->arcface_W afterwards (resume, carried-over identities). Fails on a bad optimizer config. */
-int kao_trainer_create(kao_trainer *t, kao_model *m, int num_classes, const kao_trainer_cfg *cfg,
+ * t->arcface_W afterwards (resume, carried-over identities; then kao_trainer_to_backend). Fails on
+ * a bad optimizer config. */
+int kao_trainer_create(kao_trainer *t, kao_model *m, kao_backend *be, int num_classes, const kao_trainer_cfg *cfg,
                        int batch, int height, int width);
 void kao_trainer_free(kao_trainer *t);
+
+/* Host ← backend: the model's parameters and BN statistics, W and both optimizers' moments. */
+void kao_trainer_to_host(kao_trainer *t);
+/* Backend ← host, after the host copies changed. */
+void kao_trainer_to_backend(kao_trainer *t);
 
 /* Changes which leading units are frozen (head-only warm-up, then the whole network). */
 void kao_trainer_set_frozen(kao_trainer *t, int frozen_units);
 
-/* One step on a batch: input (B, H, W, 3) NHWC, labels (B). B may be smaller than the planned
- * batch (the last batch of an epoch); the activations are re-planned when it changes. */
+/* One step on a batch: input (B, H, W, 3) NHWC, labels (B), both host. B may be smaller than the
+ * planned batch (the last batch of an epoch); the activations are re-planned when it changes. */
 void kao_trainer_step(kao_trainer *t, kao_step_stats *stats, const float *input, const int *labels, int B);
 
-/* The gradient part alone (no update), for tests: fills t->grads, t->arcface_dW and, when
- * d_input is non-NULL, the input gradient (B, H, W, 3). Returns the loss. */
+/* The gradient part alone (no update), for tests: fills t->grads, t->dW and, when d_input (host)
+ * is non-NULL, the input gradient (B, H, W, 3). Returns the loss. */
 float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, const int *labels, int B,
                             kao_step_stats *stats);
 

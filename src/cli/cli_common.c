@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kao/embeddings.h"
 #include "kao/util.h"
 #include "kao/weights.h"
 
@@ -77,14 +78,17 @@ int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc
 
 int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i) {
     const char *opt = argv[*i];
-    bool known = !strcmp(opt, "--size") || !strcmp(opt, "--batch") || !strcmp(opt, "--threads");
+    bool known = !strcmp(opt, "--size") || !strcmp(opt, "--batch") || !strcmp(opt, "--threads") ||
+                 !strcmp(opt, "--device");
     if (!known) return 0;
     if (*i + 1 >= argc) {
         kao_cli_usage_error(command, "%s needs a value", opt);
         return -1;
     }
     const char *value = argv[++*i];
-    if (!strcmp(opt, "--size")) {
+    if (!strcmp(opt, "--device")) {
+        o->device = value; /* checked when it is opened: the error can then say why a GPU is missing */
+    } else if (!strcmp(opt, "--size")) {
         if (!kao_cli_parse_size(value, &o->height, &o->width)) {
             kao_cli_usage_error(command, "--size wants H or HxW between 8 and 4096, got '%s'", value);
             return -1;
@@ -129,4 +133,13 @@ void kao_cli_set_threads(int threads) {
     if (threads <= 0) return;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+}
+
+int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,
+                         int count, bool progress) {
+    kao_backend *be;
+    if (kao_backend_open(&be, fo->device)) return KAO_ERR;
+    int rc = kao_embed_images(out, m, be, paths, count, fo->height, fo->width, fo->batch, progress);
+    kao_backend_free(be);
+    return rc;
 }

@@ -12,13 +12,17 @@
 static const char *help =
     "usage: kao bench [--mode infer|train] [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
-    "                 [--embedding N] [--threads N] [--profile]\n"
+    "                 [--embedding N] [--threads N] [--device D] [--profile]\n"
     "\n"
     "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
     "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
     "initialised model, and prints one JSON line: images/s, median ms per batch, peak RSS (MiB).\n"
     "tools/bench_torch.py runs the same workloads in PyTorch; scripts/bench.sh runs both.\n"
-    "--profile adds a table of time per kind of op (forward and backward).\n";
+    "--device cpu (default), cuda or cuda:N. Inference times the forward pass on an input already in\n"
+    "the device's memory; a training step includes copying its batch over, as in kao train.\n"
+    "--profile adds a table of time per kind of op (forward and backward; each convolution's row\n"
+    "includes its BatchNorm in the forward). On a GPU the ops run asynchronously: set KAO_CUDA_SYNC=1\n"
+    "for a profile (every op then waits for its kernels).\n";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -26,7 +30,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int kao_cmd_bench(int argc, char **argv) {
-    const char *mode = "infer", *model = "tf_efficientnetv2_b0";
+    const char *mode = "infer", *model = "tf_efficientnetv2_b0", *device = "cpu";
     double wm = 0, dm = 0;
     int height = 224, width = 224, batch = 32, steps = 5, warmup = 2, classes = 1000, emb = 512, threads = 0;
     bool profile = false;
@@ -40,6 +44,7 @@ int kao_cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--profile")) profile = true;
         else if (!strcmp(a, "--mode") && v) mode = argv[++i];
         else if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--size") && v) {
             if (!kao_cli_parse_size(argv[++i], &height, &width))
                 return kao_cli_usage_error("bench", "--size wants H or HxW, got '%s'", argv[i]);
@@ -61,12 +66,13 @@ int kao_cmd_bench(int argc, char **argv) {
     kao_cli_set_threads(threads);
 
     kao_arch arch;
-    if (kao_arch_build(&arch, model, wm, dm, emb, 0.0f)) return kao_cli_report_error();
+    kao_backend *be;
+    if (kao_arch_build(&arch, model, wm, dm, emb, 0.0f) || kao_backend_open(&be, device)) return kao_cli_report_error();
     kao_model m;
     kao_model_create(&m, &arch);
     kao_model_init(&m, 1);
     size_t image = (size_t)height * width * 3;
-    float *input = kao_aligned_alloc((size_t)batch * image * sizeof(float), "input");
+    float *input = be->host_alloc(be, (size_t)batch * image * sizeof(float), "input");
     kao_rng rng;
     kao_rng_seed(&rng, 7, 0);
     for (size_t i = 0; i < (size_t)batch * image; i++) input[i] = kao_rng_normal(&rng);
@@ -77,7 +83,8 @@ int kao_cmd_bench(int argc, char **argv) {
     memset(&prof, 0, sizeof prof);
     double *times = kao_malloc((size_t)(steps + warmup) * sizeof(double), "times");
     kao_acts acts;
-    kao_workspace ws = {0};
+    kao_net_weights weights;
+    float *device_input = NULL; /* inference: the batch in the device's memory */
     kao_trainer trainer;
     kao_step_stats stats;
     double seconds_loss = 0, seconds_update = 0; /* training: summed over the timed steps */
@@ -90,9 +97,12 @@ int kao_cmd_bench(int argc, char **argv) {
         cfg.arcface = kao_arcface_default_cfg();
         cfg.schedule.type = KAO_SCHEDULE_CONSTANT;
         cfg.seed = 1;
-        if (kao_trainer_create(&trainer, &m, classes, &cfg, batch, height, width)) return kao_cli_report_error();
+        if (kao_trainer_create(&trainer, &m, be, classes, &cfg, batch, height, width)) return kao_cli_report_error();
     } else {
-        kao_acts_create(&acts, &m, batch, height, width, false);
+        kao_net_weights_create(&weights, &m, be);
+        kao_acts_create(&acts, &m, batch, height, width, false, be);
+        device_input = be->host_memory ? input : be->alloc(be, (size_t)batch * image * sizeof(float), "input");
+        be->to_backend(be, device_input, input, (size_t)batch * image * sizeof(float));
     }
     for (int s = 0; s < warmup + steps; s++) {
         bool timed = s >= warmup;
@@ -100,7 +110,8 @@ int kao_cmd_bench(int argc, char **argv) {
         a->profile = timed && profile ? &prof : NULL;
         double t0 = kao_now_seconds();
         if (train) kao_trainer_step(&trainer, &stats, input, labels, batch);
-        else kao_forward_eval(&m, &acts, input, &ws);
+        else kao_forward_eval(&m, &weights, &acts, device_input);
+        be->sync(be);
         times[s] = kao_now_seconds() - t0;
         if (timed && train) {
             seconds_loss += stats.seconds_loss;
@@ -110,20 +121,29 @@ int kao_cmd_bench(int argc, char **argv) {
     qsort(times + warmup, (size_t)steps, sizeof(double), cmp_double);
     double median = times[warmup + steps / 2];
     printf("{\"engine\": \"kao %s\", \"mode\": \"%s\", \"model\": \"%s\", \"size\": %d, \"batch\": %d, "
-           "\"threads\": %d, \"ms_per_batch\": %.2f, \"images_per_s\": %.2f, \"peak_rss_mib\": %.1f}\n",
-           KAO_VERSION, mode, model, height, batch, threads, 1e3 * median, batch / median, kao_peak_rss_mib());
+           "\"threads\": %d, \"device\": \"%s\", \"ms_per_batch\": %.2f, \"images_per_s\": %.2f, "
+           "\"peak_rss_mib\": %.1f",
+           KAO_VERSION, mode, model, height, batch, threads, be->description, 1e3 * median, batch / median,
+           kao_peak_rss_mib());
+    if (be->peak_memory_mib) printf(", \"peak_device_mib\": %.1f", be->peak_memory_mib(be));
+    printf("}\n");
     if (profile) {
         kao_profile_print(stdout, &prof, steps);
         if (train)
             printf("%-16s %12.2f ms\n%-16s %12.2f ms\n", "arcface", 1e3 * seconds_loss / steps, "optimizer",
                    1e3 * seconds_update / steps);
     }
-    if (train) kao_trainer_free(&trainer);
-    else kao_acts_free(&acts);
-    kao_workspace_free(&ws);
+    if (train) {
+        kao_trainer_free(&trainer);
+    } else {
+        kao_acts_free(&acts);
+        kao_net_weights_free(&weights);
+        if (device_input != input) be->release(be, device_input);
+    }
     kao_model_free(&m);
     free(times);
     free(labels);
-    free(input);
+    be->host_release(be, input);
+    kao_backend_free(be);
     return 0;
 }

@@ -67,7 +67,7 @@ int kao_cmd_embed(int argc, char **argv) {
         goto done;
     }
     float *emb = kao_malloc((size_t)count * m.arch.embedding_dim * sizeof(float), "embeddings");
-    if (kao_embed_images(emb, &m, paths, count, fo.height, fo.width, fo.batch, !quiet) ||
+    if (kao_cli_embed_images(emb, &m, &fo, paths, count, !quiet) ||
         kao_embeddings_save(out, kao_embedding_format_for(out), emb, count, m.arch.embedding_dim, paths, &m,
                             fo.height, fo.width)) {
         status = kao_cli_report_error();

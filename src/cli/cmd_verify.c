@@ -245,7 +245,7 @@ int kao_cmd_verify(int argc, char **argv) {
         if (have_model) {
             dim = m.arch.embedding_dim;
             emb = kao_malloc((size_t)count * dim * sizeof *emb, "embeddings");
-            rc = kao_embed_images(emb, &m, paths, count, o.forward.height, o.forward.width, o.forward.batch, !o.quiet);
+            rc = kao_cli_embed_images(emb, &m, &o.forward, paths, count, !o.quiet);
         }
     }
     float *scores = kao_malloc((size_t)(num_pairs ? num_pairs : 1) * sizeof *scores, "scores");

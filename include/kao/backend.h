@@ -1,0 +1,122 @@
+/* backend.h — where the network runs: the CPU ops (ops.h) or their CUDA twins (cuda.h), behind
+ * one table of functions.
+ *
+ * The network's forward and backward (network_forward.c, network_backward.c), the training step
+ * (train_step.c) and the embedder are written once against this table; a backend supplies its
+ * memory and the ops at the granularity the network uses them. The CPU backend fuses what its
+ * kernels can (BN folded into the convolution's epilogue in eval, BN batch sums gathered there in
+ * training); the CUDA backend calls cuDNN/cuBLAS and its own kernels. Every tensor pointer passed
+ * to a backend function is in that backend's memory (device memory for CUDA) unless it is named
+ * host; sizes and configs are host values.
+ *
+ * kao_backend_cpu() is always there; kao_backend_cuda() (cuda.h) when kao is built with
+ * -DKAO_CUDA=ON. A backend is used from one thread of control.
+ */
+#ifndef KAO_BACKEND_H
+#define KAO_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kao/arcface.h"
+#include "kao/ops.h"
+#include "kao/optim.h"
+
+/* How a BatchNorm layer normalises: running statistics (eval), batch statistics with the
+ * running ones updated (train), or running statistics while training (frozen BN). */
+typedef enum { KAO_BN_EVAL, KAO_BN_TRAIN, KAO_BN_FROZEN } kao_bn_mode;
+
+/* One BatchNorm layer's tensors, in the backend's memory, and its constants. */
+typedef struct {
+    const float *gamma, *beta;          /* (C) */
+    float *running_mean, *running_var;  /* (C) */
+    float eps, momentum;
+} kao_bn_tensors;
+
+typedef struct kao_backend kao_backend;
+struct kao_backend {
+    const char *name;   /* "cpu" or "cuda" */
+    char description[160]; /* for logs: "CPU, 2 threads", "NVIDIA H100 80GB HBM3, compute 9.0, 132 SMs" */
+    bool host_memory;   /* its memory is the host's: mirrors of host tensors can alias them */
+    void *impl;         /* the implementation's state (workspace, scratch, CUDA context) */
+
+    /* ---- memory: allocations are zero-filled; copies are ordered with the ops ---- */
+    void *(*alloc)(kao_backend *be, size_t bytes, const char *what);
+    void (*release)(kao_backend *be, void *p);
+    void (*to_backend)(kao_backend *be, void *dst, const void *host_src, size_t bytes);
+    /* Waits until the data is in host. */
+    void (*to_host)(kao_backend *be, void *host_dst, const void *src, size_t bytes);
+    void (*copy)(kao_backend *be, void *dst, const void *src, size_t bytes);
+    void (*zero)(kao_backend *be, void *p, size_t bytes);
+    /* Host memory that copies to the backend fastest (page-locked for a GPU). */
+    void *(*host_alloc)(kao_backend *be, size_t bytes, const char *what);
+    void (*host_release)(kao_backend *be, void *p);
+    /* Waits for everything queued (for timing). */
+    void (*sync)(kao_backend *be);
+    /* The most device memory in use at once so far, in MiB; NULL where the memory is the host's. */
+    double (*peak_memory_mib)(kao_backend *be);
+
+    /* ---- the network's ops (ops.h for each op's semantics) ---- */
+    /* out = act(BN(conv(inp))), groups = 1 or depthwise as s says. conv_out (the BN's input) is
+     * written in TRAIN and FROZEN modes, where backward reads it, and may be NULL in EVAL;
+     * save_mean/save_rstd (C) are written in TRAIN; TRAIN updates the running statistics. */
+    void (*conv_bn)(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
+                    const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+                    kao_bn_mode mode, kao_act act);
+    /* Convolution backward without bias: dinp overwritten or NULL; dweight +=. */
+    void (*conv_backward)(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
+                          const float *weight, const kao_conv_shape *s);
+    /* BN(+act) backward in place: d, the gradient of the output, becomes the input's. mode is TRAIN
+     * (save_mean/save_rstd used) or FROZEN (running statistics used). dgamma, dbeta +=. */
+    void (*bn_backward)(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+                        const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
+                        kao_bn_mode mode, kao_act act, size_t M, int C);
+    void (*se_forward)(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
+                       const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+                       const float *b_expand, int B, int HW, int C, int R);
+    void (*se_backward)(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                        float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+                        const float *save_hidden, const float *save_gate, const float *w_reduce,
+                        const float *w_expand, int B, int HW, int C, int R);
+    void (*avgpool_forward)(kao_backend *be, float *out, const float *inp, int B, int HW, int C);
+    void (*avgpool_backward)(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C);
+    void (*linear_forward)(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
+                           int B, int n_in, int n_out);
+    void (*linear_backward)(kao_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int B, int n_in, int n_out);
+    void (*add_inplace)(kao_backend *be, float *out, const float *x, size_t n);
+    void (*scale_rows)(kao_backend *be, float *x, const float *mask, int B, size_t n);
+
+    /* ---- the training step's ops ---- */
+    /* ArcFace (arcface.h): acts is the backend's own saved-tensor record. labels (B) are in the
+     * backend's memory. forward returns the mean loss (waiting for it); correct counts the rows
+     * whose nearest class is their label, with host_labels (B) a host copy. */
+    void *(*arcface_create)(kao_backend *be, int max_batch, int E, int C);
+    void (*arcface_free)(kao_backend *be, void *acts);
+    float (*arcface_forward)(kao_backend *be, void *acts, const float *emb, const float *W, const int *labels,
+                             int B, int E, int C, const kao_arcface_cfg *cfg);
+    void (*arcface_backward)(kao_backend *be, float *d_emb, float *dW, void *acts, const int *labels, int B,
+                             int E, int C, const kao_arcface_cfg *cfg);
+    int (*arcface_correct)(kao_backend *be, void *acts, const int *host_labels, int B, int C);
+    /* Optimizer state (optim.h): the host kao_optim keeps the table, groups and step counts; a
+     * backend that is not host memory keeps the moments itself. state_sync copies them into the
+     * host kao_optim's blocks (to_host) or from them (!to_host). */
+    void *(*optim_state_create)(kao_backend *be, const kao_optim *o);
+    void (*optim_state_free)(kao_backend *be, void *state);
+    void (*optim_state_sync)(kao_backend *be, kao_optim *o, void *state, bool to_host);
+    void (*optim_step)(kao_backend *be, kao_optim *o, void *state, float *params, const float *grads,
+                       double lr_factor);
+    /* kao_clip_grad_norm over spans of the backend's memory; returns the norm before clipping. */
+    float (*clip_grad_norm)(kao_backend *be, kao_span *grads, int count, float max_norm);
+
+    void (*destroy)(kao_backend *be);
+};
+
+/* The CPU backend (the fast ops of ops.h, OpenMP + OpenBLAS). */
+kao_backend *kao_backend_cpu(void);
+/* "cpu" or "cuda[:N]"; fails naming the device when it is unknown, when kao was built without
+ * CUDA, or when no GPU can be used (with the driver's reason). */
+int kao_backend_open(kao_backend **out, const char *device);
+void kao_backend_free(kao_backend *be);
+
+#endif

@@ -1,0 +1,43 @@
+/* Choosing a backend by name: "cpu", or "cuda[:N]" where kao is built with CUDA. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kao/backend.h"
+#include "kao/util.h"
+#ifdef KAO_HAVE_CUDA
+#include "kao/cuda.h"
+#endif
+
+/* "cuda" → 0, "cuda:N" → N; -1 when name is not a CUDA device name. */
+static int cuda_index(const char *name) {
+    if (strncmp(name, "cuda", 4)) return -1;
+    if (name[4] == '\0') return 0;
+    if (name[4] != ':' || name[5] < '0' || name[5] > '9') return -1;
+    char *end;
+    long n = strtol(name + 5, &end, 10);
+    return *end || n > 64 ? -1 : (int)n;
+}
+
+int kao_backend_open(kao_backend **out, const char *device) {
+    *out = NULL;
+    if (!strcmp(device, "cpu")) {
+        *out = kao_backend_cpu();
+        return KAO_OK;
+    }
+    int index = cuda_index(device);
+    if (index < 0) return kao_fail("unknown device '%s' (expected cpu, cuda or cuda:N)", device);
+#ifdef KAO_HAVE_CUDA
+    char why[256];
+    if (!kao_cuda_available(why, sizeof why)) return kao_fail("device %s: no usable GPU (%s)", device, why);
+    int count = kao_cuda_device_count();
+    if (index >= count) return kao_fail("device %s: this machine has %d GPU%s", device, count, count == 1 ? "" : "s");
+    *out = kao_backend_cuda(index);
+    return KAO_OK;
+#else
+    return kao_fail("device %s: this kao was built without CUDA (configure with -DKAO_CUDA=ON)", device);
+#endif
+}
+
+void kao_backend_free(kao_backend *be) {
+    if (be) be->destroy(be);
+}

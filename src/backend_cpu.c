@@ -1,0 +1,228 @@
+/* The CPU backend: host memory and the fast ops of ops.h.
+ *
+ * Every convolution is followed by a BatchNorm, and on the CPU the two run as one op where they
+ * can: in eval the BN (and its SiLU) is folded into the convolution's epilogue, so the conv writes
+ * the BN's output directly; in training the convolution gathers BN's batch sums (Σx, Σx²) while its
+ * output is still in registers, and BN normalises from them. Frozen-BN training keeps them
+ * separate, because its backward needs the convolution's own output. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "kao/backend.h"
+#include "kao/util.h"
+
+typedef struct {
+    kao_workspace ws;
+    float *bn_scale, *bn_shift; /* (channels) the folded eval BN of the current layer */
+    double *bn_sums;            /* (2, channels) the current layer's Σx, Σx² */
+    int channels;
+} cpu_state;
+
+static cpu_state *state(kao_backend *be) { return be->impl; }
+
+static void *cpu_alloc(kao_backend *be, size_t bytes, const char *what) {
+    void *p = kao_aligned_alloc(bytes ? bytes : 1, what);
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cpu_release(kao_backend *be, void *p) { free(p); }
+
+static void cpu_copy(kao_backend *be, void *dst, const void *src, size_t bytes) {
+    if (dst != src) memcpy(dst, src, bytes);
+}
+
+static void cpu_zero(kao_backend *be, void *p, size_t bytes) { memset(p, 0, bytes); }
+
+static void cpu_sync(kao_backend *be) {}
+
+/* Per-layer BN scratch, grown to the widest layer seen. */
+static void ensure_bn_scratch(cpu_state *st, int C) {
+    if (C <= st->channels) return;
+    free(st->bn_scale);
+    free(st->bn_shift);
+    free(st->bn_sums);
+    st->bn_scale = kao_aligned_alloc((size_t)C * sizeof(float), "BN scale");
+    st->bn_shift = kao_aligned_alloc((size_t)C * sizeof(float), "BN shift");
+    st->bn_sums = kao_aligned_alloc(2 * (size_t)C * sizeof(double), "BN sums");
+    st->channels = C;
+}
+
+static void conv_fused(cpu_state *st, float *out, const float *inp, const float *weight, const kao_conv_epilogue *ep,
+                       const kao_conv_shape *s) {
+    if (s->depthwise) kao_dwconv2d_forward_fused(out, inp, weight, ep, s);
+    else kao_conv2d_forward_fused(out, inp, weight, ep, s, &st->ws);
+}
+
+static void cpu_conv_bn(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
+                        const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+                        kao_bn_mode mode, kao_act act) {
+    cpu_state *st = state(be);
+    int C = s->out_c;
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    ensure_bn_scratch(st, C);
+    if (mode == KAO_BN_EVAL) {
+        kao_batchnorm_fold(st->bn_scale, st->bn_shift, bn->gamma, bn->beta, bn->running_mean, bn->running_var,
+                           bn->eps, C);
+        kao_conv_epilogue ep = {st->bn_scale, st->bn_shift, act, NULL};
+        conv_fused(st, out, inp, weight, &ep, s);
+    } else if (mode == KAO_BN_FROZEN) {
+        kao_conv_epilogue ep = {NULL, NULL, KAO_ACT_NONE, NULL};
+        conv_fused(st, conv_out, inp, weight, &ep, s);
+        kao_batchnorm_forward_eval(out, conv_out, bn->gamma, bn->beta, bn->running_mean, bn->running_var, bn->eps,
+                                   act, M, C);
+    } else {
+        kao_conv_epilogue ep = {NULL, NULL, KAO_ACT_NONE, st->bn_sums};
+        conv_fused(st, conv_out, inp, weight, &ep, s);
+        kao_batchnorm_forward_train_sums(out, save_mean, save_rstd, conv_out, st->bn_sums, bn->gamma, bn->beta,
+                                         bn->running_mean, bn->running_var, bn->eps, bn->momentum, act, M, C);
+    }
+}
+
+static void cpu_conv_backward(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
+                              const float *weight, const kao_conv_shape *s) {
+    if (s->depthwise) kao_dwconv2d_backward(dinp, dweight, dout, inp, weight, s);
+    else kao_conv2d_backward(dinp, dweight, NULL, dout, inp, weight, s, &state(be)->ws);
+}
+
+static void cpu_bn_backward(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+                            const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
+                            kao_bn_mode mode, kao_act act, size_t M, int C) {
+    if (mode == KAO_BN_FROZEN)
+        kao_batchnorm_backward_frozen(d, dgamma, dbeta, d, inp, bn->running_mean, bn->running_var, bn->gamma,
+                                      bn->beta, bn->eps, act, M, C);
+    else
+        kao_batchnorm_backward(d, dgamma, dbeta, d, inp, save_mean, save_rstd, bn->gamma, bn->beta, act, M, C);
+}
+
+static void cpu_se_forward(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
+                           const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+                           const float *b_expand, int B, int HW, int C, int R) {
+    kao_se_forward(out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand, B, HW, C, R);
+}
+
+static void cpu_se_backward(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                            float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+                            const float *save_hidden, const float *save_gate, const float *w_reduce,
+                            const float *w_expand, int B, int HW, int C, int R) {
+    kao_se_backward(dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden, save_gate,
+                    w_reduce, w_expand, B, HW, C, R);
+}
+
+static void cpu_avgpool_forward(kao_backend *be, float *out, const float *inp, int B, int HW, int C) {
+    kao_avgpool_forward(out, inp, B, HW, C);
+}
+
+static void cpu_avgpool_backward(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C) {
+    kao_avgpool_backward(dinp, dout, B, HW, C);
+}
+
+static void cpu_linear_forward(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
+                               int B, int n_in, int n_out) {
+    kao_linear_forward(out, inp, weight, bias, B, n_in, n_out);
+}
+
+static void cpu_linear_backward(kao_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, int B, int n_in, int n_out) {
+    kao_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, n_in, n_out);
+}
+
+static void cpu_add_inplace(kao_backend *be, float *out, const float *x, size_t n) { kao_add_inplace(out, x, n); }
+
+static void cpu_scale_rows(kao_backend *be, float *x, const float *mask, int B, size_t n) {
+    kao_scale_rows(x, mask, B, n);
+}
+
+static void *cpu_arcface_create(kao_backend *be, int max_batch, int E, int C) {
+    kao_arcface_acts *a = kao_malloc(sizeof *a, "ArcFace activations");
+    kao_arcface_acts_create(a, max_batch, E, C);
+    return a;
+}
+
+static void cpu_arcface_free(kao_backend *be, void *acts) {
+    if (!acts) return;
+    kao_arcface_acts_free(acts);
+    free(acts);
+}
+
+static float cpu_arcface_forward(kao_backend *be, void *acts, const float *emb, const float *W, const int *labels,
+                                 int B, int E, int C, const kao_arcface_cfg *cfg) {
+    return kao_arcface_forward(acts, emb, W, labels, B, E, C, cfg);
+}
+
+static void cpu_arcface_backward(kao_backend *be, float *d_emb, float *dW, void *acts, const int *labels, int B,
+                                 int E, int C, const kao_arcface_cfg *cfg) {
+    kao_arcface_backward(d_emb, dW, acts, labels, B, E, C, cfg);
+}
+
+static int cpu_arcface_correct(kao_backend *be, void *acts, const int *host_labels, int B, int C) {
+    return kao_arcface_correct(((kao_arcface_acts *)acts)->cosine, host_labels, B, C);
+}
+
+/* The host kao_optim's own moments are the state. */
+static void *cpu_optim_state_create(kao_backend *be, const kao_optim *o) { return NULL; }
+static void cpu_optim_state_free(kao_backend *be, void *st) {}
+static void cpu_optim_state_sync(kao_backend *be, kao_optim *o, void *st, bool to_host) {}
+
+static void cpu_optim_step(kao_backend *be, kao_optim *o, void *st, float *params, const float *grads,
+                           double lr_factor) {
+    kao_optim_step(o, params, grads, lr_factor);
+}
+
+static float cpu_clip_grad_norm(kao_backend *be, kao_span *grads, int count, float max_norm) {
+    return kao_clip_grad_norm(grads, count, max_norm);
+}
+
+static void cpu_destroy(kao_backend *be) {
+    cpu_state *st = state(be);
+    kao_workspace_free(&st->ws);
+    free(st->bn_scale);
+    free(st->bn_shift);
+    free(st->bn_sums);
+    free(st);
+    free(be);
+}
+
+kao_backend *kao_backend_cpu(void) {
+    kao_backend *be = kao_calloc(1, sizeof *be, "CPU backend");
+    be->name = "cpu";
+    int threads = omp_get_max_threads();
+    snprintf(be->description, sizeof be->description, "CPU, %d thread%s", threads, threads == 1 ? "" : "s");
+    be->host_memory = true;
+    be->impl = kao_calloc(1, sizeof(cpu_state), "CPU backend state");
+    be->alloc = cpu_alloc;
+    be->release = cpu_release;
+    be->to_backend = cpu_copy;
+    be->to_host = cpu_copy;
+    be->copy = cpu_copy;
+    be->zero = cpu_zero;
+    be->host_alloc = cpu_alloc;
+    be->host_release = cpu_release;
+    be->sync = cpu_sync;
+    be->conv_bn = cpu_conv_bn;
+    be->conv_backward = cpu_conv_backward;
+    be->bn_backward = cpu_bn_backward;
+    be->se_forward = cpu_se_forward;
+    be->se_backward = cpu_se_backward;
+    be->avgpool_forward = cpu_avgpool_forward;
+    be->avgpool_backward = cpu_avgpool_backward;
+    be->linear_forward = cpu_linear_forward;
+    be->linear_backward = cpu_linear_backward;
+    be->add_inplace = cpu_add_inplace;
+    be->scale_rows = cpu_scale_rows;
+    be->arcface_create = cpu_arcface_create;
+    be->arcface_free = cpu_arcface_free;
+    be->arcface_forward = cpu_arcface_forward;
+    be->arcface_backward = cpu_arcface_backward;
+    be->arcface_correct = cpu_arcface_correct;
+    be->optim_state_create = cpu_optim_state_create;
+    be->optim_state_free = cpu_optim_state_free;
+    be->optim_state_sync = cpu_optim_state_sync;
+    be->optim_step = cpu_optim_step;
+    be->clip_grad_norm = cpu_clip_grad_norm;
+    be->destroy = cpu_destroy;
+    return be;
+}
