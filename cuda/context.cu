@@ -54,6 +54,15 @@ int kao_cuda_available(char *why, size_t n) {
     return 1;
 }
 
+int kao_cuda_device_count(void) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
 kao_cuda_ctx *kao_cuda_create(int device) {
     const char *op = "kao_cuda_create";
     kao_cuda_ctx *ctx = (kao_cuda_ctx *)kao_calloc(1, sizeof *ctx, "CUDA context");

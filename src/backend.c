@@ -1,4 +1,6 @@
-/* Choosing a backend by name: "cpu", or "cuda[:N]" where kao is built with CUDA. */
+/* Choosing a backend by name: "cpu", or "cuda[:N]" where kao is built with CUDA; and
+ * "cpu-detached", the CPU as a stand-in device (backend.h), with which the tests drive kao's
+ * device paths on machines without a GPU. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +22,8 @@ static int cuda_index(const char *name) {
 
 int kao_backend_open(kao_backend **out, const char *device) {
     *out = NULL;
-    if (!strcmp(device, "cpu")) {
-        *out = kao_backend_cpu();
+    if (!strcmp(device, "cpu") || !strcmp(device, "cpu-detached")) {
+        *out = device[3] ? kao_backend_cpu_detached() : kao_backend_cpu();
         return KAO_OK;
     }
     int index = cuda_index(device);

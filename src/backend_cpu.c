@@ -158,18 +158,55 @@ static void cpu_arcface_backward(kao_backend *be, float *d_emb, float *dW, void 
     kao_arcface_backward(d_emb, dW, acts, labels, B, E, C, cfg);
 }
 
-static int cpu_arcface_correct(kao_backend *be, void *acts, const int *host_labels, int B, int C) {
-    return kao_arcface_correct(((kao_arcface_acts *)acts)->cosine, host_labels, B, C);
+static int cpu_arcface_correct(kao_backend *be, void *acts, const int *labels, int B, int C) {
+    return kao_arcface_correct(((kao_arcface_acts *)acts)->cosine, labels, B, C);
 }
 
-/* The host kao_optim's own moments are the state. */
-static void *cpu_optim_state_create(kao_backend *be, const kao_optim *o) { return NULL; }
-static void cpu_optim_state_free(kao_backend *be, void *st) {}
-static void cpu_optim_state_sync(kao_backend *be, kao_optim *o, void *st, bool to_host) {}
+/* On the host the kao_optim's own moments are the state (NULL); the detached backend keeps copies,
+ * as a GPU does, and swaps them in for the step. */
+typedef struct {
+    float *exp_avg, *exp_avg_sq; /* (numel) or NULL where the kao_optim's are */
+} moments;
+
+static void *cpu_optim_state_create(kao_backend *be, const kao_optim *o) {
+    if (be->host_memory) return NULL;
+    moments *m = kao_calloc(1, sizeof *m, "optimizer state");
+    size_t bytes = o->numel * sizeof(float);
+    if (o->exp_avg) m->exp_avg = memcpy(kao_aligned_alloc(bytes, "exp_avg"), o->exp_avg, bytes);
+    if (o->exp_avg_sq) m->exp_avg_sq = memcpy(kao_aligned_alloc(bytes, "exp_avg_sq"), o->exp_avg_sq, bytes);
+    return m;
+}
+
+static void cpu_optim_state_free(kao_backend *be, void *st) {
+    moments *m = st;
+    if (!m) return;
+    free(m->exp_avg);
+    free(m->exp_avg_sq);
+    free(m);
+}
+
+static void cpu_optim_state_sync(kao_backend *be, kao_optim *o, void *st, bool to_host) {
+    moments *m = st;
+    if (!m) return;
+    size_t bytes = o->numel * sizeof(float);
+    float *host[2] = {o->exp_avg, o->exp_avg_sq}, *own[2] = {m->exp_avg, m->exp_avg_sq};
+    for (int k = 0; k < 2; k++)
+        if (host[k]) memcpy(to_host ? host[k] : own[k], to_host ? own[k] : host[k], bytes);
+}
 
 static void cpu_optim_step(kao_backend *be, kao_optim *o, void *st, float *params, const float *grads,
                            double lr_factor) {
+    moments *m = st;
+    if (!m) {
+        kao_optim_step(o, params, grads, lr_factor);
+        return;
+    }
+    float *host_avg = o->exp_avg, *host_avg_sq = o->exp_avg_sq;
+    o->exp_avg = m->exp_avg;
+    o->exp_avg_sq = m->exp_avg_sq;
     kao_optim_step(o, params, grads, lr_factor);
+    o->exp_avg = host_avg;
+    o->exp_avg_sq = host_avg_sq;
 }
 
 static float cpu_clip_grad_norm(kao_backend *be, kao_span *grads, int count, float max_norm) {
@@ -186,12 +223,13 @@ static void cpu_destroy(kao_backend *be) {
     free(be);
 }
 
-kao_backend *kao_backend_cpu(void) {
+static kao_backend *cpu_backend(bool host_memory) {
     kao_backend *be = kao_calloc(1, sizeof *be, "CPU backend");
-    be->name = "cpu";
+    be->name = host_memory ? "cpu" : "cpu-detached";
+    be->host_memory = host_memory;
     int threads = omp_get_max_threads();
-    snprintf(be->description, sizeof be->description, "CPU, %d thread%s", threads, threads == 1 ? "" : "s");
-    be->host_memory = true;
+    snprintf(be->description, sizeof be->description, "CPU, %d thread%s%s", threads, threads == 1 ? "" : "s",
+             host_memory ? "" : ", memory of its own (a device stand-in)");
     be->impl = kao_calloc(1, sizeof(cpu_state), "CPU backend state");
     be->alloc = cpu_alloc;
     be->release = cpu_release;
@@ -226,3 +264,7 @@ kao_backend *kao_backend_cpu(void) {
     be->destroy = cpu_destroy;
     return be;
 }
+
+kao_backend *kao_backend_cpu(void) { return cpu_backend(true); }
+
+kao_backend *kao_backend_cpu_detached(void) { return cpu_backend(false); }

@@ -142,7 +142,8 @@ static int write_all(kao_h5_file *f, const kao_trainer *t, const kao_checkpoint_
     return KAO_OK;
 }
 
-int kao_checkpoint_save(const char *path, const kao_trainer *t, const kao_checkpoint_info *info) {
+int kao_checkpoint_save(const char *path, kao_trainer *t, const kao_checkpoint_info *info) {
+    kao_trainer_to_host(t);
     KAO_ASSERT(t->step == info->step, "trainer at step %" PRId64 ", info at %" PRId64, t->step, info->step);
     KAO_ASSERT(info->num_classes == t->num_classes, "%d class names for %d classes", info->num_classes,
                t->num_classes);
@@ -229,6 +230,7 @@ int kao_checkpoint_restore(kao_trainer *t, const char *path) {
     if (rc == KAO_OK) {
         memcpy(t->rng.s, rng, sizeof rng);
         t->step = step;
+        kao_trainer_to_backend(t);
     }
     kao_h5_close(&f);
     return rc;

@@ -130,7 +130,6 @@ int kao_run_save_checkpoint(kao_run *r) {
         .classes = r->classes,
         .num_classes = r->ds.num_classes,
     };
-    kao_trainer_to_host(&r->trainer);
     int rc = kao_checkpoint_save(path, &r->trainer, &info);
     free(path);
     if (rc) return KAO_ERR;

@@ -164,7 +164,7 @@ float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, 
     double t3 = kao_now_seconds();
     if (stats) {
         stats->loss = loss;
-        stats->correct = be->arcface_correct(be, t->arcface_acts, labels, B, C);
+        stats->correct = be->arcface_correct(be, t->arcface_acts, t->labels, B, C);
         stats->seconds_forward = t1 - t0;
         stats->seconds_loss = t2 - t1;
         stats->seconds_backward = t3 - t2;

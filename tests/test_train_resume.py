@@ -127,6 +127,27 @@ try:
         resume(run, "SIGKILL")
         compare(ref, run, f"{sampler}, SIGKILL")
 
+    # Devices: a run on a device with memory of its own (weights, batches and optimizer state copied
+    # over and back, validation and checkpoints from it), through --device cpu-detached, the CPU's
+    # ops driven as a GPU is: the same weights as the CPU run; and a run stopped there and resumed
+    # on the CPU ends as the uninterrupted one (the CUDA backend itself: tests/test_cuda_network.c).
+    opts = ["--config", configs["m_per_class"], *overrides["m_per_class"]]
+    ref = ws.path("ref_m_per_class")
+    run = ws.path("detached")
+    code, out = t.kao("train", *opts, "--out", run, "--device", "cpu-detached")
+    t.check(code == 0 and "device: CPU" in out and "memory of its own" in out,
+            f"--device cpu-detached: exit {code}:\n{out[-800:]}")
+    compare(ref, run, "--device cpu-detached")
+    run = ws.path("moved")
+    p = t.start("train", *opts, "--out", run, "--device", "cpu-detached")
+    t.check(wait_for(ckpt(run, 2 * EVERY), p), f"moved run: no checkpoint at step {2 * EVERY}")
+    p.send_signal(signal.SIGTERM)
+    p.communicate()
+    resume(run, "moved from the device to the CPU", "--device", "cpu")
+    compare(ref, run, "a run moved from a device to the CPU")
+    code, out = t.kao("train", *opts, "--out", ws.path("nowhere"), "--device", "tpu")
+    t.check(code == 1 and "unknown device 'tpu'" in out, f"--device tpu: exit {code}:\n{out}")
+
     # --allow-changed continues a run whose config changed, and records the new config
     run = ws.path("term_shuffle")
     code, out = t.kao("train", "--resume", run, "--set", "train.epochs=5", "--allow-changed")

@@ -90,14 +90,14 @@ struct kao_backend {
     /* ---- the training step's ops ---- */
     /* ArcFace (arcface.h): acts is the backend's own saved-tensor record. labels (B) are in the
      * backend's memory. forward returns the mean loss (waiting for it); correct counts the rows
-     * whose nearest class is their label, with host_labels (B) a host copy. */
+     * of the last forward whose nearest class is their label. */
     void *(*arcface_create)(kao_backend *be, int max_batch, int E, int C);
     void (*arcface_free)(kao_backend *be, void *acts);
     float (*arcface_forward)(kao_backend *be, void *acts, const float *emb, const float *W, const int *labels,
                              int B, int E, int C, const kao_arcface_cfg *cfg);
     void (*arcface_backward)(kao_backend *be, float *d_emb, float *dW, void *acts, const int *labels, int B,
                              int E, int C, const kao_arcface_cfg *cfg);
-    int (*arcface_correct)(kao_backend *be, void *acts, const int *host_labels, int B, int C);
+    int (*arcface_correct)(kao_backend *be, void *acts, const int *labels, int B, int C);
     /* Optimizer state (optim.h): the host kao_optim keeps the table, groups and step counts; a
      * backend that is not host memory keeps the moments itself. state_sync copies them into the
      * host kao_optim's blocks (to_host) or from them (!to_host). */
@@ -114,8 +114,12 @@ struct kao_backend {
 
 /* The CPU backend (the fast ops of ops.h, OpenMP + OpenBLAS). */
 kao_backend *kao_backend_cpu(void);
-/* "cpu" or "cuda[:N]"; fails naming the device when it is unknown, when kao was built without
- * CUDA, or when no GPU can be used (with the driver's reason). */
+/* The same ops, but treated as a device with memory of its own: nothing aliases the host's
+ * tensors, everything is copied over and back as for a GPU. It runs the device paths of the
+ * trainer, the embedder and checkpoints on any machine (tests/test_backend_copies.c). */
+kao_backend *kao_backend_cpu_detached(void);
+/* "cpu", "cuda[:N]" or "cpu-detached"; fails naming the device when it is unknown, when kao was
+ * built without CUDA, or when no GPU can be used (with the driver's reason). */
 int kao_backend_open(kao_backend **out, const char *device);
 void kao_backend_free(kao_backend *be);
 

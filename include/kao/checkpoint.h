@@ -76,15 +76,17 @@ typedef struct {
     int num_classes;
 } kao_checkpoint_info;
 
-/* Writes the trainer's state and info to path atomically. */
-int kao_checkpoint_save(const char *path, const kao_trainer *t, const kao_checkpoint_info *info);
+/* Writes the trainer's state and info to path atomically (bringing its host copies up to date
+ * first: kao_trainer_to_host). */
+int kao_checkpoint_save(const char *path, kao_trainer *t, const kao_checkpoint_info *info);
 
 /* Reads the attributes, the config text and the class list; checks the format. */
 int kao_checkpoint_read_info(kao_checkpoint_info *info, const char *path);
 void kao_checkpoint_info_free(kao_checkpoint_info *info);
 
 /* Restores the model, W, both optimizers' state, the step and the generator into t, which was
- * created for the same architecture, class count and optimizer types (every shape is checked). */
+ * created for the same architecture, class count and optimizer types (every shape is checked),
+ * on whatever backend t runs (a run may move between CPU and GPU through a checkpoint). */
 int kao_checkpoint_restore(kao_trainer *t, const char *path);
 
 /* The class list and W of a checkpoint or a best.h5/last.h5 (both keep them under /arcface), for

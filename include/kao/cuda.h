@@ -61,6 +61,7 @@
 #include <stdint.h>
 
 #include "kao/arcface.h"
+#include "kao/backend.h"
 #include "kao/ops.h"
 #include "kao/optim.h"
 
@@ -79,6 +80,11 @@ int kao_cuda_available(char *why, size_t n);
  * demand. One context per thread of control; its ops run in order. */
 typedef struct kao_cuda_ctx kao_cuda_ctx;
 kao_cuda_ctx *kao_cuda_create(int device);
+/* The number of CUDA devices (0 where kao_cuda_available says none). */
+int kao_cuda_device_count(void);
+/* The CUDA backend (backend.h) on device, with its own context. The device must exist
+ * (kao_backend_open checks). */
+kao_backend *kao_backend_cuda(int device);
 void kao_cuda_destroy(kao_cuda_ctx *ctx);
 /* Waits for everything queued on the context's stream. */
 void kao_cuda_sync(kao_cuda_ctx *ctx);

@@ -1,0 +1,314 @@
+/* backend.cu — the CUDA backend (backend.h): device memory, the _gpu ops, a fused argmax count for
+ * the training accuracy, and page-locked host memory for the batches.
+ *
+ * Copies to the device are cudaMemcpyAsync on the context's stream without a wait: from pageable
+ * memory the driver has taken the data when the call returns; from host_alloc's page-locked
+ * memory the DMA may still run, so such a buffer must stay unchanged until the backend's next wait
+ * (a training step ends with one, when its loss is read). That lets a batch's copy overlap the
+ * kernels queued before it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_internal.cuh"
+
+typedef struct {
+    void *p;
+    size_t bytes;
+} block;
+
+typedef struct {
+    kao_cuda_ctx *ctx;
+    block *blocks;          /* (count) alloc's live blocks, for the memory figures */
+    int count, capacity;
+    size_t allocated, peak; /* bytes of alloc's blocks now and at most */
+} cuda_state;
+
+static kao_cuda_ctx *ctx_of(kao_backend *be) { return ((cuda_state *)be->impl)->ctx; }
+
+static void *cuda_alloc(kao_backend *be, size_t bytes, const char *what) {
+    cuda_state *st = (cuda_state *)be->impl;
+    void *p = kao_cuda_malloc(bytes, what);
+    kao_cuda_zero(st->ctx, p, bytes);
+    if (st->count == st->capacity) {
+        st->capacity = st->capacity ? 2 * st->capacity : 64;
+        st->blocks = (block *)realloc(st->blocks, (size_t)st->capacity * sizeof *st->blocks);
+        KAO_ASSERT(st->blocks, "out of host memory for %d block records", st->capacity);
+    }
+    st->blocks[st->count++] = (block){p, bytes};
+    st->allocated += bytes;
+    if (st->allocated > st->peak) st->peak = st->allocated;
+    return p;
+}
+
+static void cuda_release(kao_backend *be, void *p) {
+    if (!p) return;
+    cuda_state *st = (cuda_state *)be->impl;
+    int i = 0;
+    while (i < st->count && st->blocks[i].p != p) i++;
+    KAO_ASSERT(i < st->count, "releasing %p, which this backend did not allocate", p);
+    st->allocated -= st->blocks[i].bytes;
+    st->blocks[i] = st->blocks[--st->count];
+    kao_cuda_free(p);
+}
+
+static double cuda_peak_memory_mib(kao_backend *be) {
+    cuda_state *st = (cuda_state *)be->impl;
+    return (double)(st->peak + st->ctx->workspace_bytes) / (1024.0 * 1024.0);
+}
+
+static void cuda_to_backend(kao_backend *be, void *dst, const void *host_src, size_t bytes) {
+    kao_cuda_ctx *ctx = ctx_of(be);
+    KAO_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, ctx->stream), "to_backend",
+                   "%zu bytes", bytes);
+}
+
+static void cuda_to_host(kao_backend *be, void *host_dst, const void *src, size_t bytes) {
+    kao_cuda_to_host(ctx_of(be), host_dst, src, bytes);
+}
+
+static void cuda_copy(kao_backend *be, void *dst, const void *src, size_t bytes) {
+    if (dst != src) kao_cuda_copy(ctx_of(be), dst, src, bytes);
+}
+
+static void cuda_zero(kao_backend *be, void *p, size_t bytes) { kao_cuda_zero(ctx_of(be), p, bytes); }
+
+static void *cuda_host_alloc(kao_backend *be, size_t bytes, const char *what) {
+    void *p = NULL;
+    KAO_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1), "host_alloc", "%zu page-locked bytes for %s", bytes, what);
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cuda_host_release(kao_backend *be, void *p) {
+    if (p) KAO_CUDA_CHECK(cudaFreeHost(p), "host_release", "%p", p);
+}
+
+static void cuda_sync(kao_backend *be) { kao_cuda_sync(ctx_of(be)); }
+
+/* ---- network ops ---- */
+
+static void cuda_conv_bn(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
+                         const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+                         kao_bn_mode mode, kao_act act) {
+    kao_cuda_ctx *ctx = ctx_of(be);
+    float *y = mode == KAO_BN_EVAL ? out : conv_out; /* eval: BN runs in place on the conv's output */
+    if (s->depthwise) kao_dwconv2d_forward_gpu(y, inp, weight, s, ctx);
+    else kao_conv2d_forward_gpu(y, inp, weight, NULL, s, ctx);
+    size_t M = (size_t)s->batch * s->out_h * s->out_w;
+    if (mode == KAO_BN_TRAIN)
+        kao_batchnorm_forward_train_gpu(out, save_mean, save_rstd, conv_out, bn->gamma, bn->beta, bn->running_mean,
+                                        bn->running_var, bn->eps, bn->momentum, act, M, s->out_c, ctx);
+    else
+        kao_batchnorm_forward_eval_gpu(out, y, bn->gamma, bn->beta, bn->running_mean, bn->running_var, bn->eps, act,
+                                       M, s->out_c, ctx);
+}
+
+static void cuda_conv_backward(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
+                               const float *weight, const kao_conv_shape *s) {
+    if (s->depthwise) kao_dwconv2d_backward_gpu(dinp, dweight, dout, inp, weight, s, ctx_of(be));
+    else kao_conv2d_backward_gpu(dinp, dweight, NULL, dout, inp, weight, s, ctx_of(be));
+}
+
+static void cuda_bn_backward(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+                             const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
+                             kao_bn_mode mode, kao_act act, size_t M, int C) {
+    if (mode == KAO_BN_FROZEN)
+        kao_batchnorm_backward_frozen_gpu(d, dgamma, dbeta, d, inp, bn->running_mean, bn->running_var, bn->gamma,
+                                          bn->beta, bn->eps, act, M, C, ctx_of(be));
+    else
+        kao_batchnorm_backward_gpu(d, dgamma, dbeta, d, inp, save_mean, save_rstd, bn->gamma, bn->beta, act, M, C,
+                                   ctx_of(be));
+}
+
+static void cuda_se_forward(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
+                            const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+                            const float *b_expand, int B, int HW, int C, int R) {
+    kao_se_forward_gpu(out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand, B, HW,
+                       C, R, ctx_of(be));
+}
+
+static void cuda_se_backward(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                             float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+                             const float *save_hidden, const float *save_gate, const float *w_reduce,
+                             const float *w_expand, int B, int HW, int C, int R) {
+    kao_se_backward_gpu(dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden,
+                        save_gate, w_reduce, w_expand, B, HW, C, R, ctx_of(be));
+}
+
+static void cuda_avgpool_forward(kao_backend *be, float *out, const float *inp, int B, int HW, int C) {
+    kao_avgpool_forward_gpu(out, inp, B, HW, C, ctx_of(be));
+}
+
+static void cuda_avgpool_backward(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C) {
+    kao_avgpool_backward_gpu(dinp, dout, B, HW, C, ctx_of(be));
+}
+
+static void cuda_linear_forward(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
+                                int B, int n_in, int n_out) {
+    kao_linear_forward_gpu(out, inp, weight, bias, B, n_in, n_out, ctx_of(be));
+}
+
+static void cuda_linear_backward(kao_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, int B, int n_in, int n_out) {
+    kao_linear_backward_gpu(dinp, dweight, dbias, dout, inp, weight, B, n_in, n_out, ctx_of(be));
+}
+
+static void cuda_add_inplace(kao_backend *be, float *out, const float *x, size_t n) {
+    kao_add_inplace_gpu(out, x, n, ctx_of(be));
+}
+
+static void cuda_scale_rows(kao_backend *be, float *x, const float *mask, int B, size_t n) {
+    kao_scale_rows_gpu(x, mask, B, n, ctx_of(be));
+}
+
+/* ---- ArcFace ---- */
+
+typedef struct {
+    kao_arcface_acts_gpu acts;
+    float *loss;     /* (1) device */
+    int *correct;    /* (1) device */
+} arcface_record;
+
+static void *cuda_arcface_create(kao_backend *be, int max_batch, int E, int C) {
+    arcface_record *r = (arcface_record *)kao_calloc(1, sizeof *r, "ArcFace record");
+    kao_arcface_acts_create_gpu(&r->acts, max_batch, E, C);
+    r->loss = (float *)kao_cuda_malloc(sizeof(float), "ArcFace loss");
+    r->correct = (int *)kao_cuda_malloc(sizeof(int), "ArcFace correct count");
+    return r;
+}
+
+static void cuda_arcface_free(kao_backend *be, void *p) {
+    arcface_record *r = (arcface_record *)p;
+    if (!r) return;
+    kao_cuda_sync(ctx_of(be));
+    kao_arcface_acts_free_gpu(&r->acts);
+    kao_cuda_free(r->loss);
+    kao_cuda_free(r->correct);
+    free(r);
+}
+
+static float cuda_arcface_forward(kao_backend *be, void *p, const float *emb, const float *W, const int *labels, int B,
+                                  int E, int C, const kao_arcface_cfg *cfg) {
+    arcface_record *r = (arcface_record *)p;
+    kao_arcface_forward_gpu(r->loss, &r->acts, emb, W, labels, B, E, C, cfg, ctx_of(be));
+    float loss;
+    kao_cuda_to_host(ctx_of(be), &loss, r->loss, sizeof loss);
+    return loss;
+}
+
+static void cuda_arcface_backward(kao_backend *be, float *d_emb, float *dW, void *p, const int *labels, int B, int E,
+                                  int C, const kao_arcface_cfg *cfg) {
+    kao_arcface_backward_gpu(d_emb, dW, &((arcface_record *)p)->acts, labels, B, E, C, cfg, ctx_of(be));
+}
+
+/* One thread per row: whether the row's first largest cosine (torch.argmax's tie rule) is its label.
+ * An integer count: the atomic sum is exact in any order. */
+static __global__ void count_correct_kernel(int *count, const float *cosine, const int *labels, int B, int C) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) return;
+    const float *row = cosine + (size_t)b * C;
+    int best = 0;
+    for (int c = 1; c < C; c++)
+        if (row[c] > row[best]) best = c;
+    if (best == labels[b]) atomicAdd(count, 1);
+}
+
+static int cuda_arcface_correct(kao_backend *be, void *p, const int *labels, int B, int C) {
+    arcface_record *r = (arcface_record *)p;
+    kao_cuda_ctx *ctx = ctx_of(be);
+    const char *op = "arcface_correct";
+    kao_cuda_zero(ctx, r->correct, sizeof(int));
+    count_correct_kernel<<<(B + 127) / 128, 128, 0, ctx->stream>>>(r->correct, r->acts.cosine, labels, B, C);
+    KAO_LAUNCH_CHECK(ctx, op, "B %d, C %d", B, C);
+    int correct;
+    kao_cuda_to_host(ctx, &correct, r->correct, sizeof correct);
+    return correct;
+}
+
+/* ---- optimizers ---- */
+
+static void *cuda_optim_state_create(kao_backend *be, const kao_optim *o) {
+    kao_optim_state_gpu *st = (kao_optim_state_gpu *)kao_calloc(1, sizeof *st, "optimizer state");
+    kao_optim_state_create_gpu(st, o, ctx_of(be));
+    return st;
+}
+
+static void cuda_optim_state_free(kao_backend *be, void *p) {
+    if (!p) return;
+    kao_cuda_sync(ctx_of(be));
+    kao_optim_state_free_gpu((kao_optim_state_gpu *)p);
+    free(p);
+}
+
+static void cuda_optim_state_sync(kao_backend *be, kao_optim *o, void *p, bool to_host) {
+    kao_optim_state_gpu *st = (kao_optim_state_gpu *)p;
+    kao_cuda_ctx *ctx = ctx_of(be);
+    size_t bytes = o->numel * sizeof(float);
+    float *host[2] = {o->exp_avg, o->exp_avg_sq}, *dev[2] = {st->exp_avg, st->exp_avg_sq};
+    for (int k = 0; k < 2; k++) {
+        if (!host[k]) continue;
+        if (to_host) kao_cuda_to_host(ctx, host[k], dev[k], bytes);
+        else kao_cuda_to_device(ctx, dev[k], host[k], bytes);
+    }
+}
+
+static void cuda_optim_step(kao_backend *be, kao_optim *o, void *p, float *params, const float *grads,
+                            double lr_factor) {
+    kao_optim_step_gpu(o, (kao_optim_state_gpu *)p, params, grads, lr_factor, ctx_of(be));
+}
+
+static float cuda_clip_grad_norm(kao_backend *be, kao_span *grads, int count, float max_norm) {
+    return kao_clip_grad_norm_gpu(grads, count, max_norm, ctx_of(be));
+}
+
+static void cuda_destroy(kao_backend *be) {
+    cuda_state *st = (cuda_state *)be->impl;
+    kao_cuda_destroy(st->ctx);
+    free(st->blocks);
+    free(st);
+    free(be);
+}
+
+kao_backend *kao_backend_cuda(int device) {
+    kao_backend *be = (kao_backend *)kao_calloc(1, sizeof *be, "CUDA backend");
+    cuda_state *st = (cuda_state *)kao_calloc(1, sizeof *st, "CUDA backend state");
+    st->ctx = kao_cuda_create(device);
+    be->name = "cuda";
+    be->host_memory = false;
+    be->impl = st;
+    kao_cuda_describe(st->ctx, be->description, sizeof be->description);
+    be->alloc = cuda_alloc;
+    be->release = cuda_release;
+    be->to_backend = cuda_to_backend;
+    be->to_host = cuda_to_host;
+    be->copy = cuda_copy;
+    be->zero = cuda_zero;
+    be->host_alloc = cuda_host_alloc;
+    be->host_release = cuda_host_release;
+    be->sync = cuda_sync;
+    be->peak_memory_mib = cuda_peak_memory_mib;
+    be->conv_bn = cuda_conv_bn;
+    be->conv_backward = cuda_conv_backward;
+    be->bn_backward = cuda_bn_backward;
+    be->se_forward = cuda_se_forward;
+    be->se_backward = cuda_se_backward;
+    be->avgpool_forward = cuda_avgpool_forward;
+    be->avgpool_backward = cuda_avgpool_backward;
+    be->linear_forward = cuda_linear_forward;
+    be->linear_backward = cuda_linear_backward;
+    be->add_inplace = cuda_add_inplace;
+    be->scale_rows = cuda_scale_rows;
+    be->arcface_create = cuda_arcface_create;
+    be->arcface_free = cuda_arcface_free;
+    be->arcface_forward = cuda_arcface_forward;
+    be->arcface_backward = cuda_arcface_backward;
+    be->arcface_correct = cuda_arcface_correct;
+    be->optim_state_create = cuda_optim_state_create;
+    be->optim_state_free = cuda_optim_state_free;
+    be->optim_state_sync = cuda_optim_state_sync;
+    be->optim_step = cuda_optim_step;
+    be->clip_grad_norm = cuda_clip_grad_norm;
+    be->destroy = cuda_destroy;
+    return be;
+}

@@ -1,0 +1,28 @@
+/* test_backend_copies.c — the device paths of the network, the trainer and the embedder (weights
+ * mirrored into a backend's memory, batches and labels copied over, results, checkpoints and
+ * optimizer state copied back) on any machine: the CPU backend with memory of its own
+ * (kao_backend_cpu_detached) is driven exactly as a GPU is and must give what the plain CPU
+ * backend gives. The GPU's own kernels are test_cuda_ops.c's and test_cuda_network.c's. Checks
+ * and tolerances: backend_parity.h (here every result is in fact bit-equal, the same ops run). */
+#include <stdio.h>
+
+#include "backend_parity.h"
+
+int main(void) {
+    cpu = kao_backend_cpu();
+    gpu = kao_backend_cpu_detached();
+    kao_rng_seed(&rng, 20261128, 0);
+    test_forward(&tiny_b0, 3, 35, 33);
+    test_forward(&tiny_s, 2, 41, 35);
+    kao_train_options plain = {0}, frozen_bn = {.freeze_bn = true}, late_units = {.frozen_units = 3};
+    test_training(&tiny_b0, "all units", plain, 6, 35, 33, 9);
+    test_training(&tiny_b0, "frozen BN", frozen_bn, 6, 35, 33, 9);
+    test_training(&tiny_b0, "first 3 units frozen", late_units, 6, 35, 33, 9);
+    test_training(&tiny_s, "all units", plain, 4, 41, 35, 7);
+    test_checkpoint_interchange();
+    test_embed_images();
+    test_arcface_edges();
+    kao_backend_free(gpu);
+    kao_backend_free(cpu);
+    return check_summary("test_backend_copies");
+}
