@@ -2,23 +2,33 @@
 # The one-shot check of the CUDA backend on a machine with an NVIDIA GPU (an H100; no network).
 #
 #   scripts/gpu_check.sh            on the GPU machine, from the repository root:
-#       1. builds test_cuda_ops with -DKAO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 (CMake, all cores),
-#          or, when kao's CPU build dependencies (HDF5, libpng, OpenBLAS, inih, protobuf-c) are not
-#          installed there, compiles cuda/*.cu with that machine's nvcc (a compile check) and runs
-#          the test program from the bundle that --prepare made (see below; KAO_GPU_CHECK_FORCE_BUNDLE=1
-#          takes this path even where kao builds, to test it). Warnings are shown, not errors
-#          there (CI builds with -Werror; a newer compiler must not cost the GPU session);
+#       1. builds kao, test_cuda_ops and test_cuda_network with -DKAO_CUDA=ON
+#          -DCMAKE_CUDA_ARCHITECTURES=90 (CMake, all cores), or, when kao's CPU build dependencies
+#          (HDF5, libpng, OpenBLAS, inih, protobuf-c) are not installed there, compiles cuda/*.cu
+#          with that machine's nvcc (a compile check) and runs the programs from the bundle that
+#          --prepare made (see below; KAO_GPU_CHECK_FORCE_BUNDLE=1 takes this path even where kao
+#          builds, to test it). Warnings are shown, not errors there (CI builds with -Werror; a
+#          newer compiler must not cost the GPU session);
 #       2. runs test_cuda_ops with KAO_CUDA_SYNC=1 (every op waits for its kernels, so a fault is
-#          reported by the op that caused it), then as it runs in training (asynchronous);
-#       3. runs it under compute-sanitizer memcheck and racecheck when that tool is there, each
-#          with a time limit (a sanitizer that runs out of time is reported, not failed);
-#       4. prints a summary table last. Exit status 0 only when the build and both test runs
-#          passed and no sanitizer found an error. Designed to finish in under 8 minutes.
-#   scripts/gpu_check.sh --prepare  on a development machine (no GPU needed): builds test_cuda_ops
-#       for sm_90 with -march=x86-64-v3 instead of -march=native and packs it, with the shared libraries a CUDA image may
-#       lack (OpenBLAS, gfortran, gomp, cudart), into .gpu-check/bundle.tar.xz (~6 MB; ignored by
-#       git through .git/info/exclude). Carry .gpu-check to the GPU machine. cuBLAS and cuDNN are
-#       not packed (hundreds of MB): the GPU machine's own are used (toolkit or pip wheels).
+#          reported by the op that caused it), test_cuda_network (the network, training steps,
+#          checkpoints and embeddings against the CPU), then test_cuda_ops asynchronously;
+#       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
+#          224×224 batch 128 and 256, inference at batch 256; fp32), a per-op profile of a
+#          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
+#          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
+#          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
+#          comes from the bundle's wheel where the machine lacks it;
+#       4. compute-sanitizer memcheck of test_cuda_ops in the time that is left (reported, not
+#          failed, when it runs out of time);
+#       5. prints a table last: each step's result, then the benchmark (images/s, kao/PyTorch,
+#          peak GPU memory). Exit status 0 only when the build and the tests passed and the
+#          sanitizer found no error. Designed to finish in under 8 minutes.
+#   scripts/gpu_check.sh --prepare  on a development machine (no GPU needed): builds kao and the
+#       two test programs for sm_90 with -march=x86-64-v3 instead of -march=native and packs them,
+#       with the shared libraries a CUDA image may lack (HDF5, libpng, OpenBLAS, inih, protobuf-c,
+#       gfortran, gomp, cudart), and the pytorch-metric-learning wheel, into .gpu-check/ (ignored
+#       by git through .git/info/exclude). Carry .gpu-check to the GPU machine. cuBLAS and cuDNN
+#       are not packed (hundreds of MB): the GPU machine's own are used (toolkit or pip wheels).
 #
 # Logs go to $KAO_GPU_CHECK_LOGS (default build-gpu-check/logs).
 set -euo pipefail
@@ -28,15 +38,18 @@ cd "$here"
 build="build-gpu-check"
 bundle_dir=.gpu-check
 bundle="$bundle_dir/bundle.tar.xz"
+programs=(kao tests/test_cuda_ops tests/test_cuda_network)
 t_start=$(date +%s.%N)
+budget=470 # seconds for everything (the device call gets ~8 minutes)
 
 since() { echo "$(date +%s.%N) $1" | awk '{printf "%.1f", $1 - $2}'; }
+left() { awk -v e="$(since "$t_start")" -v b="$budget" 'BEGIN {print int(b - e)}'; }
 note() { echo "gpu_check: $*"; }
 
-# A fingerprint of everything that goes into test_cuda_ops, to tell whether a bundle is current.
+# A fingerprint of everything that goes into the programs, to tell whether a bundle is current.
 source_stamp() {
-    cat CMakeLists.txt cuda/* include/kao/*.h src/*.c src/*.h tests/test_cuda_ops.c tests/check.h 2>/dev/null |
-        sha256sum | cut -c1-16
+    cat CMakeLists.txt cuda/* include/kao/*.h src/*.c src/*.h src/cli/*.c src/cli/*.h tests/test_cuda_*.c \
+        tests/backend_parity.h tests/check.h 2>/dev/null | sha256sum | cut -c1-16
 }
 
 # ---- --prepare: the bundle, built here --------------------------------------------------------
@@ -45,13 +58,13 @@ if [ "${1:-}" = "--prepare" ]; then
     # x86-64-v3 (AVX2, FMA) instead of this machine's -march=native: the GPU machine's CPU differs.
     cmake -S . -B "$prep" -DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DKAO_NATIVE=OFF -DCMAKE_C_FLAGS=-march=x86-64-v3 >/dev/null
-    cmake --build "$prep" -j "$(nproc)" --target test_cuda_ops
+    cmake --build "$prep" -j "$(nproc)" --target kao test_cuda_ops test_cuda_network
     stage="$(mktemp -d)"
-    mkdir -p "$stage/lib" "$bundle_dir"
-    cp "$prep/tests/test_cuda_ops" "$stage/"
-    # Every shared library it loads except the C/C++ runtime (the machine's own is newer), the
+    mkdir -p "$stage/lib" "$stage/tests" "$bundle_dir"
+    for p in "${programs[@]}"; do cp "$prep/$p" "$stage/$p"; done
+    # Every shared library they load except the C/C++ runtime (the machine's own is newer), the
     # driver, cuBLAS and cuDNN.
-    ldd "$prep/tests/test_cuda_ops" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' |
+    for p in "${programs[@]}"; do ldd "$prep/$p"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
         while read -r name path; do
             case "$name" in
             linux-vdso* | ld-linux* | libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | \
@@ -62,9 +75,14 @@ if [ "${1:-}" = "--prepare" ]; then
     source_stamp >"$stage/source_stamp"
     tar -C "$stage" -cJf "$bundle" .
     rm -rf "$stage"
+    # The GPU machine's image has torch and timm but not pytorch-metric-learning (pure Python).
+    mkdir -p "$bundle_dir/wheels"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$bundle_dir/wheels" pytorch-metric-learning==2.8.1 ||
+        note "could not fetch the pytorch-metric-learning wheel: PyTorch training will not be benchmarked"
     mkdir -p .git/info
     grep -qx "/$bundle_dir/" .git/info/exclude 2>/dev/null || echo "/$bundle_dir/" >>.git/info/exclude
-    note "wrote $bundle ($(du -h "$bundle" | cut -f1)): $(tar -tJf "$bundle" | grep -c 'lib/') libraries; carry $bundle_dir"
+    note "wrote $bundle ($(du -h "$bundle" | cut -f1)): ${programs[*]}, $(tar -tJf "$bundle" | grep -c 'lib/') libraries;" \
+        "wheels: $(ls "$bundle_dir/wheels" 2>/dev/null | tr '\n' ' '); carry $bundle_dir"
     exit 0
 fi
 
@@ -107,8 +125,8 @@ export LD_LIBRARY_PATH="${cudnn_lib_dir:+$cudnn_lib_dir:}${cublas_lib_dir:+$cubl
 # ---- 1. build --------------------------------------------------------------------------------
 # With kao's CPU dependencies: the CMake build. Without them (or when that build fails): a compile
 # check of cuda/*.cu with this machine's nvcc (if CMake was not tried) and the prepared bundle, so
-# the GPU time still yields test results.
-binary=""
+# the GPU time still yields test results. bin: the folder holding kao and tests/.
+bin=""
 t=$(date +%s.%N)
 # Warnings are not errors here: this machine's compilers may be newer than CI's (which builds with
 # -Werror), and a new warning in unrelated C code must not cost the GPU session.
@@ -121,8 +139,8 @@ if [ "${KAO_GPU_CHECK_FORCE_BUNDLE:-0}" != "1" ] &&
     [ -n "$cudnn_lib_dir" ] && cmake_args+=("-DCUDNN_LIBRARY=$cudnn_lib_dir/libcudnn.so.9")
     [ -n "$cudnn_include" ] && cmake_args+=("-DCUDNN_INCLUDE_DIR=$cudnn_include")
     if cmake -S . -B "$build" "${cmake_args[@]}" >"$logs/build.log" 2>&1 &&
-        cmake --build "$build" -j "$(nproc)" --target test_cuda_ops >>"$logs/build.log" 2>&1; then
-        binary="$build/tests/test_cuda_ops"
+        cmake --build "$build" -j "$(nproc)" --target kao test_cuda_ops test_cuda_network >>"$logs/build.log" 2>&1; then
+        bin="$build"
         row "build (cmake, sm_90)" "ok, $(warnings "$logs/build.log") warning lines" "$(since "$t")"
     else
         row "build (cmake, sm_90)" "FAILED (logs/build.log)" "$(since "$t")"
@@ -132,7 +150,7 @@ if [ "${KAO_GPU_CHECK_FORCE_BUNDLE:-0}" != "1" ] &&
 else
     note "kao's CPU build dependencies are not all installed here (or KAO_GPU_CHECK_FORCE_BUNDLE=1)"
 fi
-if [ -z "$binary" ] && [ "$tried_cmake" -eq 0 ]; then
+if [ -z "$bin" ] && [ "$tried_cmake" -eq 0 ]; then
     t=$(date +%s.%N)
     mkdir -p "$build/nvcc"
     inc=(-Iinclude)
@@ -148,12 +166,12 @@ if [ -z "$binary" ] && [ "$tried_cmake" -eq 0 ]; then
         failed=1
     fi
 fi
-if [ -z "$binary" ]; then
+if [ -z "$bin" ]; then
     t=$(date +%s.%N)
     if [ -f "$bundle" ]; then
         rm -rf "$build/bundle" && mkdir -p "$build/bundle"
         tar -C "$build/bundle" -xJf "$bundle"
-        binary="$build/bundle/test_cuda_ops"
+        bin="$build/bundle"
         export LD_LIBRARY_PATH="$here/$build/bundle/lib:$LD_LIBRARY_PATH"
         state="ok, built from these sources"
         [ "$(cat "$build/bundle/source_stamp")" = "$(source_stamp)" ] ||
@@ -168,13 +186,13 @@ fi
 # ---- 2. the tests ----------------------------------------------------------------------------
 # A test run: its summary line ("N passed, N failed") or why it ended.
 run_test() {
-    local label="$1" log="$2"
-    shift 2
+    local label="$1" log="$2" name="$3"
+    shift 3
     local t rc=0
     t=$(date +%s.%N)
     timeout 240 "$@" >"$log" 2>&1 || rc=$?
     local summary
-    summary="$(grep -E '^test_cuda_ops: [0-9]+ passed' "$log" | tail -1 | sed 's/^test_cuda_ops: //' || true)"
+    summary="$(grep -E "^$name: [0-9]+ passed" "$log" | tail -1 | sed "s/^$name: //" || true)"
     if [ "$rc" -eq 0 ]; then
         row "$label" "ok: $summary" "$(since "$t")"
     else
@@ -188,41 +206,77 @@ run_test() {
     fi
 }
 
-if [ -n "$binary" ]; then
-    run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_sync.log" env KAO_CUDA_SYNC=1 "$binary"
-    run_test "test_cuda_ops, asynchronous" "$logs/test_async.log" "$binary"
-    grep -m1 '^test_cuda_ops: [^0-9]' "$logs/test_async.log" || true # the device it ran on
+if [ -n "$bin" ]; then
+    ops="$bin/tests/test_cuda_ops"
+    run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_ops_sync.log" test_cuda_ops env KAO_CUDA_SYNC=1 "$ops"
+    run_test "test_cuda_network" "$logs/test_network.log" test_cuda_network env KAO_SOURCE_DIR="$here" \
+        "$bin/tests/test_cuda_network"
+    run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
+    grep -m1 '^test_cuda_ops: [^0-9]' "$logs/test_ops_async.log" || true # the device it ran on
 
-    # ---- 3. sanitizers, within what is left of the 8 minutes ----------------------------------
+    # ---- 3. benchmark: kao, then PyTorch, on this GPU ---------------------------------------------
+    bench="$logs/bench.jsonl"
+    : >"$bench"
+    t=$(date +%s.%N)
+    for config in "train 128" "train 256" "infer 256"; do
+        read -r mode batch <<<"$config"
+        timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --steps 10 --warmup 3 \
+            >>"$bench" 2>>"$logs/bench.err" || note "kao bench $mode $batch failed (logs/bench.err)"
+    done
+    row "kao bench (fp32)" "$(grep -c images_per_s "$bench" || true) of 3 configurations" "$(since "$t")"
+    t=$(date +%s.%N)
+    KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
+        >"$logs/profile.txt" 2>&1 || true
+    row "kao profile (train 128, synced)" "logs/profile.txt" "$(since "$t")"
+
+    t=$(date +%s.%N)
+    if ! python3 -c 'import pytorch_metric_learning' 2>/dev/null && ls "$bundle_dir"/wheels/*.whl >/dev/null 2>&1; then
+        PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kao-site "$bundle_dir"/wheels/*.whl &&
+            export PYTHONPATH="/tmp/kao-site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    torch_time=$(($(left) - 60)) # leave a minute for the sanitizer and the table
+    [ "$torch_time" -gt 300 ] && torch_time=300
+    if [ "$torch_time" -gt 30 ]; then
+        rc=0
+        PYTHONUNBUFFERED=1 timeout "$torch_time" python3 tools/bench_torch.py --all-gpu --steps 10 --warmup 3 \
+            >>"$bench" 2>"$logs/bench_torch.err" || rc=$?
+        state="$(grep -c '"engine": "pytorch' "$bench" || true) configurations"
+        [ "$rc" -eq 124 ] && state="$state (stopped after $torch_time s: torch.compile is slow to start)"
+        row "PyTorch bench (--all-gpu)" "$state" "$(since "$t")"
+    else
+        row "PyTorch bench" "not run (time)" "0.0"
+    fi
+
+    # ---- 4. sanitizer, within what is left -----------------------------------------------------
     if command -v compute-sanitizer >/dev/null; then
-        for tool in memcheck racecheck; do
-            elapsed="$(since "$t_start")"
-            left="$(awk -v e="$elapsed" 'BEGIN {l = int(420 - e); print (l > 150 ? 150 : l)}')"
-            if [ "$left" -lt 30 ]; then
-                row "compute-sanitizer $tool" "not run (time)" "0.0"
-                continue
-            fi
+        sanitize_time=$(($(left) - 10))
+        [ "$sanitize_time" -gt 150 ] && sanitize_time=150
+        if [ "$sanitize_time" -lt 30 ]; then
+            row "compute-sanitizer memcheck" "not run (time)" "0.0"
+        else
             t=$(date +%s.%N)
             rc=0
-            timeout "$left" compute-sanitizer --tool "$tool" --error-exitcode 99 "$binary" \
-                >"$logs/$tool.log" 2>&1 || rc=$?
+            timeout "$sanitize_time" compute-sanitizer --tool memcheck --error-exitcode 99 "$ops" \
+                >"$logs/memcheck.log" 2>&1 || rc=$?
             case "$rc" in
-            0) row "compute-sanitizer $tool" "ok" "$(since "$t")" ;;
-            124) row "compute-sanitizer $tool" "timeout after $left s (not a failure)" "$(since "$t")" ;;
-            99) row "compute-sanitizer $tool" "ERRORS (logs/$tool.log)" "$(since "$t")"
-                grep -E '^=========' "$logs/$tool.log" | head -20 || true
+            0) row "compute-sanitizer memcheck" "ok" "$(since "$t")" ;;
+            124) row "compute-sanitizer memcheck" "timeout after $sanitize_time s (not a failure)" "$(since "$t")" ;;
+            99) row "compute-sanitizer memcheck" "ERRORS (logs/memcheck.log)" "$(since "$t")"
+                grep -E '^=========' "$logs/memcheck.log" | head -20 || true
                 failed=1 ;;
-            *) row "compute-sanitizer $tool" "FAILED rc $rc (logs/$tool.log)" "$(since "$t")"
-               tail -5 "$logs/$tool.log" || true
+            *) row "compute-sanitizer memcheck" "FAILED rc $rc (logs/memcheck.log)" "$(since "$t")"
+               tail -5 "$logs/memcheck.log" || true
                failed=1 ;;
             esac
-        done
+        fi
     else
         row "compute-sanitizer" "not installed" "0.0"
     fi
 fi
 
-# ---- 4. the table ------------------------------------------------------------------------------
+# ---- 5. the tables -----------------------------------------------------------------------------
+echo
+[ -f "$logs/profile.txt" ] && sed -n '/^op/,$p' "$logs/profile.txt" | head -20
 echo
 echo "gpu_check: $gpu_name, nvcc ${nvcc_version:-?}, logs in $logs"
 printf '%-34s %-58s %8s\n' "step" "result" "seconds"
@@ -231,4 +285,5 @@ for r in "${rows[@]}"; do
     printf '%-34s %-58s %8s\n' "$step" "$result" "$secs"
 done
 printf '%-34s %-58s %8s\n' "total" "$([ "$failed" -eq 0 ] && echo PASS || echo FAIL)" "$(since "$t_start")"
+[ -s "${bench:-/nonexistent}" ] && python3 tools/bench_table.py "$bench" || true
 exit "$failed"
