@@ -21,7 +21,7 @@ typedef struct {
     kao_cuda_ctx *ctx;
     block *blocks;          /* (count) alloc's live blocks, for the memory figures */
     int count, capacity;
-    size_t allocated, peak; /* bytes of alloc's blocks now and at most */
+    size_t allocated, peak; /* bytes in use by kao now and at most (the workspace apart) */
 } cuda_state;
 
 static kao_cuda_ctx *ctx_of(kao_backend *be) { return ((cuda_state *)be->impl)->ctx; }
@@ -50,6 +50,25 @@ static void cuda_release(kao_backend *be, void *p) {
     st->allocated -= st->blocks[i].bytes;
     st->blocks[i] = st->blocks[--st->count];
     kao_cuda_free(p);
+}
+
+/* Blocks the _gpu API allocates itself (ArcFace's saved tensors, optimizer moments) are counted by
+ * the device's free memory before and after (cudaMalloc's granularity, 2 MiB, is the error). */
+static size_t device_free(void) {
+    size_t free_bytes = 0, total = 0;
+    KAO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total), "device_free", "cudaMemGetInfo");
+    return free_bytes;
+}
+
+static void count_external(cuda_state *st, size_t free_before) {
+    size_t free_after = device_free();
+    if (free_after < free_before) st->allocated += free_before - free_after;
+    if (st->allocated > st->peak) st->peak = st->allocated;
+}
+
+static void uncount_external(cuda_state *st, size_t free_before) {
+    size_t free_after = device_free(), freed = free_after > free_before ? free_after - free_before : 0;
+    st->allocated -= freed < st->allocated ? freed : st->allocated;
 }
 
 static double cuda_peak_memory_mib(kao_backend *be) {
@@ -172,9 +191,11 @@ typedef struct {
 
 static void *cuda_arcface_create(kao_backend *be, int max_batch, int E, int C) {
     arcface_record *r = (arcface_record *)kao_calloc(1, sizeof *r, "ArcFace record");
+    size_t free_before = device_free();
     kao_arcface_acts_create_gpu(&r->acts, max_batch, E, C);
     r->loss = (float *)kao_cuda_malloc(sizeof(float), "ArcFace loss");
     r->correct = (int *)kao_cuda_malloc(sizeof(int), "ArcFace correct count");
+    count_external((cuda_state *)be->impl, free_before);
     return r;
 }
 
@@ -182,9 +203,11 @@ static void cuda_arcface_free(kao_backend *be, void *p) {
     arcface_record *r = (arcface_record *)p;
     if (!r) return;
     kao_cuda_sync(ctx_of(be));
+    size_t free_before = device_free();
     kao_arcface_acts_free_gpu(&r->acts);
     kao_cuda_free(r->loss);
     kao_cuda_free(r->correct);
+    uncount_external((cuda_state *)be->impl, free_before);
     free(r);
 }
 
@@ -230,14 +253,18 @@ static int cuda_arcface_correct(kao_backend *be, void *p, const int *labels, int
 
 static void *cuda_optim_state_create(kao_backend *be, const kao_optim *o) {
     kao_optim_state_gpu *st = (kao_optim_state_gpu *)kao_calloc(1, sizeof *st, "optimizer state");
+    size_t free_before = device_free();
     kao_optim_state_create_gpu(st, o, ctx_of(be));
+    count_external((cuda_state *)be->impl, free_before);
     return st;
 }
 
 static void cuda_optim_state_free(kao_backend *be, void *p) {
     if (!p) return;
     kao_cuda_sync(ctx_of(be));
+    size_t free_before = device_free();
     kao_optim_state_free_gpu((kao_optim_state_gpu *)p);
+    uncount_external((cuda_state *)be->impl, free_before);
     free(p);
 }
 

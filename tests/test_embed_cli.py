@@ -8,7 +8,7 @@
    512-d embedding head), the same comparison.
 3. kao info names the architecture and counts the parameters; against another architecture it
    lists every mismatching tensor.
-4. Bad input: each gives one "kao: error:" line naming the file, a non-zero exit and no output
+4. Bad input: each gives one "kao: error:" line naming the file (or the device), a non-zero exit and no output
    file: a missing, empty, truncated or non-PNG image; a missing, empty or corrupt weights file;
    a weights file for another variant; an unknown model name. A Japanese (UTF-8) file and folder
    name simply works.
@@ -74,6 +74,18 @@ emb_npy = np.load(os.path.join(TMP, "s1.npy"))
 listed = open(os.path.join(TMP, "s1.npy.paths.txt")).read().split("\n")[:-1]
 check(p.returncode == 0 and emb_npy.shape == (10, 32) and len(listed) == 10, f"folder input to .npy: {p.stderr}")
 check(listed == sorted(listed), "folder images in byte order")
+# --device: the device path (weights, batches copied over, embeddings back; a short last batch)
+# with the CPU's ops through the stand-in device gives the CPU's embeddings exactly (at the same
+# batch size: the CPU kernels' blocking, hence rounding, depends on it).
+by_device = {}
+for device in ["cpu", "cpu-detached"]:
+    path = os.path.join(TMP, f"s1_{device}.npy")
+    p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", "--batch", "4", "--device", device,
+            os.path.join(ORL, "s1"), "--out", path)
+    check(p.returncode == 0, f"--device {device}: {p.stderr}")
+    by_device[device] = np.load(path) if p.returncode == 0 else None
+check(by_device["cpu-detached"] is not None and np.array_equal(by_device["cpu-detached"], by_device["cpu"]),
+      "--device cpu-detached gives the CPU's embeddings")
 p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", *images, "--out", os.path.join(TMP, "e.csv"))
 rows = open(os.path.join(TMP, "e.csv")).read().strip().split("\n")
 check(p.returncode == 0 and len(rows) == 4 and rows[0].startswith("path,e0,") and len(rows[1].split(",")) == 33, "csv output")
@@ -146,6 +158,9 @@ expect_error("corrupt weights", weights_args + [corrupt_h5], "corrupt_weights.h5
 expect_error("weights for another variant", weights_args + [tiny_h5, "--model", "tf_efficientnetv2_s"],
              "conv_stem.weight", out)
 expect_error("unknown model", weights_args + [tiny_h5, "--model", "resnet50"], "resnet50", out)
+expect_error("unknown device", embed + [good, "--device", "tpu"], "tpu", out)
+if shutil.which("nvidia-smi") is None:  # no GPU here: a CUDA request must say why it cannot be met
+    expect_error("a GPU where there is none", embed + [good, "--device", "cuda"], "device cuda", out)
 expect_error("output folder missing", ["embed", "--weights", tiny_h5, "--size", "64", "--quiet", good, "--out",
                                        os.path.join(TMP, "no_such_folder", "e.h5")], "no_such_folder", out)
 

@@ -19,7 +19,9 @@ static const char *help =
     "initialised model, and prints one JSON line: images/s, median ms per batch, peak RSS (MiB).\n"
     "tools/bench_torch.py runs the same workloads in PyTorch; scripts/bench.sh runs both.\n"
     "--device cpu (default), cuda or cuda:N. Inference times the forward pass on an input already in\n"
-    "the device's memory; a training step includes copying its batch over, as in kao train.\n"
+    "the device's memory; a training step includes copying its batch over, as in kao train. On a GPU\n"
+    "peak_device_mib is the most device memory kao held at once (tensors, workspaces, optimizer\n"
+    "state; not the CUDA context), as PyTorch's max_memory_allocated counts its own.\n"
     "--profile adds a table of time per kind of op (forward and backward; each convolution's row\n"
     "includes its BatchNorm in the forward). On a GPU the ops run asynchronously: set KAO_CUDA_SYNC=1\n"
     "for a profile (every op then waits for its kernels).\n";
