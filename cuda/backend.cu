@@ -105,6 +105,11 @@ static void cuda_host_release(kao_backend *be, void *p) {
 
 static void cuda_sync(kao_backend *be) { kao_cuda_sync(ctx_of(be)); }
 
+static int cuda_set_precision(kao_backend *be, kao_precision precision) {
+    kao_cuda_set_tf32(ctx_of(be), precision == KAO_PRECISION_TF32);
+    return KAO_OK;
+}
+
 /* ---- network ops ---- */
 
 static void cuda_conv_bn(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
@@ -314,6 +319,7 @@ kao_backend *kao_backend_cuda(int device) {
     be->host_alloc = cuda_host_alloc;
     be->host_release = cuda_host_release;
     be->sync = cuda_sync;
+    be->set_precision = cuda_set_precision;
     be->peak_memory_mib = cuda_peak_memory_mib;
     be->conv_bn = cuda_conv_bn;
     be->conv_backward = cuda_conv_backward;

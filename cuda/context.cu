@@ -92,6 +92,12 @@ void kao_cuda_destroy(kao_cuda_ctx *ctx) {
     free(ctx);
 }
 
+void kao_cuda_set_tf32(kao_cuda_ctx *ctx, bool tf32) {
+    ctx->tf32 = tf32;
+    KAO_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+                     "kao_cuda_set_tf32", "tf32 %d", (int)tf32);
+}
+
 void kao_cuda_sync(kao_cuda_ctx *ctx) {
     KAO_CUDA_CHECK(cudaStreamSynchronize(ctx->stream), "kao_cuda_sync", "device %d", ctx->device);
 }

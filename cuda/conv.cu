@@ -5,7 +5,8 @@
  *    W [Co, Ci]ᵀ; backward dinp = dout · W and dW += doutᵀ · inp (NHWC needs no copy; a 1×1 OIHW
  *    weight is already [Co, Ci]).
  *  - everything else: cuDNN (legacy v7 API: the heuristics' list, the first algorithm that is
- *    deterministic and supported with FMA math, i.e. true fp32 without TF32). Activations are
+ *    deterministic and supported in the math mode: FMA, i.e. true fp32, by default; tensor-op
+ *    math, i.e. TF32, after kao_cuda_set_tf32). Activations are
  *    NHWC tensors; the weight is repacked OIHW → OHWI (cuDNN's NHWC filter layout: matching the
  *    activations' layout is what cuDNN's NHWC kernels take) and dW is computed in OHWI and added
  *    back into the OIHW gradient.
@@ -85,7 +86,7 @@ typedef struct {
     int eh, ew; /* the extra row/column of asymmetric padding */
 } conv_descs;
 
-static void descs_create(conv_descs *d, const kao_conv_shape *s, const char *op) {
+static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, const char *op) {
     d->eh = extra_after(s->in_h, s->out_h, s->kernel, s->stride, s->pad_top);
     d->ew = extra_after(s->in_w, s->out_w, s->kernel, s->stride, s->pad_left);
     KAO_CUDA_ASSERT(d->eh >= 0 && d->eh <= 1 && d->ew >= 0 && d->ew <= 1, op, SHAPE_FMT, SHAPE_ARGS(s));
@@ -105,8 +106,10 @@ static void descs_create(conv_descs *d, const kao_conv_shape *s, const char *op)
     KAO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, s->pad_top, s->pad_left, s->stride, s->stride, 1, 1,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    /* FMA math: true fp32 (CUDNN_DEFAULT_MATH lets Ampere and later use TF32 for float data). */
-    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, CUDNN_FMA_MATH), op, SHAPE_FMT, SHAPE_ARGS(s));
+    /* FMA math: true fp32 (CUDNN_DEFAULT_MATH lets Ampere and later use TF32 for float data);
+     * tensor-op math where TF32 was asked for, as PyTorch sets it with allow_tf32. */
+    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH), op,
+                    SHAPE_FMT, SHAPE_ARGS(s));
     /* The geometry cuDNN derives must be the TF "same" output. */
     int n, c, h, w;
     KAO_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d->conv, d->x, d->w, &n, &c, &h, &w), op, SHAPE_FMT,
@@ -142,7 +145,7 @@ static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_desc
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionForwardAlgorithm_v7",
-                  "no deterministic fp32 (FMA) forward algorithm", "%d candidates; " SHAPE_FMT, n, SHAPE_ARGS(s));
+                  "no deterministic forward algorithm in this math mode", "%d candidates; " SHAPE_FMT, n, SHAPE_ARGS(s));
 }
 
 static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
@@ -163,7 +166,7 @@ static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardDataAlgorithm_v7",
-                  "no deterministic fp32 (FMA) backward-data algorithm", "%d candidates; " SHAPE_FMT, n,
+                  "no deterministic backward-data algorithm in this math mode", "%d candidates; " SHAPE_FMT, n,
                   SHAPE_ARGS(s));
 }
 
@@ -185,7 +188,7 @@ static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, c
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
-                  "no deterministic fp32 (FMA) backward-filter algorithm", "%d candidates; " SHAPE_FMT, n,
+                  "no deterministic backward-filter algorithm in this math mode", "%d candidates; " SHAPE_FMT, n,
                   SHAPE_ARGS(s));
 }
 
@@ -222,7 +225,7 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
                     out, s->out_c);
     } else {
         conv_descs d;
-        descs_create(&d, s, op);
+        descs_create(&d, s, ctx->tf32, op);
         size_t algo_bytes = 0;
         cudnnConvolutionFwdAlgo_t algo = pick_forward(ctx, &d, &algo_bytes, s, op);
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
@@ -290,7 +293,7 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         return;
     }
     conv_descs d;
-    descs_create(&d, s, op);
+    descs_create(&d, s, ctx->tf32, op);
     size_t filter_bytes = 0, data_bytes = 0;
     cudnnConvolutionBwdFilterAlgo_t filter_algo = pick_backward_filter(ctx, &d, &filter_bytes, s, op);
     cudnnConvolutionBwdDataAlgo_t data_algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;

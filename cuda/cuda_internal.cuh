@@ -28,6 +28,7 @@ struct kao_cuda_ctx {
     void *workspace;        /* device scratch, grown on demand; valid until the next request */
     size_t workspace_bytes;
     bool sync_each_op;      /* KAO_CUDA_SYNC=1: every op waits for its kernels (error locality) */
+    bool tf32;              /* TF32 tensor-core math in cuDNN and cuBLAS (kao_cuda_set_tf32) */
 };
 
 /* Failure reporting: formats the op's shape text and aborts through kao_abort. The shape format

@@ -13,7 +13,7 @@
 #          reported by the op that caused it), test_cuda_network (the network, training steps,
 #          checkpoints and embeddings against the CPU), then test_cuda_ops asynchronously;
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
-#          224×224 batch 128 and 256, inference at batch 256; fp32), a per-op profile of a
+#          224×224 batch 128 and 256, inference at batch 256; fp32 and tf32), a per-op profile of a
 #          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
 #          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
@@ -218,12 +218,13 @@ if [ -n "$bin" ]; then
     bench="$logs/bench.jsonl"
     : >"$bench"
     t=$(date +%s.%N)
-    for config in "train 128" "train 256" "infer 256"; do
-        read -r mode batch <<<"$config"
-        timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --steps 10 --warmup 3 \
-            >>"$bench" 2>>"$logs/bench.err" || note "kao bench $mode $batch failed (logs/bench.err)"
+    configs=("train 128 fp32" "train 256 fp32" "infer 256 fp32" "train 128 tf32" "train 256 tf32" "infer 256 tf32")
+    for config in "${configs[@]}"; do
+        read -r mode batch precision <<<"$config"
+        timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --precision "$precision" \
+            --steps 10 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench $config failed (logs/bench.err)"
     done
-    row "kao bench (fp32)" "$(grep -c images_per_s "$bench" || true) of 3 configurations" "$(since "$t")"
+    row "kao bench (fp32, tf32)" "$(grep -c '"engine": "kao' "$bench" || true) of ${#configs[@]} configurations" "$(since "$t")"
     t=$(date +%s.%N)
     KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
         >"$logs/profile.txt" 2>&1 || true

@@ -40,6 +40,13 @@ int kao_backend_open(kao_backend **out, const char *device) {
 #endif
 }
 
+int kao_precision_parse(kao_precision *out, const char *name) {
+    if (!strcmp(name, "fp32")) *out = KAO_PRECISION_FP32;
+    else if (!strcmp(name, "tf32")) *out = KAO_PRECISION_TF32;
+    else return kao_fail("unknown precision '%s' (expected fp32 or tf32)", name);
+    return KAO_OK;
+}
+
 void kao_backend_free(kao_backend *be) {
     if (be) be->destroy(be);
 }

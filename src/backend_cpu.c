@@ -39,6 +39,11 @@ static void cpu_zero(kao_backend *be, void *p, size_t bytes) { memset(p, 0, byte
 
 static void cpu_sync(kao_backend *be) {}
 
+static int cpu_set_precision(kao_backend *be, kao_precision precision) {
+    if (precision != KAO_PRECISION_FP32) return kao_fail("the CPU computes in fp32 only (tf32 is a GPU mode)");
+    return KAO_OK;
+}
+
 /* Per-layer BN scratch, grown to the widest layer seen. */
 static void ensure_bn_scratch(cpu_state *st, int C) {
     if (C <= st->channels) return;
@@ -240,6 +245,7 @@ static kao_backend *cpu_backend(bool host_memory) {
     be->host_alloc = cpu_alloc;
     be->host_release = cpu_release;
     be->sync = cpu_sync;
+    be->set_precision = cpu_set_precision;
     be->conv_bn = cpu_conv_bn;
     be->conv_backward = cpu_conv_backward;
     be->bn_backward = cpu_bn_backward;

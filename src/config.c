@@ -38,7 +38,7 @@ typedef struct {
 #define FLT(name, field, def, lo, hi, flags, desc) {name, T_FLOAT, AT(field), def, lo, hi, NULL, flags, desc}
 #define BOOL(name, field, def, flags, desc) {name, T_BOOL, AT(field), def, 0, 0, NULL, flags, desc}
 #define STR(name, field, def, flags, desc) {name, T_STRING, AT(field), def, 0, 0, NULL, flags, desc}
-#define ENUM(name, field, def, values, desc) {name, T_ENUM, AT(field), def, 0, 0, values, 0, desc}
+#define ENUM(name, field, def, values, flags, desc) {name, T_ENUM, AT(field), def, 0, 0, values, flags, desc}
 
 /* The one table: every key kao reads, grouped by section in output order. */
 static const key_def keys[] = {
@@ -72,10 +72,10 @@ static const key_def keys[] = {
     FLT("train.arcface_lr", train.arcface_lr, "0.001", 0, 10, F_MIN_OPEN,
         "peak learning rate of the ArcFace class centres"),
     FLT("train.weight_decay", train.weight_decay, "0.01", 0, 1, 0, "weight decay (decoupled for adamw, L2 for sgd)"),
-    ENUM("train.optimizer", train.optimizer, "adamw", "adamw|sgd", "optimizer"),
+    ENUM("train.optimizer", train.optimizer, "adamw", "adamw|sgd", 0, "optimizer"),
     FLT("train.momentum", train.momentum, "0.9", 0, 0.999, 0, "sgd momentum"),
     BOOL("train.nesterov", train.nesterov, "false", 0, "sgd: Nesterov momentum"),
-    ENUM("train.schedule", train.schedule, "cosine", "constant|step|cosine", "learning-rate schedule after warm-up"),
+    ENUM("train.schedule", train.schedule, "cosine", "constant|step|cosine", 0, "learning-rate schedule after warm-up"),
     INT("train.step_epochs", train.step_epochs, "10", 1, 1e6, 0,
         "step schedule: multiply the rates by step_gamma every this many epochs"),
     FLT("train.step_gamma", train.step_gamma, "0.1", 0, 1, F_MIN_OPEN, "step schedule: rate factor per step"),
@@ -86,18 +86,22 @@ static const key_def keys[] = {
     FLT("train.grad_clip", train.grad_clip, "0", 0, 1e6, 0, "clip the global gradient norm to this (0: off)"),
     FLT("train.drop_path_rate", train.drop_path_rate, "0", 0, 0.9, 0,
         "stochastic depth rate of the last block (timm's rule)"),
-    ENUM("train.sampler", train.sampler, "shuffle", "shuffle|m_per_class",
+    ENUM("train.sampler", train.sampler, "shuffle", "shuffle|m_per_class", 0,
          "batches: shuffled images, or m_per_class images of batch_size/m_per_class identities"),
     INT("train.m_per_class", train.m_per_class, "4", 1, 1024, 0, "images per identity in an m_per_class batch"),
     INT("train.threads", train.threads, "0", 0, 1024, F_NO_HASH, "compute threads (0: all cores)"),
     INT("train.workers", train.workers, "2", 0, 64, F_NO_HASH,
         "image decoding threads (0: decode on the training thread)"),
     INT("train.seed", train.seed, "0", 0, INT_MAX, 0, "seed of initialisation, sampling and augmentation"),
+    STR("train.device", train.device, "cpu", F_NO_HASH,
+        "where the steps and validation run: cpu, cuda or cuda:N (a run may resume on another device)"),
+    ENUM("train.precision", train.precision, "fp32", "fp32|tf32", F_NO_HASH,
+         "GPU matrix math: fp32, or tf32 tensor cores (fp32 data, 10-bit mantissa products)"),
 
     FLT("arcface.margin", arcface.margin, "28.6", 0, 90, 0, "additive angular margin in degrees"),
     FLT("arcface.scale", arcface.scale, "64", 0, 1024, F_MIN_OPEN, "logit scale"),
 
-    ENUM("early_stop.metric", early_stop.metric, "val_loss", "val_loss|eer|auc",
+    ENUM("early_stop.metric", early_stop.metric, "val_loss", "val_loss|eer|auc", 0,
          "validation metric watched for early stopping and the best checkpoint"),
     INT("early_stop.patience", early_stop.patience, "5", 0, 1e6, 0,
         "epochs without improvement before stopping (0: never stop early)"),

@@ -538,7 +538,12 @@ int kao_run_setup(kao_run *r, const kao_train_args *args) {
     if (r->cfg.train.schedule == KAO_SCHEDULE_COSINE && r->cfg.train.warmup_epochs >= r->cfg.train.epochs)
         return kao_fail("config: train.warmup_epochs (%d) must be smaller than train.epochs (%d) with the cosine "
                         "schedule", r->cfg.train.warmup_epochs, r->cfg.train.epochs);
-    if (kao_backend_open(&r->backend, args->device ? args->device : "cpu")) return KAO_ERR;
+    /* train.device and train.precision are not hashed: a run may resume on another device
+     * (its results then differ by rounding). */
+    if (kao_backend_open(&r->backend, r->cfg.train.device) ||
+        r->backend->set_precision(r->backend, (kao_precision)r->cfg.train.precision))
+        return kao_fail_context("config: train.device = %s, train.precision = %s: ", r->cfg.train.device,
+                                r->cfg.train.precision == KAO_PRECISION_TF32 ? "tf32" : "fp32");
     int rc = args->resume ? setup_resume(r) : setup_new(r);
     /* Resumed state, start weights and carried-over identities are in the host copies. */
     if (rc == KAO_OK) kao_trainer_to_backend(&r->trainer);

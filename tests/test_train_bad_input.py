@@ -47,6 +47,14 @@ try:
     cfg = ws.config("c.ini", good, extra="")
     quick = ["--set", "train.epochs=1", "--set", "train.warmup_epochs=0"]
 
+    # devices: an unknown one, and a GPU mode on the CPU, each named with its config key
+    fails("unknown device", ["train", "--config", cfg, "--device", "gpu0", "--out", ws.path("d1")],
+          "train.device = gpu0", "unknown device 'gpu0'")
+    fails("tf32 on the CPU", ["train", "--config", cfg, "--set", "train.precision=tf32", "--out", ws.path("d2")],
+          "train.precision = tf32", "tf32 is a GPU mode")
+    fails("unknown precision", ["train", "--config", cfg, "--set", "train.precision=bf17", "--out", ws.path("d3")],
+          "train.precision = 'bf17' is not accepted")
+
     empty = ws.path("empty")
     os.makedirs(empty)
     fails("empty root", ["train", "--config", cfg, "--data", empty, "--out", ws.path("r1")], "no identity folders")

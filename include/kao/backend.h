@@ -22,6 +22,11 @@
 #include "kao/ops.h"
 #include "kao/optim.h"
 
+/* The arithmetic of matrix work (convolutions, GEMMs). Data and everything else stay fp32.
+ * TF32: tensor cores multiply operands rounded to a 10-bit mantissa (relative 2⁻¹¹) and
+ * accumulate in fp32 — PyTorch's default for cuDNN convolutions; GPUs only. */
+typedef enum { KAO_PRECISION_FP32, KAO_PRECISION_TF32 } kao_precision;
+
 /* How a BatchNorm layer normalises: running statistics (eval), batch statistics with the
  * running ones updated (train), or running statistics while training (frozen BN). */
 typedef enum { KAO_BN_EVAL, KAO_BN_TRAIN, KAO_BN_FROZEN } kao_bn_mode;
@@ -53,6 +58,8 @@ struct kao_backend {
     void (*host_release)(kao_backend *be, void *p);
     /* Waits for everything queued (for timing). */
     void (*sync)(kao_backend *be);
+    /* Fails (naming the precision) where the backend does not offer it. */
+    int (*set_precision)(kao_backend *be, kao_precision precision);
     /* The most device memory in use at once so far, in MiB; NULL where the memory is the host's. */
     double (*peak_memory_mib)(kao_backend *be);
 
@@ -121,6 +128,8 @@ kao_backend *kao_backend_cpu_detached(void);
 /* "cpu", "cuda[:N]" or "cpu-detached"; fails naming the device when it is unknown, when kao was
  * built without CUDA, or when no GPU can be used (with the driver's reason). */
 int kao_backend_open(kao_backend **out, const char *device);
+/* "fp32" | "tf32" */
+int kao_precision_parse(kao_precision *out, const char *name);
 void kao_backend_free(kao_backend *be);
 
 #endif

@@ -77,6 +77,8 @@ typedef struct {
         int m_per_class;
         int threads, workers;
         int seed;
+        char device[64];                 /* "cpu", "cuda", "cuda:N" */
+        int precision;                   /* kao_precision (backend.h): fp32|tf32 */
     } train;
     struct {
         double margin; /* degrees */

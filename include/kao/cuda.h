@@ -80,6 +80,9 @@ int kao_cuda_available(char *why, size_t n);
  * demand. One context per thread of control; its ops run in order. */
 typedef struct kao_cuda_ctx kao_cuda_ctx;
 kao_cuda_ctx *kao_cuda_create(int device);
+/* TF32 tensor-core math for convolutions and GEMMs (backend.h's kao_precision) instead of true
+ * fp32 FMA (the default). Algorithms stay deterministic. */
+void kao_cuda_set_tf32(kao_cuda_ctx *ctx, bool tf32);
 /* The number of CUDA devices (0 where kao_cuda_available says none). */
 int kao_cuda_device_count(void);
 /* The CUDA backend (backend.h) on device, with its own context. The device must exist

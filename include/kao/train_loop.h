@@ -67,8 +67,6 @@ typedef struct {
     int log_every;          /* without a terminal, one progress line per this many steps (>= 1) */
     bool progress_bar;      /* redraw a progress bar on stderr (a terminal) */
     const char *command;    /* how the program was called, for the resume hint ("kao train") */
-    const char *device;     /* "cpu", "cuda" or "cuda:N" (NULL: cpu). Not part of the config: a run
-                               may resume on another device (results then differ by rounding) */
 } kao_train_args;
 
 /* Returns KAO_OK when the run finished (all epochs, or early stopping), KAO_TRAIN_INTERRUPTED

@@ -12,7 +12,7 @@
 static const char *help =
     "usage: kao bench [--mode infer|train] [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
-    "                 [--embedding N] [--threads N] [--device D] [--profile]\n"
+    "                 [--embedding N] [--threads N] [--device D] [--precision fp32|tf32] [--profile]\n"
     "\n"
     "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
     "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
@@ -32,7 +32,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int kao_cmd_bench(int argc, char **argv) {
-    const char *mode = "infer", *model = "tf_efficientnetv2_b0", *device = "cpu";
+    const char *mode = "infer", *model = "tf_efficientnetv2_b0", *device = "cpu", *precision_name = "fp32";
     double wm = 0, dm = 0;
     int height = 224, width = 224, batch = 32, steps = 5, warmup = 2, classes = 1000, emb = 512, threads = 0;
     bool profile = false;
@@ -47,6 +47,7 @@ int kao_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--mode") && v) mode = argv[++i];
         else if (!strcmp(a, "--model") && v) model = argv[++i];
         else if (!strcmp(a, "--device") && v) device = argv[++i];
+        else if (!strcmp(a, "--precision") && v) precision_name = argv[++i];
         else if (!strcmp(a, "--size") && v) {
             if (!kao_cli_parse_size(argv[++i], &height, &width))
                 return kao_cli_usage_error("bench", "--size wants H or HxW, got '%s'", argv[i]);
@@ -69,7 +70,14 @@ int kao_cmd_bench(int argc, char **argv) {
 
     kao_arch arch;
     kao_backend *be;
-    if (kao_arch_build(&arch, model, wm, dm, emb, 0.0f) || kao_backend_open(&be, device)) return kao_cli_report_error();
+    kao_precision precision;
+    if (kao_arch_build(&arch, model, wm, dm, emb, 0.0f) || kao_precision_parse(&precision, precision_name) ||
+        kao_backend_open(&be, device))
+        return kao_cli_report_error();
+    if (be->set_precision(be, precision)) {
+        kao_backend_free(be);
+        return kao_cli_report_error();
+    }
     kao_model m;
     kao_model_create(&m, &arch);
     kao_model_init(&m, 1);
@@ -123,10 +131,10 @@ int kao_cmd_bench(int argc, char **argv) {
     qsort(times + warmup, (size_t)steps, sizeof(double), cmp_double);
     double median = times[warmup + steps / 2];
     printf("{\"engine\": \"kao %s\", \"mode\": \"%s\", \"model\": \"%s\", \"size\": %d, \"batch\": %d, "
-           "\"threads\": %d, \"device\": \"%s\", \"ms_per_batch\": %.2f, \"images_per_s\": %.2f, "
-           "\"peak_rss_mib\": %.1f",
-           KAO_VERSION, mode, model, height, batch, threads, be->description, 1e3 * median, batch / median,
-           kao_peak_rss_mib());
+           "\"threads\": %d, \"device\": \"%s\", \"precision\": \"%s\", \"ms_per_batch\": %.2f, "
+           "\"images_per_s\": %.2f, \"peak_rss_mib\": %.1f",
+           KAO_VERSION, mode, model, height, batch, threads, be->description, precision_name, 1e3 * median,
+           batch / median, kao_peak_rss_mib());
     if (be->peak_memory_mib) printf(", \"peak_device_mib\": %.1f", be->peak_memory_mib(be));
     printf("}\n");
     if (profile) {

@@ -31,8 +31,9 @@ static const char *help =
     "  --allow-changed     resume even though the config or the data set changed\n"
     "  --split FILE        use this split manifest (split.tsv of another run) instead of making one\n"
     "  --log-every N       without a terminal: one progress line every N steps (default 10)\n"
-    "  --device D          cpu (default), cuda or cuda:N: where the steps and validation run (a GPU\n"
-    "                      needs kao built with -DKAO_CUDA=ON); a run may resume on another device\n"
+    "  --device D          cpu (default), cuda or cuda:N: where the steps and validation run (same as\n"
+    "                      --set train.device=D; a GPU needs kao built with -DKAO_CUDA=ON); a run may\n"
+    "                      resume on another device\n"
     "  --help-config       describe every config key\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves a checkpoint and exits; run the command\n"
@@ -75,7 +76,7 @@ int kao_cmd_train(int argc, char **argv) {
         else if (!strcmp(opt, "--resume")) resume = argv[++i];
         else if (!strcmp(opt, "--out")) out = argv[++i];
         else if (!strcmp(opt, "--split")) a.split_path = argv[++i];
-        else if (!strcmp(opt, "--device")) a.device = argv[++i];
+        else if (!strcmp(opt, "--device")) sets[num_sets++] = (override){"train.device", argv[++i], NULL};
         else if (!strcmp(opt, "--set")) sets[num_sets++] = (override){.assignment = argv[++i]};
         else if (!strcmp(opt, "--data")) sets[num_sets++] = (override){"data.root", argv[++i], NULL};
         else if (!strcmp(opt, "--init")) sets[num_sets++] = (override){"model.weights", argv[++i], NULL};
