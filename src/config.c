@@ -91,7 +91,7 @@ static const key_def keys[] = {
     INT("train.m_per_class", train.m_per_class, "4", 1, 1024, 0, "images per identity in an m_per_class batch"),
     INT("train.threads", train.threads, "0", 0, 1024, F_NO_HASH, "compute threads (0: all cores)"),
     INT("train.workers", train.workers, "2", 0, 64, F_NO_HASH,
-        "image decoding threads (0: decode on the training thread)"),
+        "image decoding threads (0: decode on the training thread; a GPU run wants most cores)"),
     INT("train.seed", train.seed, "0", 0, INT_MAX, 0, "seed of initialisation, sampling and augmentation"),
     STR("train.device", train.device, "cpu", F_NO_HASH,
         "where the steps and validation run: cpu, cuda or cuda:N (a run may resume on another device)"),

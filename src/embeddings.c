@@ -97,7 +97,8 @@ int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *cons
     int E = m->arch.embedding_dim;
     if (batch > count) batch = count;
     size_t image_floats = (size_t)height * width * 3;
-    float *input = kao_aligned_alloc((size_t)batch * image_floats * sizeof(float), "input batch");
+    /* the backend's host memory: page-locked for a GPU, so the batch's copy is a fast DMA */
+    float *input = be->host_alloc(be, (size_t)batch * image_floats * sizeof(float), "input batch");
     kao_net_weights weights;
     kao_net_weights_create(&weights, m, be);
     kao_embedder embedder;
@@ -132,7 +133,7 @@ int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *cons
     }
     kao_embedder_free(&embedder);
     kao_net_weights_free(&weights);
-    free(input);
+    be->host_release(be, input);
     return rc;
 }
 

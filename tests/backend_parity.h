@@ -447,4 +447,27 @@ static void test_arcface_edges(void) {
     }
 }
 
+/* Every check above. full_size adds tf_efficientnetv2_b0 at 224×224 (forward in fp32 and with TF32
+ * math, and training), which needs a GPU to be quick. */
+static void run_parity_checks(bool full_size) {
+    test_forward(&tiny_b0, 3, 35, 33, 1e-4);
+    test_forward(&tiny_s, 2, 41, 35, 1e-4);
+    if (full_size) {
+        test_forward(&full_b0, 2, 224, 224, 1e-4);
+        /* TF32 tensor-core math (train.precision = tf32), then back to fp32 for the rest. */
+        KAO_ASSERT(gpu->set_precision(gpu, KAO_PRECISION_TF32) == KAO_OK, "%s", kao_last_error());
+        test_forward(&full_b0, 2, 224, 224, 2e-2);
+        KAO_ASSERT(gpu->set_precision(gpu, KAO_PRECISION_FP32) == KAO_OK, "%s", kao_last_error());
+    }
+    kao_train_options plain = {0}, frozen_bn = {.freeze_bn = true}, late_units = {.frozen_units = 3};
+    test_training(&tiny_b0, "all units", plain, 6, 35, 33, 9);
+    test_training(&tiny_b0, "frozen BN", frozen_bn, 6, 35, 33, 9);
+    test_training(&tiny_b0, "first 3 units frozen", late_units, 6, 35, 33, 9);
+    test_training(&tiny_s, "all units", plain, 4, 41, 35, 7);
+    if (full_size) test_training(&full_b0, "all units", plain, 8, 224, 224, 100);
+    test_checkpoint_interchange();
+    test_embed_images();
+    test_arcface_edges();
+}
+
 #endif

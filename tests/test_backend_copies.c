@@ -12,16 +12,7 @@ int main(void) {
     cpu = kao_backend_cpu();
     gpu = kao_backend_cpu_detached();
     kao_rng_seed(&rng, 20261128, 0);
-    test_forward(&tiny_b0, 3, 35, 33, 1e-4);
-    test_forward(&tiny_s, 2, 41, 35, 1e-4);
-    kao_train_options plain = {0}, frozen_bn = {.freeze_bn = true}, late_units = {.frozen_units = 3};
-    test_training(&tiny_b0, "all units", plain, 6, 35, 33, 9);
-    test_training(&tiny_b0, "frozen BN", frozen_bn, 6, 35, 33, 9);
-    test_training(&tiny_b0, "first 3 units frozen", late_units, 6, 35, 33, 9);
-    test_training(&tiny_s, "all units", plain, 4, 41, 35, 7);
-    test_checkpoint_interchange();
-    test_embed_images();
-    test_arcface_edges();
+    run_parity_checks(false);
     kao_backend_free(gpu);
     kao_backend_free(cpu);
     return check_summary("test_backend_copies");
