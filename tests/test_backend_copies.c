@@ -2,8 +2,8 @@
  * mirrored into a backend's memory, batches and labels copied over, results, checkpoints and
  * optimizer state copied back) on any machine: the CPU backend with memory of its own
  * (kao_backend_cpu_detached) is driven exactly as a GPU is and must give what the plain CPU
- * backend gives. The GPU's own kernels are test_cuda_ops.c's and test_cuda_network.c's. Checks
- * and tolerances: backend_parity.h (here every result is in fact bit-equal, the same ops run). */
+ * backend gives, bit for bit (the same ops run). The GPU's own kernels are test_cuda_ops.c's and
+ * test_cuda_network.c's. The checks: backend_parity.h. */
 #include <stdio.h>
 
 #include "backend_parity.h"
@@ -11,6 +11,7 @@
 int main(void) {
     cpu = kao_backend_cpu();
     gpu = kao_backend_cpu_detached();
+    expect_exact = true;
     kao_rng_seed(&rng, 20261128, 0);
     run_parity_checks(false);
     kao_backend_free(gpu);
