@@ -91,7 +91,9 @@ static __global__ void loss_rows_kernel(float *probs, float *row_loss, float *dt
         if (!bad_label) {
             double cos_m = cos(margin), sin_m = sin(margin);
             double c = fmin(fmax((double)cb[y], -1.0), 1.0);
-            if (acos(c) <= M_PI - margin) {
+            /* c = −1 (θ = π) takes the second branch, which m > 0 selects there anyway: with m = 0
+             * the first branch's dt would be sin m·c/sinθ = 0/0 = NaN (both branches give t = −1). */
+            if (c > -1.0 && acos(c) <= M_PI - margin) {
                 double sin_t = sqrt(1.0 - c * c);
                 t = c * cos_m - sin_t * sin_m;
                 dt = c < 1.0 ? cos_m + sin_m * c / sin_t : 0.0;
