@@ -216,10 +216,25 @@ static void cuda_arcface_free(kao_backend *be, void *p) {
     free(r);
 }
 
+/* ArcFace stays in true fp32 under TF32 math: its logits are cosines × scale (64), so TF32's 2⁻¹¹
+ * rounding of the cosine GEMM's operands would move a logit by up to ~0.03. Returns whether TF32
+ * was on, for arcface_fp32_end. */
+static bool arcface_fp32_begin(kao_cuda_ctx *ctx) {
+    bool tf32 = ctx->tf32;
+    if (tf32) kao_cuda_set_tf32(ctx, false);
+    return tf32;
+}
+
+static void arcface_fp32_end(kao_cuda_ctx *ctx, bool tf32) {
+    if (tf32) kao_cuda_set_tf32(ctx, true);
+}
+
 static float cuda_arcface_forward(kao_backend *be, void *p, const float *emb, const float *W, const int *labels, int B,
                                   int E, int C, const kao_arcface_cfg *cfg) {
     arcface_record *r = (arcface_record *)p;
+    bool tf32 = arcface_fp32_begin(ctx_of(be));
     kao_arcface_forward_gpu(r->loss, &r->acts, emb, W, labels, B, E, C, cfg, ctx_of(be));
+    arcface_fp32_end(ctx_of(be), tf32);
     float loss;
     kao_cuda_to_host(ctx_of(be), &loss, r->loss, sizeof loss);
     return loss;
@@ -227,7 +242,9 @@ static float cuda_arcface_forward(kao_backend *be, void *p, const float *emb, co
 
 static void cuda_arcface_backward(kao_backend *be, float *d_emb, float *dW, void *p, const int *labels, int B, int E,
                                   int C, const kao_arcface_cfg *cfg) {
+    bool tf32 = arcface_fp32_begin(ctx_of(be));
     kao_arcface_backward_gpu(d_emb, dW, &((arcface_record *)p)->acts, labels, B, E, C, cfg, ctx_of(be));
+    arcface_fp32_end(ctx_of(be), tf32);
 }
 
 /* One thread per row: whether the row's first largest cosine (torch.argmax's tie rule) is its label.

@@ -33,6 +33,7 @@ static inline kao_colsum_plan kao_colsum_make_plan(size_t M, int nv) {
     if (chunks < 1) chunks = 1;
     kao_colsum_plan p;
     p.rows_per_chunk = (M + chunks - 1) / chunks;
+    if (p.rows_per_chunk < 1) p.rows_per_chunk = 1; /* M = 0: one empty chunk, no division by zero */
     p.chunks = (int)((M + p.rows_per_chunk - 1) / p.rows_per_chunk);
     if (p.chunks < 1) p.chunks = 1;
     return p;

@@ -11,7 +11,8 @@
 #          newer compiler must not cost the GPU session);
 #       2. runs test_cuda_ops with KAO_CUDA_SYNC=1 (every op waits for its kernels, so a fault is
 #          reported by the op that caused it), test_cuda_network (the network, training steps,
-#          checkpoints and embeddings against the CPU), then test_cuda_ops asynchronously;
+#          checkpoints and embeddings against the CPU), test_cuda_ops asynchronously, and the
+#          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
 #          224×224 batch 128 and 256, inference at batch 256; fp32 and tf32), a per-op profile of a
 #          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
@@ -213,6 +214,31 @@ if [ -n "$bin" ]; then
         "$bin/tests/test_cuda_network"
     run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
     grep -m1 '^test_cuda_ops: [^0-9]' "$logs/test_ops_async.log" || true # the device it ran on
+
+    # ---- kao train end to end: the demo's run (configs/demo.ini: tiny b0, 64×64, ORL s1–s30) for 8
+    # epochs on the GPU and on the CPU: loader, pinned batches, validation and checkpoints on the
+    # device; the two must learn alike (their numbers differ by rounding only).
+    data="$build/orl30"
+    rm -rf "$data" && mkdir -p "$data"
+    for i in $(seq 1 30); do ln -s "$here/data/orl/s$i" "$data/s$i"; done
+    train=(train --config configs/demo.ini --data "$data" --set train.epochs=8 --set early_stop.patience=0
+        --set train.threads=0 --set train.workers=4)
+    epoch_line() { grep -m1 '^epoch 8/8:' "$1/train.log" 2>/dev/null || true; }
+    summary() { sed -n 's/.*train loss \([0-9.]*\).*| \([0-9.]*\) img\/s.*val loss \([0-9.]*\).*/train \1, val \3, \2 img\/s/p'; }
+    for device in cuda cpu; do
+        t=$(date +%s.%N)
+        rm -rf "$build/run_$device"
+        rc=0
+        timeout 120 "$bin/kao" "${train[@]}" --device "$device" --out "$build/run_$device" \
+            >"$logs/train_$device.log" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            row "kao train --device $device (demo)" "$(epoch_line "$build/run_$device" | summary)" "$(since "$t")"
+        else
+            row "kao train --device $device (demo)" "FAILED rc $rc (logs/train_$device.log)" "$(since "$t")"
+            tail -5 "$logs/train_$device.log"
+            failed=1
+        fi
+    done
 
     # ---- 3. benchmark: kao, then PyTorch, on this GPU ---------------------------------------------
     bench="$logs/bench.jsonl"

@@ -134,7 +134,9 @@ float kao_arcface_forward(kao_arcface_acts *a, const float *emb, const float *W,
         const float *cb = a->cosine + (size_t)b * C;
         /* the target logit and its derivative d t / d cos_y */
         double c = fmin(fmax((double)cb[y], -1.0), 1.0), t, dt;
-        if (acos(c) <= M_PI - m) {
+        /* c = −1 (θ = π) takes the second branch, which m > 0 selects there anyway: with m = 0 the
+         * first branch's dt would be sin m·c/sin θ = 0/0 = NaN (both branches give t = −1). */
+        if (c > -1.0 && acos(c) <= M_PI - m) {
             double sin_t = sqrt(1.0 - c * c); /* >= 3.45e-4 for every float c < 1 */
             t = c * cos_m - sin_t * sin_m;    /* = cos(θ + m) */
             dt = c < 1.0 ? cos_m + sin_m * c / sin_t : 0.0; /* θ = 0: the symmetric subgradient */

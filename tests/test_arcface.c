@@ -265,15 +265,24 @@ int main(void) {
     free_problem(&b);
     problem c = make_problem(4, 8, 5, 1.0, true, 3);
     fd_check("fd_edges1", &c);
-    {
-        kao_arcface_cfg cfg = {.margin_deg = c.margin_deg, .scale = c.scale};
+    /* exact cos = ±1, with the default margin and with none (where θ = π sits on the branch
+     * boundary: dt must still be 1, the derivative of cos θ, not 0/0) */
+    for (int k = 0; k < 2; k++) {
+        kao_arcface_cfg cfg = {.margin_deg = k ? 0.0 : c.margin_deg, .scale = c.scale};
         kao_arcface_acts acts;
         kao_arcface_acts_create(&acts, c.B, c.E, c.C);
-        kao_arcface_forward(&acts, c.emb, c.W, c.labels, c.B, c.E, c.C, &cfg);
+        float loss = kao_arcface_forward(&acts, c.emb, c.W, c.labels, c.B, c.E, c.C, &cfg);
+        float *d_emb = malloc((size_t)c.B * c.E * sizeof(float)), *dW = calloc((size_t)c.E * c.C, sizeof(float));
+        kao_arcface_backward(d_emb, dW, &acts, c.labels, c.B, c.E, c.C, &cfg);
         CHECK(acts.cosine[0] == 1.0f && acts.cosine[1 * c.C + 1] == -1.0f,
               "edge rows: cos %.9g and %.9g", acts.cosine[0], acts.cosine[c.C + 1]);
-        CHECK(acts.dtarget[0] == 0.0f, "dt at cos = 1 is 0 (symmetric subgradient): %g", acts.dtarget[0]);
-        CHECK(acts.dtarget[1] == 1.0f, "dt at cos = -1 is 1: %g", acts.dtarget[1]);
+        CHECK(acts.dtarget[0] == 0.0f, "margin %g: dt at cos = 1 is 0 (symmetric subgradient): %g", cfg.margin_deg,
+              acts.dtarget[0]);
+        CHECK(acts.dtarget[1] == 1.0f, "margin %g: dt at cos = -1 is 1: %g", cfg.margin_deg, acts.dtarget[1]);
+        CHECK(isfinite(loss) && all_finite(d_emb, (size_t)c.B * c.E) && all_finite(dW, (size_t)c.E * c.C),
+              "margin %g at cos = ±1: loss %g, gradients finite: %d %d", cfg.margin_deg, loss,
+              all_finite(d_emb, (size_t)c.B * c.E), all_finite(dW, (size_t)c.E * c.C));
+        free(d_emb), free(dW);
         kao_arcface_acts_free(&acts);
     }
     free_problem(&c);
