@@ -31,7 +31,10 @@
 #       by git through .git/info/exclude). Carry .gpu-check to the GPU machine. cuBLAS and cuDNN
 #       are not packed (hundreds of MB): the GPU machine's own are used (toolkit or pip wheels).
 #
-# Logs go to $KAO_GPU_CHECK_LOGS (default build-gpu-check/logs).
+# Logs go to $KAO_GPU_CHECK_LOGS (default build-gpu-check/logs). With KAO_GPU_CHECK_OUT (the device
+# tool's $OUT, which returns at most 8 files) the end also writes there: table.txt, bench.jsonl and
+# logs.tgz (every log) — also when a step fails or the script is stopped by a signal. Each step's
+# row is printed as it finishes too, so a run cut short still shows how far it got.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
@@ -90,9 +93,42 @@ fi
 # ---- on the GPU machine -------------------------------------------------------------------------
 logs="${KAO_GPU_CHECK_LOGS:-$build/logs}"
 mkdir -p "$build" "$logs"
+gpu_name="?"
+nvcc_version=""
 rows=()   # "step|result|seconds"
 failed=0
-row() { rows+=("$1|$2|$3"); }
+row() {
+    rows+=("$1|$2|$3")
+    printf 'gpu_check: %-34s %-58s %8s\n' "$1" "$2" "$3"
+}
+
+# The tables, printed last and (KAO_GPU_CHECK_OUT) saved with the logs: on any exit.
+tables() {
+    echo
+    [ -f "$logs/profile.txt" ] && sed -n '/^op/,$p' "$logs/profile.txt" | head -20
+    echo
+    echo "gpu_check: $gpu_name, nvcc ${nvcc_version:-?}, logs in $logs"
+    printf '%-34s %-58s %8s\n' "step" "result" "seconds"
+    for r in "${rows[@]}"; do
+        IFS='|' read -r step result secs <<<"$r"
+        printf '%-34s %-58s %8s\n' "$step" "$result" "$secs"
+    done
+    printf '%-34s %-58s %8s\n' "total" "$([ "$failed" -eq 0 ] && echo PASS || echo FAIL)" "$(since "$t_start")"
+    if [ -s "$logs/bench.jsonl" ]; then python3 tools/bench_table.py "$logs/bench.jsonl" || true; fi
+}
+finish() {
+    local out="${KAO_GPU_CHECK_OUT:-}"
+    if [ -n "$out" ]; then
+        mkdir -p "$out"
+        tables | tee "$out/table.txt"
+        [ -f "$logs/bench.jsonl" ] && cp "$logs/bench.jsonl" "$out/"
+        tar -C "$logs" -czf "$out/logs.tgz" . 2>/dev/null || true
+    else
+        tables
+    fi
+}
+trap finish EXIT
+trap 'failed=1; exit 1' INT TERM
 
 gpu_name="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || true)"
 [ -n "$gpu_name" ] || gpu_name="(nvidia-smi gave nothing)"
@@ -258,7 +294,7 @@ if [ -n "$bin" ]; then
 
     t=$(date +%s.%N)
     if ! python3 -c 'import pytorch_metric_learning' 2>/dev/null && ls "$bundle_dir"/wheels/*.whl >/dev/null 2>&1; then
-        PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/kao-site "$bundle_dir"/wheels/*.whl &&
+        PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --target /tmp/kao-site "$bundle_dir"/wheels/*.whl &&
             export PYTHONPATH="/tmp/kao-site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     torch_time=$(($(left) - 60)) # leave a minute for the sanitizer and the table
@@ -301,16 +337,5 @@ if [ -n "$bin" ]; then
     fi
 fi
 
-# ---- 5. the tables -----------------------------------------------------------------------------
-echo
-[ -f "$logs/profile.txt" ] && sed -n '/^op/,$p' "$logs/profile.txt" | head -20
-echo
-echo "gpu_check: $gpu_name, nvcc ${nvcc_version:-?}, logs in $logs"
-printf '%-34s %-58s %8s\n' "step" "result" "seconds"
-for r in "${rows[@]}"; do
-    IFS='|' read -r step result secs <<<"$r"
-    printf '%-34s %-58s %8s\n' "$step" "$result" "$secs"
-done
-printf '%-34s %-58s %8s\n' "total" "$([ "$failed" -eq 0 ] && echo PASS || echo FAIL)" "$(since "$t_start")"
-[ -s "${bench:-/nonexistent}" ] && python3 tools/bench_table.py "$bench" || true
+# ---- 5. the tables: printed by finish (trap EXIT) -----------------------------------------------
 exit "$failed"
