@@ -85,6 +85,7 @@ void kao_cuda_destroy(kao_cuda_ctx *ctx) {
     if (!ctx) return;
     const char *op = "kao_cuda_destroy";
     KAO_CUDA_CHECK(cudaStreamSynchronize(ctx->stream), op, "device %d", ctx->device);
+    kao_conv_plans_free(ctx);
     if (ctx->workspace) KAO_CUDA_CHECK(cudaFree(ctx->workspace), op, "workspace %zu bytes", ctx->workspace_bytes);
     KAO_CUDNN_CHECK(cudnnDestroy(ctx->cudnn), op, "device %d", ctx->device);
     KAO_CUBLAS_CHECK(cublasDestroy(ctx->cublas), op, "device %d", ctx->device);

@@ -6,7 +6,9 @@
  *    weight is already [Co, Ci]).
  *  - everything else: cuDNN (legacy v7 API: the heuristics' list, the first algorithm that is
  *    deterministic and supported in the math mode: FMA, i.e. true fp32, by default; tensor-op
- *    math, i.e. TF32, after kao_cuda_set_tf32). Activations are
+ *    math, i.e. TF32, after kao_cuda_set_tf32). The descriptors and the algorithms chosen are
+ *    kept per shape and math mode in the context (a plan): the heuristics' query costs far more
+ *    host time than the launches, and the network repeats the same few shapes every step. Activations are
  *    NHWC tensors; the weight is repacked OIHW → OHWI (cuDNN's NHWC filter layout: matching the
  *    activations' layout is what cuDNN's NHWC kernels take) and dW is computed in OHWI and added
  *    back into the OIHW gradient.
@@ -192,6 +194,56 @@ static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, c
                   SHAPE_ARGS(s));
 }
 
+/* ---- plans: descriptors and algorithms, made once per shape and math mode ------------------ */
+
+struct kao_conv_plan {
+    kao_conv_shape shape;
+    bool tf32;
+    conv_descs d;
+    bool have_fwd, have_filter, have_data;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdFilterAlgo_t filter;
+    cudnnConvolutionBwdDataAlgo_t data;
+    size_t fwd_bytes, filter_bytes, data_bytes;
+};
+
+/* Field by field: the struct's padding bytes are not part of the shape. */
+static bool same_shape(const kao_conv_shape *a, const kao_conv_shape *b) {
+    return a->batch == b->batch && a->in_h == b->in_h && a->in_w == b->in_w && a->in_c == b->in_c &&
+           a->out_h == b->out_h && a->out_w == b->out_w && a->out_c == b->out_c && a->kernel == b->kernel &&
+           a->stride == b->stride && a->pad_top == b->pad_top && a->pad_left == b->pad_left &&
+           a->depthwise == b->depthwise;
+}
+
+/* The plan for s in the context's math mode, its descriptors made on first use. The pointer is
+ * valid until the next call (the list may grow). */
+static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, const char *op) {
+    for (int i = 0; i < ctx->num_conv_plans; i++)
+        if (ctx->conv_plans[i].tf32 == ctx->tf32 && same_shape(&ctx->conv_plans[i].shape, s))
+            return &ctx->conv_plans[i];
+    if (ctx->num_conv_plans == ctx->conv_plans_capacity) {
+        int capacity = ctx->conv_plans_capacity ? 2 * ctx->conv_plans_capacity : 32;
+        kao_conv_plan *grown = (kao_conv_plan *)realloc(ctx->conv_plans, (size_t)capacity * sizeof *grown);
+        KAO_CUDA_ASSERT(grown, op, "out of host memory for %d convolution plans; " SHAPE_FMT, capacity, SHAPE_ARGS(s));
+        ctx->conv_plans = grown;
+        ctx->conv_plans_capacity = capacity;
+    }
+    kao_conv_plan *p = &ctx->conv_plans[ctx->num_conv_plans++];
+    memset(p, 0, sizeof *p);
+    p->shape = *s;
+    p->tf32 = ctx->tf32;
+    descs_create(&p->d, s, ctx->tf32, op);
+    return p;
+}
+
+void kao_conv_plans_free(kao_cuda_ctx *ctx) {
+    for (int i = 0; i < ctx->num_conv_plans; i++)
+        descs_destroy(&ctx->conv_plans[i].d, &ctx->conv_plans[i].shape, "kao_conv_plans_free");
+    free(ctx->conv_plans);
+    ctx->conv_plans = NULL;
+    ctx->num_conv_plans = ctx->conv_plans_capacity = 0;
+}
+
 /* ---- forward ------------------------------------------------------------------------------ */
 
 static void repack_weight(float *w_ohwi, const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx,
@@ -224,11 +276,15 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
         kao_gemm_rm(ctx, op, false, true, (int)M, s->out_c, s->in_c, 1.0f, inp, s->in_c, weight, s->in_c, 0.0f,
                     out, s->out_c);
     } else {
-        conv_descs d;
-        descs_create(&d, s, ctx->tf32, op);
-        size_t algo_bytes = 0;
-        cudnnConvolutionFwdAlgo_t algo = pick_forward(ctx, &d, &algo_bytes, s, op);
-        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        kao_conv_plan *plan = get_plan(ctx, s, op);
+        if (!plan->have_fwd) {
+            plan->fwd = pick_forward(ctx, &plan->d, &plan->fwd_bytes, s, op);
+            plan->have_fwd = true;
+            KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        }
+        const conv_descs &d = plan->d;
+        cudnnConvolutionFwdAlgo_t algo = plan->fwd;
+        size_t algo_bytes = plan->fwd_bytes;
         size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
         kao_carver c = {NULL, 0};
         kao_carve<float>(&c, w_floats);
@@ -245,7 +301,6 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
                                                 algo_bytes, &zero, d.y, out),
                         op, "algo %d; " SHAPE_FMT, (int)algo, SHAPE_ARGS(s));
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-        descs_destroy(&d, s, op);
     }
     if (bias) {
         add_bias_kernel<<<kao_blocks(M * s->out_c), KAO_THREADS, 0, ctx->stream>>>(out, bias, M, s->out_c);
@@ -292,13 +347,20 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         if (dinp) kao_gemm_rm(ctx, op, false, false, (int)M, Ci, Co, 1.0f, dout, Co, weight, Ci, 0.0f, dinp, Ci);
         return;
     }
-    conv_descs d;
-    descs_create(&d, s, ctx->tf32, op);
-    size_t filter_bytes = 0, data_bytes = 0;
-    cudnnConvolutionBwdFilterAlgo_t filter_algo = pick_backward_filter(ctx, &d, &filter_bytes, s, op);
-    cudnnConvolutionBwdDataAlgo_t data_algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
-    if (dinp) data_algo = pick_backward_data(ctx, &d, &data_bytes, s, op);
+    kao_conv_plan *plan = get_plan(ctx, s, op);
+    if (!plan->have_filter) {
+        plan->filter = pick_backward_filter(ctx, &plan->d, &plan->filter_bytes, s, op);
+        plan->have_filter = true;
+    }
+    if (dinp && !plan->have_data) {
+        plan->data = pick_backward_data(ctx, &plan->d, &plan->data_bytes, s, op);
+        plan->have_data = true;
+    }
     KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+    const conv_descs &d = plan->d;
+    cudnnConvolutionBwdFilterAlgo_t filter_algo = plan->filter;
+    cudnnConvolutionBwdDataAlgo_t data_algo = plan->data;
+    size_t filter_bytes = plan->filter_bytes, data_bytes = dinp ? plan->data_bytes : 0;
     size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
     size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
     /* w_ohwi, dw_ohwi, the padded input and (with dinp) its padded gradient, cuDNN's workspace */
@@ -338,5 +400,4 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
             KAO_LAUNCH_CHECK(ctx, op, "crop dinp; " SHAPE_FMT, SHAPE_ARGS(s));
         }
     }
-    descs_destroy(&d, s, op);
 }

@@ -29,7 +29,12 @@ struct kao_cuda_ctx {
     size_t workspace_bytes;
     bool sync_each_op;      /* KAO_CUDA_SYNC=1: every op waits for its kernels (error locality) */
     bool tf32;              /* TF32 tensor-core math in cuDNN and cuBLAS (kao_cuda_set_tf32) */
+    struct kao_conv_plan *conv_plans; /* (num_conv_plans) cuDNN set-ups by shape (conv.cu) */
+    int num_conv_plans, conv_plans_capacity;
 };
+
+/* conv.cu: frees the context's cuDNN convolution plans (kao_cuda_destroy). */
+void kao_conv_plans_free(kao_cuda_ctx *ctx);
 
 /* Failure reporting: formats the op's shape text and aborts through kao_abort. The shape format
  * and its arguments are evaluated only when a call failed. */
