@@ -19,6 +19,7 @@
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
 #          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
 #          comes from the bundle's wheel where the machine lacks it;
+#          Nsight Compute's per-kernel times of one kao training step, when ncu is there;
 #       4. compute-sanitizer memcheck of test_cuda_ops in the time that is left (reported, not
 #          failed, when it runs out of time);
 #       5. prints a table last: each step's result, then the benchmark (images/s, kao/PyTorch,
@@ -114,7 +115,9 @@ tables() {
         printf '%-34s %-58s %8s\n' "$step" "$result" "$secs"
     done
     printf '%-34s %-58s %8s\n' "total" "$([ "$failed" -eq 0 ] && echo PASS || echo FAIL)" "$(since "$t_start")"
-    if [ -s "$logs/bench.jsonl" ]; then python3 tools/bench_table.py "$logs/bench.jsonl" || true; fi
+    local ncu=()
+    [ -s "$logs/ncu.csv" ] && ncu=(--ncu "$logs/ncu.csv")
+    if [ -s "$logs/bench.jsonl" ]; then python3 tools/bench_table.py "$logs/bench.jsonl" "${ncu[@]}" || true; fi
 }
 finish() {
     local out="${KAO_GPU_CHECK_OUT:-}"
@@ -291,6 +294,15 @@ if [ -n "$bin" ]; then
     KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
         >"$logs/profile.txt" 2>&1 || true
     row "kao profile (train 128, synced)" "logs/profile.txt" "$(since "$t")"
+    # Per-kernel GPU times of one training step (Nsight Compute replays each kernel: slow, bounded).
+    if command -v ncu >/dev/null && [ "$(left)" -gt 240 ]; then
+        t=$(date +%s.%N)
+        rc=0
+        timeout 90 ncu --csv --metrics gpu__time_duration.sum "$bin/kao" bench --device cuda --mode train \
+            --batch 128 --steps 1 --warmup 0 >"$logs/ncu.csv" 2>"$logs/ncu.err" || rc=$?
+        row "ncu kernel times (train 128)" "$([ "$rc" -eq 0 ] && echo "ok, logs/ncu.csv" || echo "rc $rc (logs/ncu.err)")" \
+            "$(since "$t")"
+    fi
 
     t=$(date +%s.%N)
     if ! python3 -c 'import pytorch_metric_learning' 2>/dev/null && ls "$bundle_dir"/wheels/*.whl >/dev/null 2>&1; then

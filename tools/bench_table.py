@@ -6,10 +6,42 @@ speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP b
 PyTorch's "fp32" lets cuDNN use TF32 (its default; the tf32_conv field says so): kao tf32 is the
 like-for-like comparison.
 
-Usage: python tools/bench_table.py bench.jsonl
+With --ncu FILE (the CSV of `ncu --csv --metrics gpu__time_duration.sum` over one kao training
+step) it also prints where the GPU time goes: the kernels with the most total time.
+
+Usage: python tools/bench_table.py bench.jsonl [--ncu ncu.csv]
 """
+import csv
 import json
 import sys
+
+UNIT_NS = {"nsecond": 1.0, "ns": 1.0, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
+
+
+def kernel_times(path):
+    """Total ns and launches per kernel name, from ncu's CSV (one row per launch and metric)."""
+    totals = {}
+    with open(path, newline="") as f:
+        lines = [line for line in f if line.startswith('"')]  # ncu prints its own notes before the table
+    for row in csv.DictReader(lines):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        ns = float(row["Metric Value"].replace(",", "")) * UNIT_NS.get(row.get("Metric Unit", "nsecond"), 1.0)
+        name = row["Kernel Name"].split("(")[0][:70]
+        t, n = totals.get(name, (0.0, 0))
+        totals[name] = (t + ns, n + 1)
+    return totals
+
+
+def print_kernels(path, top=15):
+    totals = kernel_times(path)
+    whole = sum(t for t, _ in totals.values())
+    if not whole:
+        print(f"\n{path}: no kernel times")
+        return
+    print(f"\nGPU time by kernel, one training step ({whole / 1e6:.2f} ms in {sum(n for _, n in totals.values())} launches)")
+    for name, (t, n) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"{t / 1e6:>9.3f} ms {100 * t / whole:>5.1f}% {n:>5}x  {name}")
 
 
 def setting(line):
@@ -51,3 +83,5 @@ def main():
 
 if __name__ == "__main__":
     main()
+    if "--ncu" in sys.argv:
+        print_kernels(sys.argv[sys.argv.index("--ncu") + 1])
