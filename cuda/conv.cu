@@ -108,9 +108,10 @@ static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, cons
     KAO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, s->pad_top, s->pad_left, s->stride, s->stride, 1, 1,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    /* FMA math: true fp32 (CUDNN_DEFAULT_MATH lets Ampere and later use TF32 for float data);
-     * tensor-op math where TF32 was asked for, as PyTorch sets it with allow_tf32. */
-    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH), op,
+    /* FMA math: true fp32. With TF32 asked for, the default math, which lets Ampere and later use
+     * TF32 for float data (PyTorch's choice for allow_tf32); each call then sets the math type of
+     * the algorithm the heuristics chose (use_math). */
+    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), op,
                     SHAPE_FMT, SHAPE_ARGS(s));
     /* The geometry cuDNN derives must be the TF "same" output. */
     int n, c, h, w;
@@ -130,7 +131,7 @@ static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op
 /* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
  * reports for this configuration (a query that fails means unsupported) within the limit. */
 static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                              const kao_conv_shape *s, const char *op) {
+                                              cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y,
@@ -144,6 +145,7 @@ static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_desc
             size > MAX_CUDNN_WORKSPACE)
             continue;
         *bytes = size;
+        *math = perf[i].mathType;
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionForwardAlgorithm_v7",
@@ -151,7 +153,8 @@ static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_desc
 }
 
 static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                                        const kao_conv_shape *s, const char *op) {
+                                                        cudnnMathType_t *math, const kao_conv_shape *s,
+                                                        const char *op) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x,
@@ -165,6 +168,7 @@ static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const
             size > MAX_CUDNN_WORKSPACE)
             continue;
         *bytes = size;
+        *math = perf[i].mathType;
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardDataAlgorithm_v7",
@@ -173,7 +177,8 @@ static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const
 }
 
 static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                                            const kao_conv_shape *s, const char *op) {
+                                                            cudnnMathType_t *math, const kao_conv_shape *s,
+                                                            const char *op) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w,
@@ -187,6 +192,7 @@ static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, c
             size > MAX_CUDNN_WORKSPACE)
             continue;
         *bytes = size;
+        *math = perf[i].mathType;
         return perf[i].algo;
     }
     kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
@@ -205,7 +211,16 @@ struct kao_conv_plan {
     cudnnConvolutionBwdFilterAlgo_t filter;
     cudnnConvolutionBwdDataAlgo_t data;
     size_t fwd_bytes, filter_bytes, data_bytes;
+    cudnnMathType_t fwd_math, filter_math, data_math; /* what the heuristics chose each algorithm with */
 };
+
+/* TF32 mode: the descriptor takes the math type of the algorithm about to run (the three share one
+ * descriptor), and the default math again for a heuristics query. FMA mode keeps FMA: true fp32
+ * whatever the heuristics said. */
+static void use_math(const kao_conv_plan *p, cudnnMathType_t math, const kao_conv_shape *s, const char *op) {
+    if (p->tf32) KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(p->d.conv, math), op, "math %d; " SHAPE_FMT, (int)math,
+                                 SHAPE_ARGS(s));
+}
 
 /* Field by field: the struct's padding bytes are not part of the shape. */
 static bool same_shape(const kao_conv_shape *a, const kao_conv_shape *b) {
@@ -278,7 +293,8 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
     } else {
         kao_conv_plan *plan = get_plan(ctx, s, op);
         if (!plan->have_fwd) {
-            plan->fwd = pick_forward(ctx, &plan->d, &plan->fwd_bytes, s, op);
+            use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
+            plan->fwd = pick_forward(ctx, &plan->d, &plan->fwd_bytes, &plan->fwd_math, s, op);
             plan->have_fwd = true;
             KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
         }
@@ -297,6 +313,7 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
         const float *x = inp;
         if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
         const float one = 1.0f, zero = 0.0f;
+        use_math(plan, plan->fwd_math, s, op);
         KAO_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, d.x, x, d.w, w_ohwi, d.conv, algo, algo_ws,
                                                 algo_bytes, &zero, d.y, out),
                         op, "algo %d; " SHAPE_FMT, (int)algo, SHAPE_ARGS(s));
@@ -349,11 +366,13 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
     }
     kao_conv_plan *plan = get_plan(ctx, s, op);
     if (!plan->have_filter) {
-        plan->filter = pick_backward_filter(ctx, &plan->d, &plan->filter_bytes, s, op);
+        use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
+        plan->filter = pick_backward_filter(ctx, &plan->d, &plan->filter_bytes, &plan->filter_math, s, op);
         plan->have_filter = true;
     }
     if (dinp && !plan->have_data) {
-        plan->data = pick_backward_data(ctx, &plan->d, &plan->data_bytes, s, op);
+        use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
+        plan->data = pick_backward_data(ctx, &plan->d, &plan->data_bytes, &plan->data_math, s, op);
         plan->have_data = true;
     }
     KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
@@ -378,6 +397,7 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
 
     const float *x = inp;
     if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
+    use_math(plan, plan->filter_math, s, op);
     KAO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, d.x, x, d.y, dout, d.conv, filter_algo, algo_ws,
                                                    algo_bytes, &zero, d.w, dw_ohwi),
                     op, "filter algo %d; " SHAPE_FMT, (int)filter_algo, SHAPE_ARGS(s));
@@ -389,6 +409,7 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
     if (dinp) {
         repack_weight(w_ohwi, weight, s, ctx, op);
         float *dx = pad_floats ? dpadded : dinp;
+        use_math(plan, plan->data_math, s, op);
         KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, d.w, w_ohwi, d.y, dout, d.conv, data_algo,
                                                      algo_ws, algo_bytes, &zero, d.x, dx),
                         op, "data algo %d; " SHAPE_FMT, (int)data_algo, SHAPE_ARGS(s));

@@ -173,9 +173,16 @@ void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int
     carver c = {a->memory, 0};
     if (training) plan_training(a, m, &c);
     else plan_eval(a, m, &c);
+    int masks = 0;
+    for (int i = 0; i < m->arch.num_blocks; i++) masks += a->blocks[i].drop_mask != NULL;
+    if (masks == 0) return;
+    a->host_masks = be->host_alloc(be, (size_t)masks * batch * sizeof(float), "drop-path masks");
+    for (int i = 0, k = 0; i < m->arch.num_blocks; i++)
+        if (a->blocks[i].drop_mask) a->blocks[i].drop_mask_host = a->host_masks + (size_t)k++ * batch;
 }
 
 void kao_acts_free(kao_acts *a) {
     if (a->backend) a->backend->release(a->backend, a->memory);
+    if (a->host_masks) a->backend->host_release(a->backend, a->host_masks);
     memset(a, 0, sizeof *a);
 }

@@ -1,7 +1,5 @@
 /* The forward pass, eval and training, over the plan in kao_acts, on the acts' backend. Each
  * convolution and the BatchNorm after it are one backend op (conv_bn), which a backend may fuse. */
-#include <stdlib.h>
-
 #include "kao/network.h"
 #include "kao/profile.h"
 #include "kao/util.h"
@@ -41,12 +39,10 @@ static void conv_bn(const pass *p, float *out, float *conv_out, float *save_mean
 
 /* timm's DropPath: each sample's branch is kept with probability 1 - rate and scaled by 1/keep.
  * Drawn on the host in sample order (the same masks on every backend), then copied over. */
-static void draw_drop_mask(const pass *p, float *mask, int B, float rate, kao_rng *rng) {
+static void draw_drop_mask(const pass *p, kao_block_acts *ba, int B, float rate, kao_rng *rng) {
     float keep = 1.0f - rate;
-    float *host = kao_malloc((size_t)B * sizeof(float), "drop-path mask");
-    for (int b = 0; b < B; b++) host[b] = kao_rng_uniform(rng) < keep ? 1.0f / keep : 0.0f;
-    p->be->to_backend(p->be, mask, host, (size_t)B * sizeof(float));
-    free(host);
+    for (int b = 0; b < B; b++) ba->drop_mask_host[b] = kao_rng_uniform(rng) < keep ? 1.0f / keep : 0.0f;
+    p->be->to_backend(p->be, ba->drop_mask, ba->drop_mask_host, (size_t)B * sizeof(float));
 }
 
 static void block_forward(const pass *p, const kao_block *blk, kao_block_acts *ba, kao_rng *rng) {
@@ -74,7 +70,7 @@ static void block_forward(const pass *p, const kao_block *blk, kao_block_acts *b
     if (b->has_skip) {
         size_t per_sample = (size_t)ba->out_h * ba->out_w * b->out_ch;
         if (rng && ba->drop_mask) {
-            draw_drop_mask(p, ba->drop_mask, B, b->drop_path_rate, rng);
+            draw_drop_mask(p, ba, B, b->drop_path_rate, rng);
             TIMED(p, KAO_PROF_RESIDUAL, p->be->scale_rows(p->be, ba->out, ba->drop_mask, B, per_sample));
         }
         TIMED(p, KAO_PROF_RESIDUAL, p->be->add_inplace(p->be, ba->out, ba->in, per_sample * (size_t)B));

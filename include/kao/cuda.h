@@ -23,6 +23,9 @@
  * cuBLAS in its default math mode (no TF32 for sgemm). Two runs of an op on the same GPU give
  * bit-identical results (tests/test_cuda_ops.c checks it). Results differ from the CPU ops by
  * rounding only (different summation orders); tests/test_cuda_ops.c states the tolerances.
+ * kao_cuda_set_tf32 switches convolutions and GEMMs to TF32 tensor-core math (operands rounded to
+ * a 10-bit mantissa, fp32 accumulation; still deterministic algorithms); the ArcFace loss then
+ * stays in true fp32 (cuda/backend.cu).
  *
  * Convolution with TF "same" padding (ops.h): cuDNN takes only symmetric padding. Where the TF
  * padding is asymmetric (an odd total: the extra row/column goes after, e.g. a 3×3 stride-2 conv

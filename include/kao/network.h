@@ -34,6 +34,8 @@ typedef struct {
     float *out;                         /* (B, out_h, out_w, out) */
     float *mean1, *rstd1, *mean2, *rstd2, *mean3, *rstd3; /* (C) batch statistics of each BN */
     float *drop_mask;                   /* (B) 0 or 1/keep per sample; NULL = identity */
+    float *drop_mask_host;              /* (B) the mask as drawn, in the backend's host memory (page-locked
+                                           for a GPU: its copy then never waits for queued kernels) */
 } kao_block_acts;
 
 typedef struct {
@@ -50,6 +52,7 @@ typedef struct {
     float *embedding;                   /* (B, E) */
     kao_backend *backend;               /* whose memory all of the above is */
     float *memory;                      /* the one block everything above is carved from */
+    float *host_masks;                  /* the drop_mask_host blocks (backend host memory) */
     size_t memory_floats;
     kao_profile *profile;               /* optional: time every op into it (NULL: off) */
 } kao_acts;
