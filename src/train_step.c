@@ -84,6 +84,7 @@ int kao_trainer_create(kao_trainer *t, kao_model *m, kao_backend *be, int num_cl
     t->max_batch = batch;
     plan_batch(t, batch);
     t->labels = be->alloc(be, (size_t)batch * sizeof(int), "labels");
+    t->labels_host = be->host_alloc(be, (size_t)batch * sizeof(int), "labels");
     t->arcface_acts = be->arcface_create(be, batch, E, num_classes);
     kao_trainer_to_backend(t);
     return KAO_OK;
@@ -95,6 +96,7 @@ void kao_trainer_free(kao_trainer *t) {
     release_batch(t);
     be->arcface_free(be, t->arcface_acts);
     be->release(be, t->labels);
+    be->host_release(be, t->labels_host);
     kao_grad_scratch_free(&t->scratch);
     be->optim_state_free(be, t->optim_state);
     be->optim_state_free(be, t->arcface_optim_state);
@@ -146,7 +148,8 @@ float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, 
         be->to_backend(be, t->input, input, (size_t)B * t->height * t->width * 3 * sizeof(float));
         x = t->input;
     }
-    be->to_backend(be, t->labels, labels, (size_t)B * sizeof(int));
+    memcpy(t->labels_host, labels, (size_t)B * sizeof(int));
+    be->to_backend(be, t->labels, t->labels_host, (size_t)B * sizeof(int));
     float *dx = NULL;
     if (d_input) dx = be->host_memory ? d_input : be->alloc(be, (size_t)B * t->height * t->width * 3 * sizeof(float), "d_input");
 

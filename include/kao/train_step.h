@@ -71,6 +71,7 @@ typedef struct {
     float *d_embedding;          /* (B, E) */
     float *input;                /* (B, H, W, 3) the batch's copy; NULL where the backend is the host */
     int *labels;                 /* (B) */
+    int *labels_host;            /* (B) their copy's source, in the backend's host memory (page-locked) */
     kao_span *spans;             /* (optim.num_tensors) host list of gradient ranges for clipping */
 } kao_trainer;
 
