@@ -1,5 +1,7 @@
 /* arcface.cu — the ArcFace loss (arcface.h: definition, edge rules), forward and backward, on the
- * GPU. Accumulation is fp32 (norms, dot products, log-sum-exp) in a fixed order; the per-row
+ * GPU. Norms are summed in double, as the CPU op does (a float sum of squares overflows from
+ * |x| ~ 1e19 on, and a normalised row would become 0); dot products and log-sum-exp are fp32, all in
+ * a fixed order; the per-row
  * target logit and its derivative are computed in double with exactly the CPU's expressions and
  * branch test, so the edge rules are the same:
  *  - θ = acos(clamp(cos_y, −1, 1)); t = cos·cos m − sinθ·sin m and dt/dcos = cos m + sin m·cos/sinθ
@@ -17,18 +19,18 @@
 #include "cuda_internal.cuh"
 
 #define SHAPE_FMT "B %d, E %d, C %d"
-#define NORM_EPS 1e-12f
+#define NORM_EPS 1e-12 /* F.normalize's eps, as the CPU op */
 enum { ROW_THREADS = 256 };
 
-/* Block-wide sum of one float per thread, in a fixed tree order; every thread gets the result. */
-static __device__ float block_sum(float v, float *sh) {
+/* Block-wide sum of one value per thread, in a fixed tree order; every thread gets the result. */
+template <class T> static __device__ T block_sum(T v, T *sh) {
     sh[threadIdx.x] = v;
     __syncthreads();
     for (int stride = ROW_THREADS / 2; stride > 0; stride /= 2) {
         if (threadIdx.x < stride) sh[threadIdx.x] += sh[threadIdx.x + stride];
         __syncthreads();
     }
-    float r = sh[0];
+    T r = sh[0];
     __syncthreads();
     return r;
 }
@@ -49,27 +51,27 @@ static __device__ float block_max(float v, float *sh) {
 
 /* out (B, E) = x / norm per row; norm (B) = max(‖x‖, eps). One block per row. */
 static __global__ void normalize_rows_kernel(float *out, float *norm, const float *x, int E) {
-    __shared__ float sh[ROW_THREADS];
+    __shared__ double sh[ROW_THREADS];
     const float *xb = x + (size_t)blockIdx.x * E;
-    float ss = 0.0f;
-    for (int e = threadIdx.x; e < E; e += ROW_THREADS) ss += xb[e] * xb[e];
-    float n = fmaxf(sqrtf(block_sum(ss, sh)), NORM_EPS);
-    if (threadIdx.x == 0) norm[blockIdx.x] = n;
+    double ss = 0.0;
+    for (int e = threadIdx.x; e < E; e += ROW_THREADS) ss += (double)xb[e] * xb[e];
+    double n = fmax(sqrt(block_sum(ss, sh)), NORM_EPS);
+    if (threadIdx.x == 0) norm[blockIdx.x] = (float)n;
     float *ob = out + (size_t)blockIdx.x * E;
-    for (int e = threadIdx.x; e < E; e += ROW_THREADS) ob[e] = xb[e] / n;
+    for (int e = threadIdx.x; e < E; e += ROW_THREADS) ob[e] = (float)(xb[e] / n);
 }
 
 /* out (E, C) = W / norm per column; norm (C). One thread per column, E in order. */
 static __global__ void normalize_cols_kernel(float *out, float *norm, const float *W, int E, int C) {
     KAO_GRID_STRIDE(c, (size_t)C) {
-        float ss = 0.0f;
+        double ss = 0.0;
         for (int e = 0; e < E; e++) {
-            float w = W[(size_t)e * C + c];
+            double w = W[(size_t)e * C + c];
             ss += w * w;
         }
-        float n = fmaxf(sqrtf(ss), NORM_EPS);
-        norm[c] = n;
-        for (int e = 0; e < E; e++) out[(size_t)e * C + c] = W[(size_t)e * C + c] / n;
+        double n = fmax(sqrt(ss), NORM_EPS);
+        norm[c] = (float)n;
+        for (int e = 0; e < E; e++) out[(size_t)e * C + c] = (float)(W[(size_t)e * C + c] / n);
     }
 }
 
@@ -151,7 +153,7 @@ static __global__ void row_norm_backward_kernel(float *d_emb, const float *emb_h
     float n = emb_norm[blockIdx.x], dot = 0.0f;
     for (int e = threadIdx.x; e < E; e += ROW_THREADS) dot += eh[e] * dh[e];
     dot = block_sum(dot, sh);
-    if (n <= NORM_EPS) dot = 0.0f;
+    if (n <= (float)NORM_EPS) dot = 0.0f;
     for (int e = threadIdx.x; e < E; e += ROW_THREADS) d_emb[off + e] = (dh[e] - eh[e] * dot) / n;
 }
 
@@ -162,7 +164,7 @@ static __global__ void col_norm_backward_kernel(float *dW, const float *w_hat, c
         float dot = 0.0f;
         for (int e = 0; e < E; e++) dot += w_hat[(size_t)e * C + c] * dw_hat[(size_t)e * C + c];
         float n = w_norm[c];
-        if (n <= NORM_EPS) dot = 0.0f;
+        if (n <= (float)NORM_EPS) dot = 0.0f;
         for (int e = 0; e < E; e++) {
             size_t i = (size_t)e * C + c;
             dW[i] += (dw_hat[i] - w_hat[i] * dot) / n;
