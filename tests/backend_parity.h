@@ -289,7 +289,9 @@ static void test_training(const model_spec *spec, const char *variant, kao_train
     float loss_g = kao_trainer_gradients(&g1.t, dx_g, x, labels, B, &sg);
     CHECK(fabsf(loss_g - loss_c) <= (expect_exact ? 0 : 1e-4f * fabsf(loss_c) + 1e-5f), "%s: loss %.7g vs CPU %.7g",
           what, loss_g, loss_c);
-    CHECK(sg.correct == sc.correct, "%s: %d rows correct vs CPU %d", what, sg.correct, sc.correct);
+    /* A row whose two best cosines are within rounding of each other may pick the other class. */
+    CHECK(abs(sg.correct - sc.correct) <= (expect_exact ? 0 : 1), "%s: %d rows correct vs CPU %d", what, sg.correct,
+          sc.correct);
     char name[512];
     for (int i = 0; i < c.m.num_tensors; i++) {
         const kao_tensor *t = &c.m.tensors[i];
