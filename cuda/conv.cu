@@ -15,6 +15,10 @@
  *  - asymmetric TF padding (cuda.h explains): the input is copied into (B, H + eh, W + ew, Ci)
  *    with a zero extra row (eh = 1) and/or column (ew = 1) after the image, and cuDNN pads it
  *    symmetrically by (pad_top, pad_left); backward data is computed in that shape and cropped.
+ *  - the fallback: where cuDNN offers no deterministic algorithm in NHWC for a direction
+ *    (forward, backward filter, backward data) that direction runs in NCHW instead, with the OIHW
+ *    weight as it is and the activations transposed in and out (KAO_CUDA_CONV_NCHW=1 forces it
+ *    everywhere, to test it).
  * The bias gradient (when asked) is a deterministic column sum of dout (reduce.cuh). */
 #include "cuda_internal.cuh"
 #include "reduce.cuh"
@@ -58,25 +62,46 @@ static __global__ void add_ohwi_to_oihw_kernel(float *dweight, const float *dw_o
     }
 }
 
-/* padded (B, H + eh, W + ew, C) = inp (B, H, W, C) with zeros in the extra row/column */
-static __global__ void pad_after_kernel(float *padded, const float *inp, int B, int H, int W, int C, int eh, int ew) {
-    int Hp = H + eh, Wp = W + ew;
-    KAO_GRID_STRIDE(i, (size_t)B * Hp * Wp * C) {
-        size_t c = i % (size_t)C, p = i / (size_t)C;
-        int x = (int)(p % (size_t)Wp), y = (int)((p / (size_t)Wp) % (size_t)Hp);
-        size_t b = p / ((size_t)Wp * Hp);
-        padded[i] = (y < H && x < W) ? inp[((b * H + y) * W + x) * C + c] : 0.0f;
+/* dst = src (B, H, W, C) NHWC padded with zeros to (H + eh, W + ew) after the image, laid out NHWC
+ * or (nchw) NCHW: cuDNN's input in either layout. */
+static __global__ void to_conv_layout_kernel(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew,
+                                             bool nchw) {
+    size_t Hp = (size_t)H + eh, Wp = (size_t)W + ew, Cs = (size_t)C;
+    KAO_GRID_STRIDE(i, (size_t)B * Hp * Wp * Cs) {
+        size_t c, x, y, b;
+        if (nchw) {
+            x = i % Wp, y = (i / Wp) % Hp, c = (i / (Wp * Hp)) % Cs, b = i / (Wp * Hp * Cs);
+        } else {
+            c = i % Cs, x = (i / Cs) % Wp, y = (i / (Cs * Wp)) % Hp, b = i / (Cs * Wp * Hp);
+        }
+        dst[i] = (y < (size_t)H && x < (size_t)W) ? src[((b * H + y) * W + x) * Cs + c] : 0.0f;
     }
 }
 
-/* out (B, H, W, C) = the top-left (H, W) of padded (B, H + eh, W + ew, C) */
-static __global__ void crop_kernel(float *out, const float *padded, int B, int H, int W, int C, int eh, int ew) {
-    int Hp = H + eh, Wp = W + ew;
-    KAO_GRID_STRIDE(i, (size_t)B * H * W * C) {
-        size_t c = i % (size_t)C, p = i / (size_t)C;
+/* dst (B, H, W, C) NHWC = the top-left (H, W) of src (B, H + eh, W + ew, C), laid out NHWC or
+ * (nchw) NCHW. */
+static __global__ void from_conv_layout_kernel(float *dst, const float *src, int B, int H, int W, int C, int eh,
+                                               int ew, bool nchw) {
+    size_t Hp = (size_t)H + eh, Wp = (size_t)W + ew, Cs = (size_t)C;
+    KAO_GRID_STRIDE(i, (size_t)B * H * W * Cs) {
+        size_t c = i % Cs, p = i / Cs;
         size_t x = p % (size_t)W, y = (p / (size_t)W) % (size_t)H, b = p / ((size_t)W * H);
-        out[i] = padded[((b * Hp + y) * Wp + x) * C + c];
+        dst[i] = nchw ? src[((b * Cs + c) * Hp + y) * Wp + x] : src[((b * Hp + y) * Wp + x) * Cs + c];
     }
+}
+
+static void to_conv_layout(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
+                           kao_cuda_ctx *ctx, const char *op, const kao_conv_shape *s) {
+    size_t n = (size_t)B * (H + eh) * (W + ew) * C;
+    to_conv_layout_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dst, src, B, H, W, C, eh, ew, nchw);
+    KAO_LAUNCH_CHECK(ctx, op, "to %s, pad %d %d; " SHAPE_FMT, nchw ? "NCHW" : "NHWC", eh, ew, SHAPE_ARGS(s));
+}
+
+static void from_conv_layout(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
+                             kao_cuda_ctx *ctx, const char *op, const kao_conv_shape *s) {
+    size_t n = (size_t)B * H * W * C;
+    from_conv_layout_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dst, src, B, H, W, C, eh, ew, nchw);
+    KAO_LAUNCH_CHECK(ctx, op, "from %s, crop %d %d; " SHAPE_FMT, nchw ? "NCHW" : "NHWC", eh, ew, SHAPE_ARGS(s));
 }
 
 /* ---- cuDNN descriptors and algorithm choice ---------------------------------------------- */
@@ -86,24 +111,26 @@ typedef struct {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     int eh, ew; /* the extra row/column of asymmetric padding */
+    bool nchw;  /* NCHW activations and the OIHW weight (the fallback); else NHWC and OHWI */
 } conv_descs;
 
-static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, const char *op) {
+static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, bool nchw, const char *op) {
     d->eh = extra_after(s->in_h, s->out_h, s->kernel, s->stride, s->pad_top);
     d->ew = extra_after(s->in_w, s->out_w, s->kernel, s->stride, s->pad_left);
+    d->nchw = nchw;
     KAO_CUDA_ASSERT(d->eh >= 0 && d->eh <= 1 && d->ew >= 0 && d->ew <= 1, op, SHAPE_FMT, SHAPE_ARGS(s));
+    cudnnTensorFormat_t format = nchw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC;
     KAO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->x), op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y), op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w), op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->conv), op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->batch, s->in_c,
-                                               s->in_h + d->eh, s->in_w + d->ew),
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, format, CUDNN_DATA_FLOAT, s->batch, s->in_c, s->in_h + d->eh,
+                                               s->in_w + d->ew),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->batch, s->out_c,
-                                               s->out_h, s->out_w),
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, format, CUDNN_DATA_FLOAT, s->batch, s->out_c, s->out_h, s->out_w),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s->out_c, s->in_c,
-                                               s->kernel, s->kernel),
+    KAO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, format, s->out_c, s->in_c, s->kernel,
+                                               s->kernel),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, s->pad_top, s->pad_left, s->stride, s->stride, 1, 1,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
@@ -129,9 +156,10 @@ static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op
 }
 
 /* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
- * reports for this configuration (a query that fails means unsupported) within the limit. */
-static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                              cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
+ * reports for this configuration (a query that fails means unsupported) within the limit. Each
+ * returns whether it found one. */
+static bool pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgo_t *algo, size_t *bytes,
+                         cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y,
@@ -144,17 +172,14 @@ static cudnnConvolutionFwdAlgo_t pick_forward(kao_cuda_ctx *ctx, const conv_desc
                 CUDNN_STATUS_SUCCESS ||
             size > MAX_CUDNN_WORKSPACE)
             continue;
-        *bytes = size;
-        *math = perf[i].mathType;
-        return perf[i].algo;
+        *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
+        return true;
     }
-    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionForwardAlgorithm_v7",
-                  "no deterministic forward algorithm in this math mode", "%d candidates; " SHAPE_FMT, n, SHAPE_ARGS(s));
+    return false;
 }
 
-static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                                        cudnnMathType_t *math, const kao_conv_shape *s,
-                                                        const char *op) {
+static bool pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgo_t *algo,
+                               size_t *bytes, cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x,
@@ -167,18 +192,14 @@ static cudnnConvolutionBwdDataAlgo_t pick_backward_data(kao_cuda_ctx *ctx, const
                                                          &size) != CUDNN_STATUS_SUCCESS ||
             size > MAX_CUDNN_WORKSPACE)
             continue;
-        *bytes = size;
-        *math = perf[i].mathType;
-        return perf[i].algo;
+        *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
+        return true;
     }
-    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardDataAlgorithm_v7",
-                  "no deterministic backward-data algorithm in this math mode", "%d candidates; " SHAPE_FMT, n,
-                  SHAPE_ARGS(s));
+    return false;
 }
 
-static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, size_t *bytes,
-                                                            cudnnMathType_t *math, const kao_conv_shape *s,
-                                                            const char *op) {
+static bool pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgo_t *algo,
+                                 size_t *bytes, cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w,
@@ -191,36 +212,33 @@ static cudnnConvolutionBwdFilterAlgo_t pick_backward_filter(kao_cuda_ctx *ctx, c
                                                            &size) != CUDNN_STATUS_SUCCESS ||
             size > MAX_CUDNN_WORKSPACE)
             continue;
-        *bytes = size;
-        *math = perf[i].mathType;
-        return perf[i].algo;
+        *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
+        return true;
     }
-    kao_cuda_fail(__FILE__, __LINE__, op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7",
-                  "no deterministic backward-filter algorithm in this math mode", "%d candidates; " SHAPE_FMT, n,
-                  SHAPE_ARGS(s));
+    return false;
 }
 
 /* ---- plans: descriptors and algorithms, made once per shape and math mode ------------------ */
 
+enum { NHWC = 0, NCHW = 1 };
+
+/* One direction's choice: the layout (-1 until chosen), the algorithm's workspace and math type. */
+typedef struct {
+    int layout;
+    size_t bytes;
+    cudnnMathType_t math;
+} conv_choice;
+
 struct kao_conv_plan {
     kao_conv_shape shape;
     bool tf32;
-    conv_descs d;
-    bool have_fwd, have_filter, have_data;
-    cudnnConvolutionFwdAlgo_t fwd;
-    cudnnConvolutionBwdFilterAlgo_t filter;
-    cudnnConvolutionBwdDataAlgo_t data;
-    size_t fwd_bytes, filter_bytes, data_bytes;
-    cudnnMathType_t fwd_math, filter_math, data_math; /* what the heuristics chose each algorithm with */
+    conv_descs layouts[2]; /* NHWC and NCHW, each made on first use */
+    bool made[2];
+    conv_choice fwd, filter, data;
+    cudnnConvolutionFwdAlgo_t fwd_algo;
+    cudnnConvolutionBwdFilterAlgo_t filter_algo;
+    cudnnConvolutionBwdDataAlgo_t data_algo;
 };
-
-/* TF32 mode: the descriptor takes the math type of the algorithm about to run (the three share one
- * descriptor), and the default math again for a heuristics query. FMA mode keeps FMA: true fp32
- * whatever the heuristics said. */
-static void use_math(const kao_conv_plan *p, cudnnMathType_t math, const kao_conv_shape *s, const char *op) {
-    if (p->tf32) KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(p->d.conv, math), op, "math %d; " SHAPE_FMT, (int)math,
-                                 SHAPE_ARGS(s));
-}
 
 /* Field by field: the struct's padding bytes are not part of the shape. */
 static bool same_shape(const kao_conv_shape *a, const kao_conv_shape *b) {
@@ -230,8 +248,8 @@ static bool same_shape(const kao_conv_shape *a, const kao_conv_shape *b) {
            a->depthwise == b->depthwise;
 }
 
-/* The plan for s in the context's math mode, its descriptors made on first use. The pointer is
- * valid until the next call (the list may grow). */
+/* The plan for s in the context's math mode. The pointer is valid until the next call (the list
+ * may grow). */
 static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, const char *op) {
     for (int i = 0; i < ctx->num_conv_plans; i++)
         if (ctx->conv_plans[i].tf32 == ctx->tf32 && same_shape(&ctx->conv_plans[i].shape, s))
@@ -247,16 +265,81 @@ static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, const
     memset(p, 0, sizeof *p);
     p->shape = *s;
     p->tf32 = ctx->tf32;
-    descs_create(&p->d, s, ctx->tf32, op);
+    p->fwd.layout = p->filter.layout = p->data.layout = -1;
     return p;
+}
+
+static const conv_descs *plan_layout(kao_conv_plan *p, int layout, const char *op) {
+    if (!p->made[layout]) {
+        descs_create(&p->layouts[layout], &p->shape, p->tf32, layout == NCHW, op);
+        p->made[layout] = true;
+    }
+    return &p->layouts[layout];
 }
 
 void kao_conv_plans_free(kao_cuda_ctx *ctx) {
     for (int i = 0; i < ctx->num_conv_plans; i++)
-        descs_destroy(&ctx->conv_plans[i].d, &ctx->conv_plans[i].shape, "kao_conv_plans_free");
+        for (int l = 0; l < 2; l++)
+            if (ctx->conv_plans[i].made[l])
+                descs_destroy(&ctx->conv_plans[i].layouts[l], &ctx->conv_plans[i].shape, "kao_conv_plans_free");
     free(ctx->conv_plans);
     ctx->conv_plans = NULL;
     ctx->num_conv_plans = ctx->conv_plans_capacity = 0;
+}
+
+/* TF32 mode: the descriptor takes the math type of the algorithm about to run (the directions
+ * share one descriptor), and the default math again for a heuristics query. FMA mode keeps FMA:
+ * true fp32 whatever the heuristics said. */
+static void use_math(const kao_conv_plan *p, const conv_descs *d, cudnnMathType_t math, const char *op) {
+    if (p->tf32)
+        KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, math), op, "math %d; " SHAPE_FMT, (int)math,
+                        SHAPE_ARGS(&p->shape));
+}
+
+/* NHWC first, NCHW where NHWC has no deterministic algorithm (or KAO_CUDA_CONV_NCHW=1). */
+static int first_layout(void) {
+    const char *force = getenv("KAO_CUDA_CONV_NCHW");
+    return force && !strcmp(force, "1") ? NCHW : NHWC;
+}
+
+static void no_algorithm(const char *direction, const kao_conv_shape *s, const char *op) {
+    kao_cuda_fail(__FILE__, __LINE__, op, "cuDNN heuristics", "no deterministic algorithm in NHWC or NCHW",
+                  "%s; " SHAPE_FMT, direction, SHAPE_ARGS(s));
+}
+
+static const conv_descs *choose_forward(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
+    for (int l = first_layout(); l < 2 && p->fwd.layout < 0; l++) {
+        const conv_descs *d = plan_layout(p, l, op);
+        use_math(p, d, CUDNN_DEFAULT_MATH, op); /* the heuristics see TF32 allowed */
+        if (pick_forward(ctx, d, &p->fwd_algo, &p->fwd.bytes, &p->fwd.math, &p->shape, op)) p->fwd.layout = l;
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
+    }
+    if (p->fwd.layout < 0) no_algorithm("forward", &p->shape, op);
+    return &p->layouts[p->fwd.layout];
+}
+
+static const conv_descs *choose_filter(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
+    for (int l = first_layout(); l < 2 && p->filter.layout < 0; l++) {
+        const conv_descs *d = plan_layout(p, l, op);
+        use_math(p, d, CUDNN_DEFAULT_MATH, op);
+        if (pick_backward_filter(ctx, d, &p->filter_algo, &p->filter.bytes, &p->filter.math, &p->shape, op))
+            p->filter.layout = l;
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
+    }
+    if (p->filter.layout < 0) no_algorithm("backward filter", &p->shape, op);
+    return &p->layouts[p->filter.layout];
+}
+
+static const conv_descs *choose_data(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
+    for (int l = first_layout(); l < 2 && p->data.layout < 0; l++) {
+        const conv_descs *d = plan_layout(p, l, op);
+        use_math(p, d, CUDNN_DEFAULT_MATH, op);
+        if (pick_backward_data(ctx, d, &p->data_algo, &p->data.bytes, &p->data.math, &p->shape, op))
+            p->data.layout = l;
+        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
+    }
+    if (p->data.layout < 0) no_algorithm("backward data", &p->shape, op);
+    return &p->layouts[p->data.layout];
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -269,16 +352,9 @@ static void repack_weight(float *w_ohwi, const float *weight, const kao_conv_sha
     KAO_LAUNCH_CHECK(ctx, op, "weight OIHW→OHWI; " SHAPE_FMT, SHAPE_ARGS(s));
 }
 
-static void pad_input(float *padded, const float *inp, const conv_descs *d, const kao_conv_shape *s,
-                      kao_cuda_ctx *ctx, const char *op) {
-    size_t n = (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c;
-    pad_after_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(padded, inp, s->batch, s->in_h, s->in_w,
-                                                                     s->in_c, d->eh, d->ew);
-    KAO_LAUNCH_CHECK(ctx, op, "pad input; " SHAPE_FMT, SHAPE_ARGS(s));
-}
-
-static size_t padded_floats(const conv_descs *d, const kao_conv_shape *s) {
-    return (d->eh || d->ew) ? (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c : 0;
+/* Floats of cuDNN's copy of the input in d's layout: needed for NCHW or an extra row/column. */
+static size_t input_copy_floats(const conv_descs *d, const kao_conv_shape *s) {
+    return (d->nchw || d->eh || d->ew) ? (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c : 0;
 }
 
 void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, const float *bias,
@@ -292,32 +368,31 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
                     out, s->out_c);
     } else {
         kao_conv_plan *plan = get_plan(ctx, s, op);
-        if (!plan->have_fwd) {
-            use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
-            plan->fwd = pick_forward(ctx, &plan->d, &plan->fwd_bytes, &plan->fwd_math, s, op);
-            plan->have_fwd = true;
-            KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-        }
-        const conv_descs &d = plan->d;
-        cudnnConvolutionFwdAlgo_t algo = plan->fwd;
-        size_t algo_bytes = plan->fwd_bytes;
-        size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
+        const conv_descs *d = choose_forward(ctx, plan, op);
+        size_t w_floats = d->nchw ? 0 : (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
+        size_t x_floats = input_copy_floats(d, s), y_floats = d->nchw ? M * s->out_c : 0;
         kao_carver c = {NULL, 0};
         kao_carve<float>(&c, w_floats);
-        kao_carve<float>(&c, pad_floats);
-        kao_carve<char>(&c, algo_bytes);
+        kao_carve<float>(&c, x_floats);
+        kao_carve<float>(&c, y_floats);
+        kao_carve<char>(&c, plan->fwd.bytes);
         c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-        float *w_ohwi = kao_carve<float>(&c, w_floats), *padded = kao_carve<float>(&c, pad_floats);
-        void *algo_ws = kao_carve<char>(&c, algo_bytes);
-        repack_weight(w_ohwi, weight, s, ctx, op);
-        const float *x = inp;
-        if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
+        float *w_ohwi = kao_carve<float>(&c, w_floats), *x_copy = kao_carve<float>(&c, x_floats);
+        float *y_nchw = kao_carve<float>(&c, y_floats);
+        void *algo_ws = kao_carve<char>(&c, plan->fwd.bytes);
+        const float *w = weight, *x = inp;
+        if (!d->nchw) repack_weight(w_ohwi, weight, s, ctx, op), w = w_ohwi;
+        if (x_floats) {
+            to_conv_layout(x_copy, inp, s->batch, s->in_h, s->in_w, s->in_c, d->eh, d->ew, d->nchw, ctx, op, s);
+            x = x_copy;
+        }
         const float one = 1.0f, zero = 0.0f;
-        use_math(plan, plan->fwd_math, s, op);
-        KAO_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, d.x, x, d.w, w_ohwi, d.conv, algo, algo_ws,
-                                                algo_bytes, &zero, d.y, out),
-                        op, "algo %d; " SHAPE_FMT, (int)algo, SHAPE_ARGS(s));
+        use_math(plan, d, plan->fwd.math, op);
+        KAO_CUDNN_CHECK(cudnnConvolutionForward(ctx->cudnn, &one, d->x, x, d->w, w, d->conv, plan->fwd_algo, algo_ws,
+                                                plan->fwd.bytes, &zero, d->y, d->nchw ? y_nchw : out),
+                        op, "algo %d, %s; " SHAPE_FMT, (int)plan->fwd_algo, d->nchw ? "NCHW" : "NHWC", SHAPE_ARGS(s));
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
+        if (d->nchw) from_conv_layout(out, y_nchw, s->batch, s->out_h, s->out_w, s->out_c, 0, 0, true, ctx, op, s);
     }
     if (bias) {
         add_bias_kernel<<<kao_blocks(M * s->out_c), KAO_THREADS, 0, ctx->stream>>>(out, bias, M, s->out_c);
@@ -365,60 +440,59 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         return;
     }
     kao_conv_plan *plan = get_plan(ctx, s, op);
-    if (!plan->have_filter) {
-        use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
-        plan->filter = pick_backward_filter(ctx, &plan->d, &plan->filter_bytes, &plan->filter_math, s, op);
-        plan->have_filter = true;
-    }
-    if (dinp && !plan->have_data) {
-        use_math(plan, CUDNN_DEFAULT_MATH, s, op); /* the heuristics see TF32 allowed */
-        plan->data = pick_backward_data(ctx, &plan->d, &plan->data_bytes, &plan->data_math, s, op);
-        plan->have_data = true;
-    }
-    KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-    const conv_descs &d = plan->d;
-    cudnnConvolutionBwdFilterAlgo_t filter_algo = plan->filter;
-    cudnnConvolutionBwdDataAlgo_t data_algo = plan->data;
-    size_t filter_bytes = plan->filter_bytes, data_bytes = dinp ? plan->data_bytes : 0;
+    const conv_descs *df = choose_filter(ctx, plan, op), *dd = dinp ? choose_data(ctx, plan, op) : NULL;
+    size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel;
+    size_t filter_bytes = plan->filter.bytes, data_bytes = dd ? plan->data.bytes : 0;
     size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
-    size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel, pad_floats = padded_floats(&d, s);
-    /* w_ohwi, dw_ohwi, the padded input and (with dinp) its padded gradient, cuDNN's workspace */
+    /* In NHWC the filter gradient is made in OHWI and added into the OIHW one, and the data
+     * gradient needs the weight in OHWI; in NCHW both use OIHW as it is, and dout is transposed. */
+    size_t x_floats = input_copy_floats(df, s), dx_floats = dd ? input_copy_floats(dd, s) : 0;
+    size_t dw_floats = df->nchw ? 0 : w_floats, w_ohwi_floats = dd && !dd->nchw ? w_floats : 0;
+    size_t dy_floats = df->nchw || (dd && dd->nchw) ? M * Co : 0;
     kao_carver c = {NULL, 0};
-    kao_carve<float>(&c, w_floats);
-    kao_carve<float>(&c, w_floats);
-    kao_carve<float>(&c, pad_floats);
-    kao_carve<float>(&c, dinp ? pad_floats : 0);
+    kao_carve<float>(&c, w_ohwi_floats);
+    kao_carve<float>(&c, dw_floats);
+    kao_carve<float>(&c, x_floats);
+    kao_carve<float>(&c, dx_floats);
+    kao_carve<float>(&c, dy_floats);
     kao_carve<char>(&c, algo_bytes);
     c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-    float *w_ohwi = kao_carve<float>(&c, w_floats), *dw_ohwi = kao_carve<float>(&c, w_floats);
-    float *padded = kao_carve<float>(&c, pad_floats), *dpadded = kao_carve<float>(&c, dinp ? pad_floats : 0);
+    float *w_ohwi = kao_carve<float>(&c, w_ohwi_floats), *dw_ohwi = kao_carve<float>(&c, dw_floats);
+    float *x_copy = kao_carve<float>(&c, x_floats), *dx_copy = kao_carve<float>(&c, dx_floats);
+    float *dy_nchw = kao_carve<float>(&c, dy_floats);
     void *algo_ws = kao_carve<char>(&c, algo_bytes);
     const float one = 1.0f, zero = 0.0f;
+    if (dy_floats) to_conv_layout(dy_nchw, dout, s->batch, s->out_h, s->out_w, Co, 0, 0, true, ctx, op, s);
 
     const float *x = inp;
-    if (pad_floats) pad_input(padded, inp, &d, s, ctx, op), x = padded;
-    use_math(plan, plan->filter_math, s, op);
-    KAO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, d.x, x, d.y, dout, d.conv, filter_algo, algo_ws,
-                                                   algo_bytes, &zero, d.w, dw_ohwi),
-                    op, "filter algo %d; " SHAPE_FMT, (int)filter_algo, SHAPE_ARGS(s));
+    if (x_floats) {
+        to_conv_layout(x_copy, inp, s->batch, s->in_h, s->in_w, Ci, df->eh, df->ew, df->nchw, ctx, op, s);
+        x = x_copy;
+    }
+    use_math(plan, df, plan->filter.math, op);
+    /* NCHW: cuDNN accumulates into the OIHW gradient itself (beta = 1). */
+    KAO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, df->x, x, df->y, df->nchw ? dy_nchw : dout,
+                                                   df->conv, plan->filter_algo, algo_ws, algo_bytes,
+                                                   df->nchw ? &one : &zero, df->w, df->nchw ? dweight : dw_ohwi),
+                    op, "filter algo %d, %s; " SHAPE_FMT, (int)plan->filter_algo, df->nchw ? "NCHW" : "NHWC",
+                    SHAPE_ARGS(s));
     KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-    int kk = s->kernel * s->kernel;
-    add_ohwi_to_oihw_kernel<<<kao_blocks(w_floats), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_ohwi, Co, Ci, kk);
-    KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
+    if (!df->nchw) {
+        int kk = s->kernel * s->kernel;
+        add_ohwi_to_oihw_kernel<<<kao_blocks(w_floats), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_ohwi, Co, Ci, kk);
+        KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
+    }
 
-    if (dinp) {
-        repack_weight(w_ohwi, weight, s, ctx, op);
-        float *dx = pad_floats ? dpadded : dinp;
-        use_math(plan, plan->data_math, s, op);
-        KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, d.w, w_ohwi, d.y, dout, d.conv, data_algo,
-                                                     algo_ws, algo_bytes, &zero, d.x, dx),
-                        op, "data algo %d; " SHAPE_FMT, (int)data_algo, SHAPE_ARGS(s));
+    if (dd) {
+        const float *w = weight;
+        if (!dd->nchw) repack_weight(w_ohwi, weight, s, ctx, op), w = w_ohwi;
+        use_math(plan, dd, plan->data.math, op);
+        KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, dd->w, w, dd->y, dd->nchw ? dy_nchw : dout,
+                                                     dd->conv, plan->data_algo, algo_ws, algo_bytes, &zero, dd->x,
+                                                     dx_floats ? dx_copy : dinp),
+                        op, "data algo %d, %s; " SHAPE_FMT, (int)plan->data_algo, dd->nchw ? "NCHW" : "NHWC",
+                        SHAPE_ARGS(s));
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-        if (pad_floats) {
-            size_t n = (size_t)s->batch * s->in_h * s->in_w * Ci;
-            crop_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dpadded, s->batch, s->in_h, s->in_w,
-                                                                        Ci, d.eh, d.ew);
-            KAO_LAUNCH_CHECK(ctx, op, "crop dinp; " SHAPE_FMT, SHAPE_ARGS(s));
-        }
+        if (dx_floats) from_conv_layout(dinp, dx_copy, s->batch, s->in_h, s->in_w, Ci, dd->eh, dd->ew, dd->nchw, ctx, op, s);
     }
 }

@@ -11,7 +11,8 @@
 #          newer compiler must not cost the GPU session);
 #       2. runs test_cuda_ops with KAO_CUDA_SYNC=1 (every op waits for its kernels, so a fault is
 #          reported by the op that caused it), test_cuda_network (the network, training steps,
-#          checkpoints and embeddings against the CPU), test_cuda_ops asynchronously, and the
+#          checkpoints and embeddings against the CPU), test_cuda_ops asynchronously and with the
+#          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1), and the
 #          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
 #          224×224 batch 128 and 256, inference at batch 256; fp32 and tf32), a per-op profile of a
@@ -252,6 +253,9 @@ if [ -n "$bin" ]; then
     run_test "test_cuda_network" "$logs/test_network.log" test_cuda_network env KAO_SOURCE_DIR="$here" \
         "$bin/tests/test_cuda_network"
     run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
+    # cuDNN's NCHW fallback (conv.cu), which runs only where NHWC has no deterministic algorithm
+    run_test "test_cuda_ops, NCHW fallback forced" "$logs/test_ops_nchw.log" test_cuda_ops \
+        env KAO_CUDA_CONV_NCHW=1 "$ops"
     grep -m1 '^test_cuda_ops: [^0-9]' "$logs/test_ops_async.log" || true # the device it ran on
 
     # ---- kao train end to end: the demo's run (configs/demo.ini: tiny b0, 64×64, ORL s1–s30) for 8

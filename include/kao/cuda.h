@@ -35,7 +35,9 @@
  * which a stride of 2 cannot absorb). The backward-data result is computed into the same larger
  * shape and cropped. Symmetric cases use the input directly. 1×1 stride-1 convolutions are one
  * cuBLAS GEMM over the B·H·W pixel rows (NHWC needs no copy); other shapes go to cuDNN with the
- * weight repacked to OHWI (cuDNN's NHWC filter layout, matching the NHWC activations).
+ * weight repacked to OHWI (cuDNN's NHWC filter layout, matching the NHWC activations). Where cuDNN
+ * has no deterministic NHWC algorithm for a direction, that direction runs in NCHW (activations
+ * transposed in and out, the OIHW weight as it is); KAO_CUDA_CONV_NCHW=1 forces it, to test it.
  *
  * ---- Design note: bf16 mixed precision (not implemented yet; everything here is fp32) --------
  * The plan for a later step, in the form PyTorch's autocast + fp32 master weights takes:
