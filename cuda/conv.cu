@@ -157,7 +157,9 @@ static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op
 
 /* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
  * reports for this configuration (a query that fails means unsupported) within the limit. Each
- * returns whether it found one. */
+ * returns whether it found one. The workspace is the larger of the query's and the heuristics'
+ * own figure: with TF32 the query sees the default math, but the call runs in the algorithm's
+ * math type (use_math), which may need more. */
 static bool pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgo_t *algo, size_t *bytes,
                          cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -169,9 +171,10 @@ static bool pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutio
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
         size_t size = 0;
         if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, d->x, d->w, d->conv, d->y, perf[i].algo, &size) !=
-                CUDNN_STATUS_SUCCESS ||
-            size > MAX_CUDNN_WORKSPACE)
+                CUDNN_STATUS_SUCCESS)
             continue;
+        if (perf[i].memory > size) size = perf[i].memory;
+        if (size > MAX_CUDNN_WORKSPACE) continue;
         *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
         return true;
     }
@@ -189,9 +192,10 @@ static bool pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConv
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
         size_t size = 0;
         if (cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, d->w, d->y, d->conv, d->x, perf[i].algo,
-                                                         &size) != CUDNN_STATUS_SUCCESS ||
-            size > MAX_CUDNN_WORKSPACE)
+                                                         &size) != CUDNN_STATUS_SUCCESS)
             continue;
+        if (perf[i].memory > size) size = perf[i].memory;
+        if (size > MAX_CUDNN_WORKSPACE) continue;
         *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
         return true;
     }
@@ -209,9 +213,10 @@ static bool pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, cudnnCo
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
         size_t size = 0;
         if (cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, d->x, d->y, d->conv, d->w, perf[i].algo,
-                                                           &size) != CUDNN_STATUS_SUCCESS ||
-            size > MAX_CUDNN_WORKSPACE)
+                                                           &size) != CUDNN_STATUS_SUCCESS)
             continue;
+        if (perf[i].memory > size) size = perf[i].memory;
+        if (size > MAX_CUDNN_WORKSPACE) continue;
         *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
         return true;
     }
