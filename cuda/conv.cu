@@ -17,8 +17,8 @@
  *    symmetrically by (pad_top, pad_left); backward data is computed in that shape and cropped.
  *  - the fallback: where cuDNN offers no deterministic algorithm in NHWC for a direction
  *    (forward, backward filter, backward data) that direction runs in NCHW instead, with the OIHW
- *    weight as it is and the activations transposed in and out (KAO_CUDA_CONV_NCHW=1 forces it
- *    everywhere, to test it).
+ *    weight (copied, not repacked) and the activations transposed in and out (KAO_CUDA_CONV_NCHW=1
+ *    forces it everywhere, to test it).
  * The bias gradient (when asked) is a deterministic column sum of dout (reduce.cuh). */
 #include "cuda_internal.cuh"
 #include "reduce.cuh"
@@ -349,12 +349,33 @@ static const conv_descs *choose_data(kao_cuda_ctx *ctx, kao_conv_plan *p, const 
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-static void repack_weight(float *w_ohwi, const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx,
-                          const char *op) {
+/* The weight as cuDNN takes it in d's layout (OHWI for NHWC, OIHW for NCHW), in the workspace.
+ * Even where no repacking is needed it is copied: the model's tensors are packed, so only 4-byte
+ * aligned, and the workspace is 256-byte aligned. The gradient likewise goes through the
+ * workspace (add_weight_grad). */
+static void layout_weight(float *w_copy, const float *weight, const conv_descs *d, const kao_conv_shape *s,
+                          kao_cuda_ctx *ctx, const char *op) {
     int kk = s->kernel * s->kernel;
-    oihw_to_ohwi_kernel<<<kao_blocks((size_t)s->out_c * s->in_c * kk), KAO_THREADS, 0, ctx->stream>>>(
-        w_ohwi, weight, s->out_c, s->in_c, kk);
+    size_t n = (size_t)s->out_c * s->in_c * kk;
+    if (d->nchw) {
+        kao_cuda_copy(ctx, w_copy, weight, n * sizeof(float));
+        return;
+    }
+    oihw_to_ohwi_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(w_copy, weight, s->out_c, s->in_c, kk);
     KAO_LAUNCH_CHECK(ctx, op, "weight OIHW→OHWI; " SHAPE_FMT, SHAPE_ARGS(s));
+}
+
+/* dweight (OIHW) += dw_copy, cuDNN's weight gradient in d's layout. */
+static void add_weight_grad(float *dweight, const float *dw_copy, const conv_descs *d, const kao_conv_shape *s,
+                            kao_cuda_ctx *ctx, const char *op) {
+    int kk = s->kernel * s->kernel;
+    size_t n = (size_t)s->out_c * s->in_c * kk;
+    if (d->nchw) {
+        kao_add_inplace_gpu(dweight, dw_copy, n, ctx);
+        return;
+    }
+    add_ohwi_to_oihw_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_copy, s->out_c, s->in_c, kk);
+    KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
 }
 
 /* Floats of cuDNN's copy of the input in d's layout: needed for NCHW or an extra row/column. */
@@ -374,7 +395,7 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
     } else {
         kao_conv_plan *plan = get_plan(ctx, s, op);
         const conv_descs *d = choose_forward(ctx, plan, op);
-        size_t w_floats = d->nchw ? 0 : (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
+        size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
         size_t x_floats = input_copy_floats(d, s), y_floats = d->nchw ? M * s->out_c : 0;
         kao_carver c = {NULL, 0};
         kao_carve<float>(&c, w_floats);
@@ -382,11 +403,11 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
         kao_carve<float>(&c, y_floats);
         kao_carve<char>(&c, plan->fwd.bytes);
         c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-        float *w_ohwi = kao_carve<float>(&c, w_floats), *x_copy = kao_carve<float>(&c, x_floats);
+        float *w = kao_carve<float>(&c, w_floats), *x_copy = kao_carve<float>(&c, x_floats);
         float *y_nchw = kao_carve<float>(&c, y_floats);
         void *algo_ws = kao_carve<char>(&c, plan->fwd.bytes);
-        const float *w = weight, *x = inp;
-        if (!d->nchw) repack_weight(w_ohwi, weight, s, ctx, op), w = w_ohwi;
+        const float *x = inp;
+        layout_weight(w, weight, d, s, ctx, op);
         if (x_floats) {
             to_conv_layout(x_copy, inp, s->batch, s->in_h, s->in_w, s->in_c, d->eh, d->ew, d->nchw, ctx, op, s);
             x = x_copy;
@@ -449,20 +470,20 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
     size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel;
     size_t filter_bytes = plan->filter.bytes, data_bytes = dd ? plan->data.bytes : 0;
     size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
-    /* In NHWC the filter gradient is made in OHWI and added into the OIHW one, and the data
-     * gradient needs the weight in OHWI; in NCHW both use OIHW as it is, and dout is transposed. */
+    /* The weight (data gradient) and the weight gradient in each direction's layout; in NCHW dout
+     * is transposed. */
     size_t x_floats = input_copy_floats(df, s), dx_floats = dd ? input_copy_floats(dd, s) : 0;
-    size_t dw_floats = df->nchw ? 0 : w_floats, w_ohwi_floats = dd && !dd->nchw ? w_floats : 0;
+    size_t w_copy_floats = dd ? w_floats : 0;
     size_t dy_floats = df->nchw || (dd && dd->nchw) ? M * Co : 0;
     kao_carver c = {NULL, 0};
-    kao_carve<float>(&c, w_ohwi_floats);
-    kao_carve<float>(&c, dw_floats);
+    kao_carve<float>(&c, w_copy_floats);
+    kao_carve<float>(&c, w_floats);
     kao_carve<float>(&c, x_floats);
     kao_carve<float>(&c, dx_floats);
     kao_carve<float>(&c, dy_floats);
     kao_carve<char>(&c, algo_bytes);
     c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-    float *w_ohwi = kao_carve<float>(&c, w_ohwi_floats), *dw_ohwi = kao_carve<float>(&c, dw_floats);
+    float *w_copy = kao_carve<float>(&c, w_copy_floats), *dw_copy = kao_carve<float>(&c, w_floats);
     float *x_copy = kao_carve<float>(&c, x_floats), *dx_copy = kao_carve<float>(&c, dx_floats);
     float *dy_nchw = kao_carve<float>(&c, dy_floats);
     void *algo_ws = kao_carve<char>(&c, algo_bytes);
@@ -475,24 +496,18 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         x = x_copy;
     }
     use_math(plan, df, plan->filter.math, op);
-    /* NCHW: cuDNN accumulates into the OIHW gradient itself (beta = 1). */
     KAO_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx->cudnn, &one, df->x, x, df->y, df->nchw ? dy_nchw : dout,
-                                                   df->conv, plan->filter_algo, algo_ws, algo_bytes,
-                                                   df->nchw ? &one : &zero, df->w, df->nchw ? dweight : dw_ohwi),
+                                                   df->conv, plan->filter_algo, algo_ws, algo_bytes, &zero, df->w,
+                                                   dw_copy),
                     op, "filter algo %d, %s; " SHAPE_FMT, (int)plan->filter_algo, df->nchw ? "NCHW" : "NHWC",
                     SHAPE_ARGS(s));
     KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-    if (!df->nchw) {
-        int kk = s->kernel * s->kernel;
-        add_ohwi_to_oihw_kernel<<<kao_blocks(w_floats), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_ohwi, Co, Ci, kk);
-        KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
-    }
+    add_weight_grad(dweight, dw_copy, df, s, ctx, op);
 
     if (dd) {
-        const float *w = weight;
-        if (!dd->nchw) repack_weight(w_ohwi, weight, s, ctx, op), w = w_ohwi;
+        layout_weight(w_copy, weight, dd, s, ctx, op);
         use_math(plan, dd, plan->data.math, op);
-        KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, dd->w, w, dd->y, dd->nchw ? dy_nchw : dout,
+        KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, dd->w, w_copy, dd->y, dd->nchw ? dy_nchw : dout,
                                                      dd->conv, plan->data_algo, algo_ws, algo_bytes, &zero, dd->x,
                                                      dx_floats ? dx_copy : dinp),
                         op, "data algo %d, %s; " SHAPE_FMT, (int)plan->data_algo, dd->nchw ? "NCHW" : "NHWC",
