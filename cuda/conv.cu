@@ -312,39 +312,20 @@ static void no_algorithm(const char *direction, const kao_conv_shape *s, const c
                   "%s; " SHAPE_FMT, direction, SHAPE_ARGS(s));
 }
 
-static const conv_descs *choose_forward(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
-    for (int l = first_layout(); l < 2 && p->fwd.layout < 0; l++) {
+/* One direction's layout and algorithm, chosen on first use: NHWC, else NCHW (first_layout). */
+template <class Algo>
+static const conv_descs *choose(kao_cuda_ctx *ctx, kao_conv_plan *p, conv_choice *choice, Algo *algo,
+                                bool (*pick)(kao_cuda_ctx *, const conv_descs *, Algo *, size_t *, cudnnMathType_t *,
+                                             const kao_conv_shape *, const char *),
+                                const char *direction, const char *op) {
+    for (int l = first_layout(); l < 2 && choice->layout < 0; l++) {
         const conv_descs *d = plan_layout(p, l, op);
         use_math(p, d, CUDNN_DEFAULT_MATH, op); /* the heuristics see TF32 allowed */
-        if (pick_forward(ctx, d, &p->fwd_algo, &p->fwd.bytes, &p->fwd.math, &p->shape, op)) p->fwd.layout = l;
+        if (pick(ctx, d, algo, &choice->bytes, &choice->math, &p->shape, op)) choice->layout = l;
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
     }
-    if (p->fwd.layout < 0) no_algorithm("forward", &p->shape, op);
-    return &p->layouts[p->fwd.layout];
-}
-
-static const conv_descs *choose_filter(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
-    for (int l = first_layout(); l < 2 && p->filter.layout < 0; l++) {
-        const conv_descs *d = plan_layout(p, l, op);
-        use_math(p, d, CUDNN_DEFAULT_MATH, op);
-        if (pick_backward_filter(ctx, d, &p->filter_algo, &p->filter.bytes, &p->filter.math, &p->shape, op))
-            p->filter.layout = l;
-        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
-    }
-    if (p->filter.layout < 0) no_algorithm("backward filter", &p->shape, op);
-    return &p->layouts[p->filter.layout];
-}
-
-static const conv_descs *choose_data(kao_cuda_ctx *ctx, kao_conv_plan *p, const char *op) {
-    for (int l = first_layout(); l < 2 && p->data.layout < 0; l++) {
-        const conv_descs *d = plan_layout(p, l, op);
-        use_math(p, d, CUDNN_DEFAULT_MATH, op);
-        if (pick_backward_data(ctx, d, &p->data_algo, &p->data.bytes, &p->data.math, &p->shape, op))
-            p->data.layout = l;
-        KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
-    }
-    if (p->data.layout < 0) no_algorithm("backward data", &p->shape, op);
-    return &p->layouts[p->data.layout];
+    if (choice->layout < 0) no_algorithm(direction, &p->shape, op);
+    return &p->layouts[choice->layout];
 }
 
 /* ---- forward ------------------------------------------------------------------------------ */
@@ -394,7 +375,7 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
                     out, s->out_c);
     } else {
         kao_conv_plan *plan = get_plan(ctx, s, op);
-        const conv_descs *d = choose_forward(ctx, plan, op);
+        const conv_descs *d = choose(ctx, plan, &plan->fwd, &plan->fwd_algo, pick_forward, "forward", op);
         size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
         size_t x_floats = input_copy_floats(d, s), y_floats = d->nchw ? M * s->out_c : 0;
         kao_carver c = {NULL, 0};
@@ -466,7 +447,10 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         return;
     }
     kao_conv_plan *plan = get_plan(ctx, s, op);
-    const conv_descs *df = choose_filter(ctx, plan, op), *dd = dinp ? choose_data(ctx, plan, op) : NULL;
+    const conv_descs *df =
+        choose(ctx, plan, &plan->filter, &plan->filter_algo, pick_backward_filter, "backward filter", op);
+    const conv_descs *dd =
+        dinp ? choose(ctx, plan, &plan->data, &plan->data_algo, pick_backward_data, "backward data", op) : NULL;
     size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel;
     size_t filter_bytes = plan->filter.bytes, data_bytes = dd ? plan->data.bytes : 0;
     size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
