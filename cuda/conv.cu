@@ -497,6 +497,7 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
                         op, "data algo %d, %s; " SHAPE_FMT, (int)plan->data_algo, dd->nchw ? "NCHW" : "NHWC",
                         SHAPE_ARGS(s));
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-        if (dx_floats) from_conv_layout(dinp, dx_copy, s->batch, s->in_h, s->in_w, Ci, dd->eh, dd->ew, dd->nchw, ctx, op, s);
+        if (dx_floats)
+            from_conv_layout(dinp, dx_copy, s->batch, s->in_h, s->in_w, Ci, dd->eh, dd->ew, dd->nchw, ctx, op, s);
     }
 }
