@@ -48,6 +48,9 @@ struct kao_backend {
     /* ---- memory: allocations are zero-filled; copies are ordered with the ops ---- */
     void *(*alloc)(kao_backend *be, size_t bytes, const char *what);
     void (*release)(kao_backend *be, void *p);
+    /* May return before the copy is done: ordinary host memory may be reused at once, but memory
+     * from host_alloc (page-locked on a GPU, copied by DMA) must stay unchanged until the backend's
+     * next wait (to_host, sync, or an op that returns a value, such as arcface_forward). */
     void (*to_backend)(kao_backend *be, void *dst, const void *host_src, size_t bytes);
     /* Waits until the data is in host. */
     void (*to_host)(kao_backend *be, void *host_dst, const void *src, size_t bytes);
