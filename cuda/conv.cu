@@ -155,24 +155,47 @@ static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op
     KAO_CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->x), op, SHAPE_FMT, SHAPE_ARGS(s));
 }
 
+/* cuDNN's ranking of algorithms and its workspace query, one overload per direction (perf type). */
+static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgoPerf_t *perf, int count,
+                          int *n) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y, count, n, perf);
+}
+static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgo_t algo, size_t *size) {
+    return cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, d->x, d->w, d->conv, d->y, algo, size);
+}
+static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgoPerf_t *perf, int count,
+                          int *n) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x, count, n, perf);
+}
+static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgo_t algo,
+                               size_t *size) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, d->w, d->y, d->conv, d->x, algo, size);
+}
+static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgoPerf_t *perf,
+                          int count, int *n) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w, count, n, perf);
+}
+static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgo_t algo,
+                               size_t *size) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, d->x, d->y, d->conv, d->w, algo, size);
+}
+
 /* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
- * reports for this configuration (a query that fails means unsupported) within the limit. Each
- * returns whether it found one. The workspace is the larger of the query's and the heuristics'
+ * reports for this configuration (a query that fails means unsupported) within the limit.
+ * Returns whether it found one. The workspace is the larger of the query's and the heuristics'
  * own figure: with TF32 the query sees the default math, but the call runs in the algorithm's
- * math type (use_math), which may need more. */
-static bool pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgo_t *algo, size_t *bytes,
-                         cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+ * math type (use_math), which may need more. Perf: the direction's perf struct; Count: its
+ * number of algorithms. */
+template <class Perf, int Count>
+static bool pick(kao_cuda_ctx *ctx, const conv_descs *d, decltype(Perf::algo) *algo, size_t *bytes,
+                 cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
+    Perf perf[Count];
     int n = 0;
-    KAO_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y,
-                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf),
-                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(rank(ctx, d, perf, Count, &n), op, SHAPE_FMT, SHAPE_ARGS(s));
     for (int i = 0; i < n; i++) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
         size_t size = 0;
-        if (cudnnGetConvolutionForwardWorkspaceSize(ctx->cudnn, d->x, d->w, d->conv, d->y, perf[i].algo, &size) !=
-                CUDNN_STATUS_SUCCESS)
-            continue;
+        if (workspace(ctx, d, perf[i].algo, &size) != CUDNN_STATUS_SUCCESS) continue;
         if (perf[i].memory > size) size = perf[i].memory;
         if (size > MAX_CUDNN_WORKSPACE) continue;
         *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
@@ -180,48 +203,11 @@ static bool pick_forward(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutio
     }
     return false;
 }
-
-static bool pick_backward_data(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgo_t *algo,
-                               size_t *bytes, cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x,
-                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf),
-                    op, SHAPE_FMT, SHAPE_ARGS(s));
-    for (int i = 0; i < n; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        size_t size = 0;
-        if (cudnnGetConvolutionBackwardDataWorkspaceSize(ctx->cudnn, d->w, d->y, d->conv, d->x, perf[i].algo,
-                                                         &size) != CUDNN_STATUS_SUCCESS)
-            continue;
-        if (perf[i].memory > size) size = perf[i].memory;
-        if (size > MAX_CUDNN_WORKSPACE) continue;
-        *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
-        return true;
-    }
-    return false;
-}
-
-static bool pick_backward_filter(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgo_t *algo,
-                                 size_t *bytes, cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    KAO_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w,
-                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf),
-                    op, SHAPE_FMT, SHAPE_ARGS(s));
-    for (int i = 0; i < n; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
-        size_t size = 0;
-        if (cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, d->x, d->y, d->conv, d->w, perf[i].algo,
-                                                           &size) != CUDNN_STATUS_SUCCESS)
-            continue;
-        if (perf[i].memory > size) size = perf[i].memory;
-        if (size > MAX_CUDNN_WORKSPACE) continue;
-        *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
-        return true;
-    }
-    return false;
-}
+static constexpr auto pick_forward = &pick<cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT>;
+static constexpr auto pick_backward_data =
+    &pick<cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT>;
+static constexpr auto pick_backward_filter =
+    &pick<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>;
 
 /* ---- plans: descriptors and algorithms, made once per shape and math mode ------------------ */
 
