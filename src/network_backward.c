@@ -23,10 +23,7 @@ typedef struct {
 
 #define TIMED(p, op, call) KAO_TIMED((p)->prof, KAO_PROF_BACKWARD, op, call)
 
-static float *P(const pass *p, int index) {
-    const kao_tensor *t = &p->m->tensors[index];
-    return (t->role == KAO_ROLE_PARAM ? p->w->params : p->w->buffers) + t->offset;
-}
+static float *P(const pass *p, int index) { return kao_net_tensor(p->w, p->m, index); }
 static float *G(const pass *p, int index) { return p->grads + p->m->tensors[index].offset; }
 
 static size_t rows(const kao_conv_shape *s) { return (size_t)s->batch * s->out_h * s->out_w; }
@@ -34,8 +31,7 @@ static size_t rows(const kao_conv_shape *s) { return (size_t)s->batch * s->out_h
 /* In place: d (gradient of BN's output) becomes the gradient of BN's input. */
 static void batchnorm_backward(const pass *p, float *d, const float *inp, const float *mean,
                                const float *rstd, kao_bn_ref bn, kao_act act, size_t M, int C) {
-    kao_bn_tensors t = {P(p, bn.weight), P(p, bn.bias), P(p, bn.mean), P(p, bn.var), p->m->arch.bn_eps,
-                        p->m->arch.bn_momentum};
+    kao_bn_tensors t = kao_net_bn(p->w, p->m, bn);
     kao_bn_mode mode = p->opt->freeze_bn ? KAO_BN_FROZEN : KAO_BN_TRAIN;
     TIMED(p, KAO_PROF_BN, p->be->bn_backward(p->be, d, G(p, bn.weight), G(p, bn.bias), inp, mean, rstd, &t, mode,
                                              act, M, C));

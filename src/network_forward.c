@@ -16,10 +16,7 @@ typedef struct {
 
 #define TIMED(p, op, call) KAO_TIMED((p)->prof, KAO_PROF_FORWARD, op, call)
 
-static float *P(const pass *p, int index) {
-    const kao_tensor *t = &p->m->tensors[index];
-    return (t->role == KAO_ROLE_PARAM ? p->w->params : p->w->buffers) + t->offset;
-}
+static float *P(const pass *p, int index) { return kao_net_tensor(p->w, p->m, index); }
 
 static kao_prof_op conv_kind(const kao_conv_shape *s) {
     return s->depthwise ? KAO_PROF_DWCONV : s->kernel == 1 ? KAO_PROF_CONV_1X1 : KAO_PROF_CONV_KXK;
@@ -30,8 +27,7 @@ static kao_prof_op conv_kind(const kao_conv_shape *s) {
  * in num_batches_tracked) unless BN is frozen. */
 static void conv_bn(const pass *p, float *out, float *conv_out, float *save_mean, float *save_rstd,
                     const float *inp, int weight, const kao_conv_shape *s, kao_bn_ref bn, kao_act act) {
-    kao_bn_tensors t = {P(p, bn.weight), P(p, bn.bias), P(p, bn.mean), P(p, bn.var), p->m->arch.bn_eps,
-                        p->m->arch.bn_momentum};
+    kao_bn_tensors t = kao_net_bn(p->w, p->m, bn);
     TIMED(p, conv_kind(s), p->be->conv_bn(p->be, out, conv_out, save_mean, save_rstd, inp, P(p, weight), s, &t,
                                           p->bn_mode, act));
     if (p->bn_mode == KAO_BN_TRAIN) p->mutable_m->bn_batches_tracked[bn.index]++;

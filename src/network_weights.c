@@ -25,6 +25,17 @@ void kao_net_weights_free(kao_net_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
+float *kao_net_tensor(const kao_net_weights *w, const kao_model *m, int index) {
+    const kao_tensor *t = &m->tensors[index];
+    return (t->role == KAO_ROLE_PARAM ? w->params : w->buffers) + t->offset;
+}
+
+kao_bn_tensors kao_net_bn(const kao_net_weights *w, const kao_model *m, kao_bn_ref bn) {
+    return (kao_bn_tensors){kao_net_tensor(w, m, bn.weight), kao_net_tensor(w, m, bn.bias),
+                            kao_net_tensor(w, m, bn.mean),   kao_net_tensor(w, m, bn.var),
+                            m->arch.bn_eps,                  m->arch.bn_momentum};
+}
+
 void kao_net_weights_upload(kao_net_weights *w, const kao_model *m) {
     if (!w->owned) return;
     w->backend->to_backend(w->backend, w->params, m->params, m->num_params * sizeof(float));

@@ -81,6 +81,10 @@ void kao_net_weights_free(kao_net_weights *w);
  * model's blocks (before saving); nothing to do where they are the same memory. */
 void kao_net_weights_upload(kao_net_weights *w, const kao_model *m);
 void kao_net_weights_download(const kao_net_weights *w, kao_model *m);
+/* Table entry index of m in w: kao_tensor_data's twin for the backend's copy. */
+float *kao_net_tensor(const kao_net_weights *w, const kao_model *m, int index);
+/* A BatchNorm layer's tensors in w, with m's eps and momentum. */
+kao_bn_tensors kao_net_bn(const kao_net_weights *w, const kao_model *m, kao_bn_ref bn);
 
 /* Plans the activations in be's memory. */
 void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
