@@ -27,7 +27,7 @@ typedef struct {
 
 struct kao_loader {
     const kao_dataset *ds;
-    kao_backend *backend;  /* allocates the batches' input memory; NULL: plain memory */
+    kao_backend *backend;  /* allocates the batches' input memory */
     int height, width, max_batch, depth, num_workers;
     kao_batch *slots;      /* (depth) */
     int *slot_batch;       /* (depth) batch held by each slot, -1: none ready */
@@ -54,7 +54,7 @@ struct kao_loader {
 static void alloc_batch(kao_batch *b, int max_batch, int H, int W, kao_backend *be) {
     memset(b, 0, sizeof *b);
     size_t bytes = (size_t)max_batch * H * W * 3 * sizeof(float);
-    b->input = be ? be->host_alloc(be, bytes, "batch input") : kao_aligned_alloc(bytes, "batch input");
+    b->input = be->host_alloc(be, bytes, "batch input");
     b->labels = kao_malloc((size_t)max_batch * sizeof *b->labels, "batch labels");
     b->items = kao_malloc((size_t)max_batch * sizeof *b->items, "batch items");
     b->failed = kao_malloc((size_t)max_batch * sizeof *b->failed, "batch failures");
@@ -62,8 +62,7 @@ static void alloc_batch(kao_batch *b, int max_batch, int H, int W, kao_backend *
 }
 
 static void free_batch(kao_batch *b, kao_backend *be) {
-    if (be) be->host_release(be, b->input);
-    else free(b->input);
+    be->host_release(be, b->input);
     free(b->labels);
     free(b->items);
     free(b->failed);

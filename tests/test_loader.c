@@ -193,7 +193,8 @@ static void check_loader(void) {
     kao_augment_cfg aug = {.hflip = true, .scale_min = 0.6, .scale_max = 1.0, .brightness = 0.3, .contrast = 0.3};
 
     static pass_result ref, got;
-    kao_loader *L0 = kao_loader_create(&ds, 0, 1, 5, H, W, NULL);
+    kao_backend *cpu = kao_backend_cpu();
+    kao_loader *L0 = kao_loader_create(&ds, 0, 1, 5, H, W, cpu);
     run_pass(&ref, L0, items, 18, 5, 0, &aug);
     CHECK(ref.batches == 4 && ref.rows == 15 && ref.failed == 3, "%d batches, %d rows, %d failed", ref.batches, ref.rows,
           ref.failed);
@@ -205,7 +206,7 @@ static void check_loader(void) {
 
     int workers[3] = {1, 3, 3}, depths[3] = {1, 2, 6};
     for (int t = 0; t < 3; t++) {
-        kao_loader *L = kao_loader_create(&ds, workers[t], depths[t], 5, H, W, NULL);
+        kao_loader *L = kao_loader_create(&ds, workers[t], depths[t], 5, H, W, cpu);
         /* abandon a pass midway first: the next pass must not see its batches */
         kao_loader_start(L, items, 18, 5, 0, &aug, 1, 0);
         CHECK(kao_loader_next(L, NULL) != NULL, "first batch");
@@ -229,6 +230,7 @@ static void check_loader(void) {
         CHECK(!memcmp(want, got.input + (size_t)i * H * W * 3, sizeof want), "row %d differs from kao_load_input", i);
     }
     kao_loader_free(L0);
+    kao_backend_free(cpu);
     kao_dataset_free(&ds);
 }
 

@@ -44,7 +44,7 @@ typedef struct kao_loader kao_loader;
  * prepared ahead (>= 1; ignored without workers). max_batch: the largest batch of any pass.
  * ds is borrowed (only paths and labels are read) and must outlive the loader. be: the backend the
  * batches go to, whose host memory they are prepared in (page-locked for a GPU, so the copy is a
- * fast DMA); NULL: plain memory. */
+ * fast DMA). */
 kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width,
                               kao_backend *be);
 void kao_loader_free(kao_loader *L);
