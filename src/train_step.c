@@ -86,7 +86,9 @@ int kao_trainer_create(kao_trainer *t, kao_model *m, kao_backend *be, int num_cl
     t->labels = be->alloc(be, (size_t)batch * sizeof(int), "labels");
     t->labels_host = be->host_alloc(be, (size_t)batch * sizeof(int), "labels");
     t->arcface_acts = be->arcface_create(be, batch, E, num_classes);
-    kao_trainer_to_backend(t);
+    /* The weights and the optimizer state were copied over as they were made; W remains. */
+    if (t->W != t->arcface_W) be->to_backend(be, t->W, t->arcface_W, W_bytes);
+    t->host_current = true;
     return KAO_OK;
 }
 
@@ -113,11 +115,12 @@ void kao_trainer_free(kao_trainer *t) {
 
 void kao_trainer_to_host(kao_trainer *t) {
     kao_backend *be = t->backend;
-    if (be->host_memory) return;
+    if (be->host_memory || t->host_current) return;
     kao_net_weights_download(&t->weights, t->model);
     be->to_host(be, t->arcface_W, t->W, t->arcface_optim.numel * sizeof(float));
     be->optim_state_sync(be, &t->optim, t->optim_state, true);
     be->optim_state_sync(be, &t->arcface_optim, t->arcface_optim_state, true);
+    t->host_current = true;
 }
 
 void kao_trainer_to_backend(kao_trainer *t) {
@@ -127,6 +130,7 @@ void kao_trainer_to_backend(kao_trainer *t) {
     be->to_backend(be, t->W, t->arcface_W, t->arcface_optim.numel * sizeof(float));
     be->optim_state_sync(be, &t->optim, t->optim_state, false);
     be->optim_state_sync(be, &t->arcface_optim, t->arcface_optim_state, false);
+    t->host_current = true;
 }
 
 void kao_trainer_set_frozen(kao_trainer *t, int frozen_units) {
@@ -141,6 +145,7 @@ float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, 
     kao_model *m = t->model;
     int E = m->arch.embedding_dim, C = t->num_classes;
     plan_batch(t, B);
+    t->host_current = false; /* the BN statistics move now, the weights with the step */
     be->zero(be, t->grads, m->num_params * sizeof(float));
     be->zero(be, t->dW, (size_t)E * C * sizeof(float));
     const float *x = input;

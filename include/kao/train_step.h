@@ -62,6 +62,8 @@ typedef struct {
     kao_optim optim, arcface_optim;           /* host: table, groups, step counts (and CPU moments) */
     void *optim_state, *arcface_optim_state;  /* the backend's moments (NULL on the CPU) */
     int64_t step;                /* optimizer steps taken */
+    bool host_current;           /* the host copies equal the backend's: kao_trainer_to_host has nothing to do
+                                    (validation, best.h5, last.h5 and a checkpoint in a row copy once) */
     kao_rng rng;                 /* drop path */
     /* per-batch memory, in the backend's */
     int batch, height, width, max_batch;
