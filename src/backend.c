@@ -40,12 +40,19 @@ int kao_backend_open(kao_backend **out, const char *device) {
 #endif
 }
 
+/* In kao_precision's order (config.c's train.precision lists the same words). */
+static const char *const precision_names[] = {"fp32", "tf32"};
+
 int kao_precision_parse(kao_precision *out, const char *name) {
-    if (!strcmp(name, "fp32")) *out = KAO_PRECISION_FP32;
-    else if (!strcmp(name, "tf32")) *out = KAO_PRECISION_TF32;
-    else return kao_fail("unknown precision '%s' (expected fp32 or tf32)", name);
-    return KAO_OK;
+    for (int p = 0; p < (int)(sizeof precision_names / sizeof *precision_names); p++)
+        if (!strcmp(name, precision_names[p])) {
+            *out = (kao_precision)p;
+            return KAO_OK;
+        }
+    return kao_fail("unknown precision '%s' (expected fp32 or tf32)", name);
 }
+
+const char *kao_precision_name(kao_precision precision) { return precision_names[precision]; }
 
 void kao_backend_free(kao_backend *be) {
     if (be) be->destroy(be);

@@ -543,7 +543,7 @@ int kao_run_setup(kao_run *r, const kao_train_args *args) {
     if (kao_backend_open(&r->backend, r->cfg.train.device) ||
         r->backend->set_precision(r->backend, (kao_precision)r->cfg.train.precision))
         return kao_fail_context("config: train.device = %s, train.precision = %s: ", r->cfg.train.device,
-                                r->cfg.train.precision == KAO_PRECISION_TF32 ? "tf32" : "fp32");
+                                kao_precision_name((kao_precision)r->cfg.train.precision));
     int rc = args->resume ? setup_resume(r) : setup_new(r);
     /* Resumed state, start weights and carried-over identities are in the host copies. */
     if (rc == KAO_OK) kao_trainer_to_backend(&r->trainer);

@@ -133,6 +133,7 @@ kao_backend *kao_backend_cpu_detached(void);
 int kao_backend_open(kao_backend **out, const char *device);
 /* "fp32" | "tf32" */
 int kao_precision_parse(kao_precision *out, const char *name);
+const char *kao_precision_name(kao_precision precision);
 void kao_backend_free(kao_backend *be);
 
 #endif
