@@ -13,67 +13,41 @@
 #include "cuda_internal.cuh"
 
 typedef struct {
-    void *p;
-    size_t bytes;
-} block;
-
-typedef struct {
     kao_cuda_ctx *ctx;
-    block *blocks;          /* (count) alloc's live blocks, for the memory figures */
-    int count, capacity;
-    size_t allocated, peak; /* bytes in use by kao now and at most (the workspace apart) */
+    size_t free_at_start; /* the device's free memory once the context was made */
+    size_t peak;          /* the most memory kao has held since, as the driver counts it */
 } cuda_state;
 
 static kao_cuda_ctx *ctx_of(kao_backend *be) { return ((cuda_state *)be->impl)->ctx; }
 
-static void *cuda_alloc(kao_backend *be, size_t bytes, const char *what) {
-    cuda_state *st = (cuda_state *)be->impl;
-    void *p = kao_cuda_malloc(bytes, what);
-    kao_cuda_zero(st->ctx, p, bytes);
-    if (st->count == st->capacity) {
-        st->capacity = st->capacity ? 2 * st->capacity : 64;
-        st->blocks = (block *)realloc(st->blocks, (size_t)st->capacity * sizeof *st->blocks);
-        KAO_ASSERT(st->blocks, "out of host memory for %d block records", st->capacity);
-    }
-    st->blocks[st->count++] = (block){p, bytes};
-    st->allocated += bytes;
-    if (st->allocated > st->peak) st->peak = st->allocated;
-    return p;
-}
-
-static void cuda_release(kao_backend *be, void *p) {
-    if (!p) return;
-    cuda_state *st = (cuda_state *)be->impl;
-    int i = 0;
-    while (i < st->count && st->blocks[i].p != p) i++;
-    KAO_ASSERT(i < st->count, "releasing %p, which this backend did not allocate", p);
-    st->allocated -= st->blocks[i].bytes;
-    st->blocks[i] = st->blocks[--st->count];
-    kao_cuda_free(p);
-}
-
-/* Blocks the _gpu API allocates itself (ArcFace's saved tensors, optimizer moments) are counted by
- * the device's free memory before and after (cudaMalloc's granularity, 2 MiB, is the error). */
 static size_t device_free(void) {
     size_t free_bytes = 0, total = 0;
     KAO_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total), "device_free", "cudaMemGetInfo");
     return free_bytes;
 }
 
-static void count_external(cuda_state *st, size_t free_before) {
-    size_t free_after = device_free();
-    if (free_after < free_before) st->allocated += free_before - free_after;
-    if (st->allocated > st->peak) st->peak = st->allocated;
+/* kao's memory is what the device lost since the context was made: its tensors, the _gpu API's own
+ * blocks (ArcFace's saved tensors, optimizer moments), workspaces and the libraries' (not the CUDA
+ * context itself), to cudaMalloc's 2 MiB granularity. Sampled after every allocation, when the use
+ * can only have grown, and when the figure is asked for. */
+static void sample_memory(kao_backend *be) {
+    cuda_state *st = (cuda_state *)be->impl;
+    size_t now = device_free(), used = st->free_at_start > now ? st->free_at_start - now : 0;
+    if (used > st->peak) st->peak = used;
 }
 
-static void uncount_external(cuda_state *st, size_t free_before) {
-    size_t free_after = device_free(), freed = free_after > free_before ? free_after - free_before : 0;
-    st->allocated -= freed < st->allocated ? freed : st->allocated;
+static void *cuda_alloc(kao_backend *be, size_t bytes, const char *what) {
+    void *p = kao_cuda_malloc(bytes, what);
+    kao_cuda_zero(ctx_of(be), p, bytes);
+    sample_memory(be);
+    return p;
 }
+
+static void cuda_release(kao_backend *be, void *p) { kao_cuda_free(p); }
 
 static double cuda_peak_memory_mib(kao_backend *be) {
-    cuda_state *st = (cuda_state *)be->impl;
-    return (double)(st->peak + st->ctx->workspace_bytes) / (1024.0 * 1024.0);
+    sample_memory(be);
+    return (double)((cuda_state *)be->impl)->peak / (1024.0 * 1024.0);
 }
 
 static void cuda_to_backend(kao_backend *be, void *dst, const void *host_src, size_t bytes) {
@@ -196,11 +170,10 @@ typedef struct {
 
 static void *cuda_arcface_create(kao_backend *be, int max_batch, int E, int C) {
     arcface_record *r = (arcface_record *)kao_calloc(1, sizeof *r, "ArcFace record");
-    size_t free_before = device_free();
     kao_arcface_acts_create_gpu(&r->acts, max_batch, E, C);
     r->loss = (float *)kao_cuda_malloc(sizeof(float), "ArcFace loss");
     r->correct = (int *)kao_cuda_malloc(sizeof(int), "ArcFace correct count");
-    count_external((cuda_state *)be->impl, free_before);
+    sample_memory(be);
     return r;
 }
 
@@ -208,11 +181,9 @@ static void cuda_arcface_free(kao_backend *be, void *p) {
     arcface_record *r = (arcface_record *)p;
     if (!r) return;
     kao_cuda_sync(ctx_of(be));
-    size_t free_before = device_free();
     kao_arcface_acts_free_gpu(&r->acts);
     kao_cuda_free(r->loss);
     kao_cuda_free(r->correct);
-    uncount_external((cuda_state *)be->impl, free_before);
     free(r);
 }
 
@@ -275,18 +246,15 @@ static int cuda_arcface_correct(kao_backend *be, void *p, const int *labels, int
 
 static void *cuda_optim_state_create(kao_backend *be, const kao_optim *o) {
     kao_optim_state_gpu *st = (kao_optim_state_gpu *)kao_calloc(1, sizeof *st, "optimizer state");
-    size_t free_before = device_free();
     kao_optim_state_create_gpu(st, o, ctx_of(be));
-    count_external((cuda_state *)be->impl, free_before);
+    sample_memory(be);
     return st;
 }
 
 static void cuda_optim_state_free(kao_backend *be, void *p) {
     if (!p) return;
     kao_cuda_sync(ctx_of(be));
-    size_t free_before = device_free();
     kao_optim_state_free_gpu((kao_optim_state_gpu *)p);
-    uncount_external((cuda_state *)be->impl, free_before);
     free(p);
 }
 
@@ -314,7 +282,6 @@ static float cuda_clip_grad_norm(kao_backend *be, kao_span *grads, int count, fl
 static void cuda_destroy(kao_backend *be) {
     cuda_state *st = (cuda_state *)be->impl;
     kao_cuda_destroy(st->ctx);
-    free(st->blocks);
     free(st);
     free(be);
 }
@@ -323,6 +290,7 @@ kao_backend *kao_backend_cuda(int device) {
     kao_backend *be = (kao_backend *)kao_calloc(1, sizeof *be, "CUDA backend");
     cuda_state *st = (cuda_state *)kao_calloc(1, sizeof *st, "CUDA backend state");
     st->ctx = kao_cuda_create(device);
+    st->free_at_start = device_free();
     be->name = "cuda";
     be->host_memory = false;
     be->impl = st;
