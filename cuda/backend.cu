@@ -5,17 +5,22 @@
  * memory the driver has taken the data when the call returns; from host_alloc's page-locked
  * memory the DMA may still run, so such a buffer must stay unchanged until the backend's next wait
  * (a training step ends with one, when its loss is read). That lets a batch's copy overlap the
- * kernels queued before it. */
+ * kernels queued before it.
+ *
+ * Each map op is written once as a template on the map's element type and dispatched on the
+ * precision: float maps (fp32, TF32) or bf16 maps (bf16 mixed precision), ops_t.cuh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_internal.cuh"
+#include "ops_t.cuh"
 
 typedef struct {
     kao_cuda_ctx *ctx;
     size_t free_at_start; /* the device's free memory once the context was made */
     size_t peak;          /* the most memory kao has held since, as the driver counts it */
+    bool bf16;            /* maps in bf16 (KAO_PRECISION_BF16) */
 } cuda_state;
 
 static kao_cuda_ctx *ctx_of(kao_backend *be) { return ((cuda_state *)be->impl)->ctx; }
@@ -79,67 +84,149 @@ static void cuda_host_release(kao_backend *be, void *p) {
 
 static void cuda_sync(kao_backend *be) { kao_cuda_sync(ctx_of(be)); }
 
+/* bf16: maps of 2-byte elements and the bf16 instances of the map ops (ops_t.cuh); the fp32 GEMMs
+ * (embedding head, SE, ArcFace) keep true fp32 math. TF32: float maps, TF32 matrix math. */
 static int cuda_set_precision(kao_backend *be, kao_precision precision) {
-    kao_cuda_set_tf32(ctx_of(be), precision == KAO_PRECISION_TF32);
+    cuda_state *st = (cuda_state *)be->impl;
+    st->bf16 = precision == KAO_PRECISION_BF16;
+    be->map_bytes = st->bf16 ? sizeof(kao_bf16) : sizeof(float);
+    kao_cuda_set_tf32(st->ctx, precision == KAO_PRECISION_TF32);
     return KAO_OK;
+}
+
+static bool bf16(kao_backend *be) { return ((cuda_state *)be->impl)->bf16; }
+
+/* A map as the element type T of the backend's precision. */
+template <class T> static T *as(kao_map *m) { return (T *)m; }
+template <class T> static const T *as(const kao_map *m) { return (const T *)m; }
+
+/* Calls fn<T>(be, args...) with T the map type of the backend's precision: each op below is written
+ * once, as a template on T. */
+#define DISPATCH(fn, be, ...)                                                                      \
+    do {                                                                                           \
+        if (bf16(be)) fn<kao_bf16>(be, __VA_ARGS__);                                               \
+        else fn<float>(be, __VA_ARGS__);                                                           \
+    } while (0)
+
+static void cuda_map_from_floats(kao_backend *be, kao_map *dst, const float *src, size_t n) {
+    if (bf16(be)) kao_t::convert<kao_bf16, float>(as<kao_bf16>(dst), src, n, ctx_of(be), "map_from_floats");
+    else kao_cuda_copy(ctx_of(be), dst, src, n * sizeof(float));
+}
+
+static void cuda_map_to_floats(kao_backend *be, float *dst, const kao_map *src, size_t n) {
+    if (bf16(be)) kao_t::convert<float, kao_bf16>(dst, as<kao_bf16>(src), n, ctx_of(be), "map_to_floats");
+    else kao_cuda_copy(ctx_of(be), dst, src, n * sizeof(float));
 }
 
 /* ---- network ops ---- */
 
-static void cuda_conv_bn(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
-                         const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
-                         kao_bn_mode mode, kao_act act) {
+template <class T>
+static void conv_bn_t(kao_backend *be, kao_map *out_map, kao_map *conv_out_map, float *save_mean, float *save_rstd,
+                      const kao_map *inp_map, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+                      kao_bn_mode mode, kao_act act) {
     kao_cuda_ctx *ctx = ctx_of(be);
-    float *y = mode == KAO_BN_EVAL ? out : conv_out; /* eval: BN runs in place on the conv's output */
-    if (s->depthwise) kao_dwconv2d_forward_gpu(y, inp, weight, s, ctx);
-    else kao_conv2d_forward_gpu(y, inp, weight, NULL, s, ctx);
+    T *out = as<T>(out_map), *conv_out = as<T>(conv_out_map);
+    const T *inp = as<T>(inp_map);
+    T *y = mode == KAO_BN_EVAL ? out : conv_out; /* eval: BN runs in place on the conv's output */
+    if (s->depthwise) kao_t::dwconv2d_forward<T>(y, inp, weight, s, ctx);
+    else kao_t::conv2d_forward<T>(y, inp, weight, NULL, s, ctx);
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     if (mode == KAO_BN_TRAIN)
-        kao_batchnorm_forward_train_gpu(out, save_mean, save_rstd, conv_out, bn->gamma, bn->beta, bn->running_mean,
-                                        bn->running_var, bn->eps, bn->momentum, act, M, s->out_c, ctx);
+        kao_t::batchnorm_forward_train<T>(out, save_mean, save_rstd, conv_out, bn->gamma, bn->beta,
+                                          bn->running_mean, bn->running_var, bn->eps, bn->momentum, act, M,
+                                          s->out_c, ctx);
     else
-        kao_batchnorm_forward_eval_gpu(out, y, bn->gamma, bn->beta, bn->running_mean, bn->running_var, bn->eps, act,
-                                       M, s->out_c, ctx);
+        kao_t::batchnorm_forward_eval<T>(out, y, bn->gamma, bn->beta, bn->running_mean, bn->running_var, bn->eps,
+                                         act, M, s->out_c, ctx);
 }
 
-static void cuda_conv_backward(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
-                               const float *weight, const kao_conv_shape *s) {
-    if (s->depthwise) kao_dwconv2d_backward_gpu(dinp, dweight, dout, inp, weight, s, ctx_of(be));
-    else kao_conv2d_backward_gpu(dinp, dweight, NULL, dout, inp, weight, s, ctx_of(be));
+static void cuda_conv_bn(kao_backend *be, kao_map *out, kao_map *conv_out, float *save_mean, float *save_rstd,
+                         const kao_map *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+                         kao_bn_mode mode, kao_act act) {
+    DISPATCH(conv_bn_t, be, out, conv_out, save_mean, save_rstd, inp, weight, s, bn, mode, act);
 }
 
-static void cuda_bn_backward(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+template <class T>
+static void conv_backward_t(kao_backend *be, kao_map *dinp, float *dweight, const kao_map *dout, const kao_map *inp,
+                            const float *weight, const kao_conv_shape *s) {
+    if (s->depthwise)
+        kao_t::dwconv2d_backward<T>(as<T>(dinp), dweight, as<T>(dout), as<T>(inp), weight, s, ctx_of(be));
+    else
+        kao_t::conv2d_backward<T>(as<T>(dinp), dweight, NULL, as<T>(dout), as<T>(inp), weight, s, ctx_of(be));
+}
+
+static void cuda_conv_backward(kao_backend *be, kao_map *dinp, float *dweight, const kao_map *dout,
+                               const kao_map *inp, const float *weight, const kao_conv_shape *s) {
+    DISPATCH(conv_backward_t, be, dinp, dweight, dout, inp, weight, s);
+}
+
+template <class T>
+static void bn_backward_t(kao_backend *be, kao_map *d_map, float *dgamma, float *dbeta, const kao_map *inp,
+                          const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn, kao_bn_mode mode,
+                          kao_act act, size_t M, int C) {
+    T *d = as<T>(d_map);
+    if (mode == KAO_BN_FROZEN)
+        kao_t::batchnorm_backward_frozen<T>(d, dgamma, dbeta, d, as<T>(inp), bn->running_mean, bn->running_var,
+                                            bn->gamma, bn->beta, bn->eps, act, M, C, ctx_of(be));
+    else
+        kao_t::batchnorm_backward<T>(d, dgamma, dbeta, d, as<T>(inp), save_mean, save_rstd, bn->gamma, bn->beta, act,
+                                     M, C, ctx_of(be));
+}
+
+static void cuda_bn_backward(kao_backend *be, kao_map *d, float *dgamma, float *dbeta, const kao_map *inp,
                              const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
                              kao_bn_mode mode, kao_act act, size_t M, int C) {
-    if (mode == KAO_BN_FROZEN)
-        kao_batchnorm_backward_frozen_gpu(d, dgamma, dbeta, d, inp, bn->running_mean, bn->running_var, bn->gamma,
-                                          bn->beta, bn->eps, act, M, C, ctx_of(be));
-    else
-        kao_batchnorm_backward_gpu(d, dgamma, dbeta, d, inp, save_mean, save_rstd, bn->gamma, bn->beta, act, M, C,
-                                   ctx_of(be));
+    DISPATCH(bn_backward_t, be, d, dgamma, dbeta, inp, save_mean, save_rstd, bn, mode, act, M, C);
 }
 
-static void cuda_se_forward(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
-                            const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+template <class T>
+static void se_forward_t(kao_backend *be, kao_map *out, float *save_pooled, float *save_hidden, float *save_gate,
+                         const kao_map *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+                         const float *b_expand, int B, int HW, int C, int R) {
+    kao_t::se_forward<T>(as<T>(out), save_pooled, save_hidden, save_gate, as<T>(inp), w_reduce, b_reduce, w_expand,
+                         b_expand, B, HW, C, R, ctx_of(be));
+}
+
+static void cuda_se_forward(kao_backend *be, kao_map *out, float *save_pooled, float *save_hidden, float *save_gate,
+                            const kao_map *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
                             const float *b_expand, int B, int HW, int C, int R) {
-    kao_se_forward_gpu(out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand, B, HW,
-                       C, R, ctx_of(be));
+    DISPATCH(se_forward_t, be, out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand,
+             B, HW, C, R);
 }
 
-static void cuda_se_backward(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
-                             float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+template <class T>
+static void se_backward_t(kao_backend *be, kao_map *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                          float *db_expand, const kao_map *dout, const kao_map *inp, const float *save_pooled,
+                          const float *save_hidden, const float *save_gate, const float *w_reduce,
+                          const float *w_expand, int B, int HW, int C, int R) {
+    kao_t::se_backward<T>(as<T>(dinp), dw_reduce, db_reduce, dw_expand, db_expand, as<T>(dout), as<T>(inp),
+                          save_pooled, save_hidden, save_gate, w_reduce, w_expand, B, HW, C, R, ctx_of(be));
+}
+
+static void cuda_se_backward(kao_backend *be, kao_map *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                             float *db_expand, const kao_map *dout, const kao_map *inp, const float *save_pooled,
                              const float *save_hidden, const float *save_gate, const float *w_reduce,
                              const float *w_expand, int B, int HW, int C, int R) {
-    kao_se_backward_gpu(dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden,
-                        save_gate, w_reduce, w_expand, B, HW, C, R, ctx_of(be));
+    DISPATCH(se_backward_t, be, dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden,
+             save_gate, w_reduce, w_expand, B, HW, C, R);
 }
 
-static void cuda_avgpool_forward(kao_backend *be, float *out, const float *inp, int B, int HW, int C) {
-    kao_avgpool_forward_gpu(out, inp, B, HW, C, ctx_of(be));
+template <class T>
+static void avgpool_forward_t(kao_backend *be, float *out, const kao_map *inp, int B, int HW, int C) {
+    kao_t::avgpool_forward<T>(out, as<T>(inp), B, HW, C, ctx_of(be));
 }
 
-static void cuda_avgpool_backward(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C) {
-    kao_avgpool_backward_gpu(dinp, dout, B, HW, C, ctx_of(be));
+static void cuda_avgpool_forward(kao_backend *be, float *out, const kao_map *inp, int B, int HW, int C) {
+    DISPATCH(avgpool_forward_t, be, out, inp, B, HW, C);
+}
+
+template <class T>
+static void avgpool_backward_t(kao_backend *be, kao_map *dinp, const float *dout, int B, int HW, int C) {
+    kao_t::avgpool_backward<T>(as<T>(dinp), dout, B, HW, C, ctx_of(be));
+}
+
+static void cuda_avgpool_backward(kao_backend *be, kao_map *dinp, const float *dout, int B, int HW, int C) {
+    DISPATCH(avgpool_backward_t, be, dinp, dout, B, HW, C);
 }
 
 static void cuda_linear_forward(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
@@ -152,12 +239,20 @@ static void cuda_linear_backward(kao_backend *be, float *dinp, float *dweight, f
     kao_linear_backward_gpu(dinp, dweight, dbias, dout, inp, weight, B, n_in, n_out, ctx_of(be));
 }
 
-static void cuda_add_inplace(kao_backend *be, float *out, const float *x, size_t n) {
-    kao_add_inplace_gpu(out, x, n, ctx_of(be));
+template <class T> static void add_inplace_t(kao_backend *be, kao_map *out, const kao_map *x, size_t n) {
+    kao_t::add_inplace<T>(as<T>(out), as<T>(x), n, ctx_of(be));
 }
 
-static void cuda_scale_rows(kao_backend *be, float *x, const float *mask, int B, size_t n) {
-    kao_scale_rows_gpu(x, mask, B, n, ctx_of(be));
+static void cuda_add_inplace(kao_backend *be, kao_map *out, const kao_map *x, size_t n) {
+    DISPATCH(add_inplace_t, be, out, x, n);
+}
+
+template <class T> static void scale_rows_t(kao_backend *be, kao_map *x, const float *mask, int B, size_t n) {
+    kao_t::scale_rows<T>(as<T>(x), mask, B, n, ctx_of(be));
+}
+
+static void cuda_scale_rows(kao_backend *be, kao_map *x, const float *mask, int B, size_t n) {
+    DISPATCH(scale_rows_t, be, x, mask, B, n);
 }
 
 /* ---- ArcFace ---- */
@@ -305,6 +400,9 @@ kao_backend *kao_backend_cuda(int device) {
     be->host_release = cuda_host_release;
     be->sync = cuda_sync;
     be->set_precision = cuda_set_precision;
+    be->map_bytes = sizeof(float);
+    be->map_from_floats = cuda_map_from_floats;
+    be->map_to_floats = cuda_map_to_floats;
     be->peak_memory_mib = cuda_peak_memory_mib;
     be->conv_bn = cuda_conv_bn;
     be->conv_backward = cuda_conv_backward;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kao/backend.h"
+#include "kao/bf16.h"
 #include "kao/util.h"
 #ifdef KAO_HAVE_CUDA
 #include "kao/cuda.h"
@@ -41,7 +42,7 @@ int kao_backend_open(kao_backend **out, const char *device) {
 }
 
 /* In kao_precision's order (config.c's train.precision lists the same words). */
-static const char *const precision_names[] = {"fp32", "tf32"};
+static const char *const precision_names[] = {"fp32", "tf32", "bf16"};
 
 int kao_precision_parse(kao_precision *out, const char *name) {
     for (int p = 0; p < (int)(sizeof precision_names / sizeof *precision_names); p++)
@@ -49,10 +50,21 @@ int kao_precision_parse(kao_precision *out, const char *name) {
             *out = (kao_precision)p;
             return KAO_OK;
         }
-    return kao_fail("unknown precision '%s' (expected fp32 or tf32)", name);
+    return kao_fail("unknown precision '%s' (expected fp32, tf32 or bf16)", name);
 }
 
 const char *kao_precision_name(kao_precision precision) { return precision_names[precision]; }
+
+void kao_map_to_host(kao_backend *be, float *host_dst, const kao_map *src, size_t n) {
+    if (be->map_bytes == sizeof(float)) {
+        be->to_host(be, host_dst, src, n * sizeof(float));
+        return;
+    }
+    uint16_t *raw = kao_malloc(n * sizeof(uint16_t) + 1, "bf16 map");
+    be->to_host(be, raw, src, n * sizeof(uint16_t));
+    kao_bf16_to_floats(host_dst, raw, n);
+    free(raw);
+}
 
 void kao_backend_free(kao_backend *be) {
     if (be) be->destroy(be);

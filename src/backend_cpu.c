@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include "backend_internal.h"
 #include "kao/backend.h"
 #include "kao/util.h"
 
@@ -39,9 +40,28 @@ static void cpu_zero(kao_backend *be, void *p, size_t bytes) { memset(p, 0, byte
 
 static void cpu_sync(kao_backend *be) {}
 
+static void install_fp32_ops(kao_backend *be);
+
+/* fp32; the detached backend also emulates bf16 (backend_bf16.c), as the reference for a GPU's. */
 static int cpu_set_precision(kao_backend *be, kao_precision precision) {
-    if (precision != KAO_PRECISION_FP32) return kao_fail("the CPU computes in fp32 only (tf32 is a GPU mode)");
+    if (precision == KAO_PRECISION_FP32) install_fp32_ops(be);
+    else if (precision == KAO_PRECISION_BF16 && !be->host_memory) kao_backend_bf16_install(be);
+    else
+        return kao_fail("the CPU computes in fp32 only (%s is a GPU mode%s)", kao_precision_name(precision),
+                        precision == KAO_PRECISION_BF16 ? "; --device cpu-detached emulates it" : "");
     return KAO_OK;
+}
+
+/* Float maps: a kao_map is the float tensor itself. */
+static float *F(kao_map *m) { return (float *)m; }
+static const float *CF(const kao_map *m) { return (const float *)m; }
+
+static void cpu_map_from_floats(kao_backend *be, kao_map *dst, const float *src, size_t n) {
+    cpu_copy(be, dst, src, n * sizeof(float));
+}
+
+static void cpu_map_to_floats(kao_backend *be, float *dst, const kao_map *src, size_t n) {
+    cpu_copy(be, dst, src, n * sizeof(float));
 }
 
 /* Per-layer BN scratch, grown to the widest layer seen. */
@@ -62,10 +82,12 @@ static void conv_fused(cpu_state *st, float *out, const float *inp, const float 
     else kao_conv2d_forward_fused(out, inp, weight, ep, s, &st->ws);
 }
 
-static void cpu_conv_bn(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
-                        const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+static void cpu_conv_bn(kao_backend *be, kao_map *out_map, kao_map *conv_out_map, float *save_mean, float *save_rstd,
+                        const kao_map *inp_map, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
                         kao_bn_mode mode, kao_act act) {
     cpu_state *st = state(be);
+    float *out = F(out_map), *conv_out = F(conv_out_map);
+    const float *inp = CF(inp_map);
     int C = s->out_c;
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     ensure_bn_scratch(st, C);
@@ -87,42 +109,44 @@ static void cpu_conv_bn(kao_backend *be, float *out, float *conv_out, float *sav
     }
 }
 
-static void cpu_conv_backward(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
-                              const float *weight, const kao_conv_shape *s) {
-    if (s->depthwise) kao_dwconv2d_backward(dinp, dweight, dout, inp, weight, s);
-    else kao_conv2d_backward(dinp, dweight, NULL, dout, inp, weight, s, &state(be)->ws);
+static void cpu_conv_backward(kao_backend *be, kao_map *dinp, float *dweight, const kao_map *dout,
+                              const kao_map *inp, const float *weight, const kao_conv_shape *s) {
+    if (s->depthwise) kao_dwconv2d_backward(F(dinp), dweight, CF(dout), CF(inp), weight, s);
+    else kao_conv2d_backward(F(dinp), dweight, NULL, CF(dout), CF(inp), weight, s, &state(be)->ws);
 }
 
-static void cpu_bn_backward(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+static void cpu_bn_backward(kao_backend *be, kao_map *d, float *dgamma, float *dbeta, const kao_map *inp,
                             const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
                             kao_bn_mode mode, kao_act act, size_t M, int C) {
     if (mode == KAO_BN_FROZEN)
-        kao_batchnorm_backward_frozen(d, dgamma, dbeta, d, inp, bn->running_mean, bn->running_var, bn->gamma,
-                                      bn->beta, bn->eps, act, M, C);
+        kao_batchnorm_backward_frozen(F(d), dgamma, dbeta, F(d), CF(inp), bn->running_mean, bn->running_var,
+                                      bn->gamma, bn->beta, bn->eps, act, M, C);
     else
-        kao_batchnorm_backward(d, dgamma, dbeta, d, inp, save_mean, save_rstd, bn->gamma, bn->beta, act, M, C);
+        kao_batchnorm_backward(F(d), dgamma, dbeta, F(d), CF(inp), save_mean, save_rstd, bn->gamma, bn->beta, act, M,
+                               C);
 }
 
-static void cpu_se_forward(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
-                           const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+static void cpu_se_forward(kao_backend *be, kao_map *out, float *save_pooled, float *save_hidden, float *save_gate,
+                           const kao_map *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
                            const float *b_expand, int B, int HW, int C, int R) {
-    kao_se_forward(out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand, B, HW, C, R);
+    kao_se_forward(F(out), save_pooled, save_hidden, save_gate, CF(inp), w_reduce, b_reduce, w_expand, b_expand, B,
+                   HW, C, R);
 }
 
-static void cpu_se_backward(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
-                            float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+static void cpu_se_backward(kao_backend *be, kao_map *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                            float *db_expand, const kao_map *dout, const kao_map *inp, const float *save_pooled,
                             const float *save_hidden, const float *save_gate, const float *w_reduce,
                             const float *w_expand, int B, int HW, int C, int R) {
-    kao_se_backward(dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden, save_gate,
-                    w_reduce, w_expand, B, HW, C, R);
+    kao_se_backward(F(dinp), dw_reduce, db_reduce, dw_expand, db_expand, CF(dout), CF(inp), save_pooled, save_hidden,
+                    save_gate, w_reduce, w_expand, B, HW, C, R);
 }
 
-static void cpu_avgpool_forward(kao_backend *be, float *out, const float *inp, int B, int HW, int C) {
-    kao_avgpool_forward(out, inp, B, HW, C);
+static void cpu_avgpool_forward(kao_backend *be, float *out, const kao_map *inp, int B, int HW, int C) {
+    kao_avgpool_forward(out, CF(inp), B, HW, C);
 }
 
-static void cpu_avgpool_backward(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C) {
-    kao_avgpool_backward(dinp, dout, B, HW, C);
+static void cpu_avgpool_backward(kao_backend *be, kao_map *dinp, const float *dout, int B, int HW, int C) {
+    kao_avgpool_backward(F(dinp), dout, B, HW, C);
 }
 
 static void cpu_linear_forward(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
@@ -135,10 +159,12 @@ static void cpu_linear_backward(kao_backend *be, float *dinp, float *dweight, fl
     kao_linear_backward(dinp, dweight, dbias, dout, inp, weight, B, n_in, n_out);
 }
 
-static void cpu_add_inplace(kao_backend *be, float *out, const float *x, size_t n) { kao_add_inplace(out, x, n); }
+static void cpu_add_inplace(kao_backend *be, kao_map *out, const kao_map *x, size_t n) {
+    kao_add_inplace(F(out), CF(x), n);
+}
 
-static void cpu_scale_rows(kao_backend *be, float *x, const float *mask, int B, size_t n) {
-    kao_scale_rows(x, mask, B, n);
+static void cpu_scale_rows(kao_backend *be, kao_map *x, const float *mask, int B, size_t n) {
+    kao_scale_rows(F(x), mask, B, n);
 }
 
 static void *cpu_arcface_create(kao_backend *be, int max_batch, int E, int C) {
@@ -246,17 +272,9 @@ static kao_backend *cpu_backend(bool host_memory) {
     be->host_release = cpu_release;
     be->sync = cpu_sync;
     be->set_precision = cpu_set_precision;
-    be->conv_bn = cpu_conv_bn;
-    be->conv_backward = cpu_conv_backward;
-    be->bn_backward = cpu_bn_backward;
-    be->se_forward = cpu_se_forward;
-    be->se_backward = cpu_se_backward;
-    be->avgpool_forward = cpu_avgpool_forward;
-    be->avgpool_backward = cpu_avgpool_backward;
+    install_fp32_ops(be);
     be->linear_forward = cpu_linear_forward;
     be->linear_backward = cpu_linear_backward;
-    be->add_inplace = cpu_add_inplace;
-    be->scale_rows = cpu_scale_rows;
     be->arcface_create = cpu_arcface_create;
     be->arcface_free = cpu_arcface_free;
     be->arcface_forward = cpu_arcface_forward;
@@ -269,6 +287,22 @@ static kao_backend *cpu_backend(bool host_memory) {
     be->clip_grad_norm = cpu_clip_grad_norm;
     be->destroy = cpu_destroy;
     return be;
+}
+
+/* The ops over float maps (backend_bf16.c replaces them under bf16). */
+static void install_fp32_ops(kao_backend *be) {
+    be->map_bytes = sizeof(float);
+    be->map_from_floats = cpu_map_from_floats;
+    be->map_to_floats = cpu_map_to_floats;
+    be->conv_bn = cpu_conv_bn;
+    be->conv_backward = cpu_conv_backward;
+    be->bn_backward = cpu_bn_backward;
+    be->se_forward = cpu_se_forward;
+    be->se_backward = cpu_se_backward;
+    be->avgpool_forward = cpu_avgpool_forward;
+    be->avgpool_backward = cpu_avgpool_backward;
+    be->add_inplace = cpu_add_inplace;
+    be->scale_rows = cpu_scale_rows;
 }
 
 kao_backend *kao_backend_cpu(void) { return cpu_backend(true); }

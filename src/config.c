@@ -95,8 +95,9 @@ static const key_def keys[] = {
     INT("train.seed", train.seed, "0", 0, INT_MAX, 0, "seed of initialisation, sampling and augmentation"),
     STR("train.device", train.device, "cpu", F_NO_HASH,
         "where the steps and validation run: cpu, cuda or cuda:N (a run may resume on another device)"),
-    ENUM("train.precision", train.precision, "fp32", "fp32|tf32", F_NO_HASH,
-         "GPU matrix math: fp32, or tf32 tensor cores (fp32 data, 10-bit mantissa products)"),
+    ENUM("train.precision", train.precision, "fp32", "fp32|tf32|bf16", F_NO_HASH,
+         "GPU arithmetic: fp32; tf32 tensor cores (fp32 data, 10-bit mantissa products); or bf16 mixed "
+         "precision (bf16 activations and convolution operands, fp32 weights, statistics and loss)"),
 
     FLT("arcface.margin", arcface.margin, "28.6", 0, 90, 0, "additive angular margin in degrees"),
     FLT("arcface.scale", arcface.scale, "64", 0, 1024, F_MIN_OPEN, "logit scale"),

@@ -7,17 +7,21 @@
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-/* Hands out consecutive pieces of one block; with base == NULL it only counts. */
+/* Hands out consecutive pieces of one block, maps of map_bytes per element and float tensors;
+ * with base == NULL it only counts. */
 typedef struct {
-    float *base;
-    size_t used;
+    char *base;
+    size_t used, map_bytes;
 } carver;
 
-static float *carve(carver *c, size_t floats) {
-    float *p = c->base ? c->base + c->used : NULL;
-    c->used += (floats + 15) & ~(size_t)15; /* keep every tensor 64-byte aligned */
+static void *carve_bytes(carver *c, size_t bytes) {
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (bytes + 63) & ~(size_t)63; /* keep every tensor 64-byte aligned */
     return p;
 }
+
+static float *carve(carver *c, size_t floats) { return carve_bytes(c, floats * sizeof(float)); }
+static kao_map *carve_map(carver *c, size_t elements) { return carve_bytes(c, elements * c->map_bytes); }
 
 /* Geometry of every conv for this batch and input size (independent of the memory plan). */
 static void plan_shapes(kao_acts *a, const kao_model *m) {
@@ -56,34 +60,34 @@ static size_t conv_out_floats(const kao_conv_shape *s) {
 static void plan_training(kao_acts *a, const kao_model *m, carver *c) {
     const kao_arch *arch = &m->arch;
     int B = a->batch;
-    a->stem_c = carve(c, conv_out_floats(&a->stem_conv));
-    a->stem_out = carve(c, conv_out_floats(&a->stem_conv));
+    a->stem_c = carve_map(c, conv_out_floats(&a->stem_conv));
+    a->stem_out = carve_map(c, conv_out_floats(&a->stem_conv));
     a->stem_mean = carve(c, (size_t)arch->stem_ch);
     a->stem_rstd = carve(c, (size_t)arch->stem_ch);
-    float *prev_out = a->stem_out;
+    kao_map *prev_out = a->stem_out;
     for (int i = 0; i < arch->num_blocks; i++) {
         const kao_block_arch *b = &arch->blocks[i];
         kao_block_acts *ba = &a->blocks[i];
         size_t c1 = conv_out_floats(&ba->conv1);
         size_t out = (size_t)B * ba->out_h * ba->out_w * b->out_ch;
         ba->in = prev_out;
-        ba->c1 = carve(c, c1);
+        ba->c1 = carve_map(c, c1);
         ba->mean1 = carve(c, (size_t)ba->conv1.out_c);
         ba->rstd1 = carve(c, (size_t)ba->conv1.out_c);
         if (b->type != KAO_BLOCK_CN) {
-            ba->a1 = carve(c, c1);
-            ba->c3 = carve(c, out);
+            ba->a1 = carve_map(c, c1);
+            ba->c3 = carve_map(c, out);
             ba->mean3 = carve(c, (size_t)b->out_ch);
             ba->rstd3 = carve(c, (size_t)b->out_ch);
         }
         if (b->type == KAO_BLOCK_IR) {
             size_t c2 = conv_out_floats(&ba->conv_dw);
-            ba->c2 = carve(c, c2);
-            ba->a2 = carve(c, c2);
+            ba->c2 = carve_map(c, c2);
+            ba->a2 = carve_map(c, c2);
             ba->mean2 = carve(c, (size_t)b->mid_ch);
             ba->rstd2 = carve(c, (size_t)b->mid_ch);
             if (b->se_ch > 0) {
-                ba->se_out = carve(c, c2);
+                ba->se_out = carve_map(c, c2);
                 ba->se_pooled = carve(c, (size_t)B * b->mid_ch);
                 ba->se_hidden = carve(c, (size_t)B * b->se_ch);
                 ba->se_gate = carve(c, (size_t)B * b->mid_ch);
@@ -91,12 +95,12 @@ static void plan_training(kao_acts *a, const kao_model *m, carver *c) {
                 ba->se_out = ba->a2;
             }
         }
-        ba->out = carve(c, out);
+        ba->out = carve_map(c, out);
         ba->drop_mask = b->has_skip && b->drop_path_rate > 0 ? carve(c, (size_t)B) : NULL;
         prev_out = ba->out;
     }
-    a->head_c = carve(c, conv_out_floats(&a->head_conv));
-    a->head_a = carve(c, conv_out_floats(&a->head_conv));
+    a->head_c = carve_map(c, conv_out_floats(&a->head_conv));
+    a->head_a = carve_map(c, conv_out_floats(&a->head_conv));
     a->head_mean = carve(c, (size_t)arch->num_features);
     a->head_rstd = carve(c, (size_t)arch->num_features);
     a->pooled = carve(c, (size_t)B * arch->num_features);
@@ -123,8 +127,8 @@ static void plan_eval(kao_acts *a, const kao_model *m, carver *c) {
     }
     size_t head = conv_out_floats(&a->head_conv);
     mid = head > mid ? head : mid;
-    float *io_buf[2] = {carve(c, io), carve(c, io)};
-    float *mid_buf[2] = {carve(c, mid), carve(c, mid)};
+    kao_map *io_buf[2] = {carve_map(c, io), carve_map(c, io)};
+    kao_map *mid_buf[2] = {carve_map(c, mid), carve_map(c, mid)};
     int maxc = arch->num_features;
     for (int i = 0; i < arch->num_blocks; i++) maxc = arch->blocks[i].mid_ch > maxc ? arch->blocks[i].mid_ch : maxc;
     float *se_pooled = carve(c, (size_t)B * maxc), *se_gate = carve(c, (size_t)B * maxc);
@@ -156,6 +160,13 @@ static void plan_eval(kao_acts *a, const kao_model *m, carver *c) {
     a->embedding = carve(c, (size_t)B * arch->embedding_dim);
 }
 
+/* The whole plan: the tensors of the mode and, for maps that are not floats, the input's copy. */
+static void plan(kao_acts *a, const kao_model *m, carver *c) {
+    if (a->training) plan_training(a, m, c);
+    else plan_eval(a, m, c);
+    a->input_copy = c->map_bytes != sizeof(float) ? carve_map(c, (size_t)a->batch * a->height * a->width * 3) : NULL;
+}
+
 void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
                      kao_backend *be) {
     memset(a, 0, sizeof *a);
@@ -164,15 +175,14 @@ void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int
     a->width = width;
     a->training = training;
     plan_shapes(a, m);
-    carver counter = {NULL, 0};
-    if (training) plan_training(a, m, &counter);
-    else plan_eval(a, m, &counter);
-    a->memory_floats = counter.used;
     a->backend = be;
-    a->memory = be->alloc(be, counter.used * sizeof(float), "activations");
-    carver c = {a->memory, 0};
-    if (training) plan_training(a, m, &c);
-    else plan_eval(a, m, &c);
+    a->map_bytes = be->map_bytes;
+    carver counter = {NULL, 0, be->map_bytes};
+    plan(a, m, &counter);
+    a->memory_bytes = counter.used;
+    a->memory = be->alloc(be, counter.used, "activations");
+    carver c = {a->memory, 0, be->map_bytes};
+    plan(a, m, &c);
     int masks = 0;
     for (int i = 0; i < m->arch.num_blocks; i++) masks += a->blocks[i].drop_mask != NULL;
     if (masks == 0) return;

@@ -25,8 +25,8 @@ static kao_prof_op conv_kind(const kao_conv_shape *s) {
 /* out = act(BN(conv(inp))). conv_out (the BN's input) is written when training (backward reads it);
  * save_mean/save_rstd keep the batch statistics. Training updates the running statistics (counted
  * in num_batches_tracked) unless BN is frozen. */
-static void conv_bn(const pass *p, float *out, float *conv_out, float *save_mean, float *save_rstd,
-                    const float *inp, int weight, const kao_conv_shape *s, kao_bn_ref bn, kao_act act) {
+static void conv_bn(const pass *p, kao_map *out, kao_map *conv_out, float *save_mean, float *save_rstd,
+                    const kao_map *inp, int weight, const kao_conv_shape *s, kao_bn_ref bn, kao_act act) {
     kao_bn_tensors t = kao_net_bn(p->w, p->m, bn);
     TIMED(p, conv_kind(s), p->be->conv_bn(p->be, out, conv_out, save_mean, save_rstd, inp, P(p, weight), s, &t,
                                           p->bn_mode, act));
@@ -48,7 +48,7 @@ static void block_forward(const pass *p, const kao_block *blk, kao_block_acts *b
         conv_bn(p, ba->out, ba->c1, ba->mean1, ba->rstd1, ba->in, blk->conv1.weight, &ba->conv1, blk->bn1, KAO_ACT_SILU);
     } else {
         conv_bn(p, ba->a1, ba->c1, ba->mean1, ba->rstd1, ba->in, blk->conv1.weight, &ba->conv1, blk->bn1, KAO_ACT_SILU);
-        const float *pwl_in = ba->a1;
+        const kao_map *pwl_in = ba->a1;
         if (b->type == KAO_BLOCK_IR) {
             conv_bn(p, ba->a2, ba->c2, ba->mean2, ba->rstd2, ba->a1, blk->conv_dw.weight, &ba->conv_dw, blk->bn_dw,
                     KAO_ACT_SILU);
@@ -77,8 +77,11 @@ static void forward(const pass *p, kao_acts *a, const float *input, kao_rng *rng
     const kao_model *m = p->m;
     const kao_arch *arch = &m->arch;
     kao_backend *be = p->be;
-    a->input = input;
-    conv_bn(p, a->stem_out, a->stem_c, a->stem_mean, a->stem_rstd, input, m->conv_stem.weight, &a->stem_conv,
+    KAO_ASSERT(a->map_bytes == be->map_bytes, "activations planned for another precision");
+    size_t input_n = (size_t)a->batch * a->height * a->width * 3;
+    if (a->input_copy) be->map_from_floats(be, a->input_copy, input, input_n);
+    a->input = a->input_copy ? a->input_copy : (const kao_map *)input; /* float maps: the batch itself */
+    conv_bn(p, a->stem_out, a->stem_c, a->stem_mean, a->stem_rstd, a->input, m->conv_stem.weight, &a->stem_conv,
             m->bn_stem, KAO_ACT_SILU);
     for (int i = 0; i < arch->num_blocks; i++) block_forward(p, &m->blocks[i], &a->blocks[i], rng);
     conv_bn(p, a->head_a, a->head_c, a->head_mean, a->head_rstd, a->blocks[arch->num_blocks - 1].out,

@@ -32,6 +32,9 @@
 
 static kao_backend *cpu;
 
+/* The CPU backend's maps are float tensors. */
+static const float *floats(const kao_map *m) { return (const float *)m; }
+
 static float *read_tensor(const kao_h5_file *f, const char *name, kao_h5_info *info) {
     if (kao_h5_dataset_info(f, name, info)) {
         fprintf(stderr, "reference: %s\n", kao_last_error());
@@ -115,16 +118,16 @@ static void test_forward(const char *case_name) {
         kao_forward_eval(&m, &w, &a, input);
         printf("%s %s: batch %d at %dx%d\n", case_name, group, B, H, W);
         snprintf(name, sizeof name, "%s/act/stem", group);
-        compare(&f, name, a.stem_out, ACTIVATION_LAYOUT, 1e-4, 1e-7);
+        compare(&f, name, floats(a.stem_out), ACTIVATION_LAYOUT, 1e-4, 1e-7);
         for (int i = 0; i < m.arch.num_blocks; i++) {
             const kao_block_arch *b = &m.arch.blocks[i];
             bool last_in_stage = i + 1 == m.arch.num_blocks || m.arch.blocks[i + 1].stage != b->stage;
             if (!last_in_stage) continue;
             snprintf(name, sizeof name, "%s/act/stage%d", group, b->stage);
-            compare(&f, name, a.blocks[i].out, ACTIVATION_LAYOUT, 1e-4, 1e-7);
+            compare(&f, name, floats(a.blocks[i].out), ACTIVATION_LAYOUT, 1e-4, 1e-7);
         }
         snprintf(name, sizeof name, "%s/act/head", group);
-        compare(&f, name, a.head_a, ACTIVATION_LAYOUT, 1e-4, 1e-7);
+        compare(&f, name, floats(a.head_a), ACTIVATION_LAYOUT, 1e-4, 1e-7);
         snprintf(name, sizeof name, "%s/act/pooled", group);
         compare(&f, name, a.pooled, ACTIVATION_LAYOUT, 1e-4, 1e-7);
         snprintf(name, sizeof name, "%s/embedding", group);
@@ -331,7 +334,7 @@ static void test_drop_path(void) {
                 expected_dropped += arch.blocks[i].drop_path_rate;
                 if (ba->drop_mask[b] == 0.0f) {
                     dropped++;
-                    identity_ok &= memcmp(ba->out + b * n, ba->in + b * n, n * sizeof(float)) == 0;
+                    identity_ok &= memcmp(floats(ba->out) + b * n, floats(ba->in) + b * n, n * sizeof(float)) == 0;
                 } else {
                     values_ok &= ba->drop_mask[b] == 1.0f / keep;
                 }

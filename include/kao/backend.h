@@ -22,10 +22,22 @@
 #include "kao/ops.h"
 #include "kao/optim.h"
 
-/* The arithmetic of matrix work (convolutions, GEMMs). Data and everything else stay fp32.
- * TF32: tensor cores multiply operands rounded to a 10-bit mantissa (relative 2⁻¹¹) and
- * accumulate in fp32 — PyTorch's default for cuDNN convolutions; GPUs only. */
-typedef enum { KAO_PRECISION_FP32, KAO_PRECISION_TF32 } kao_precision;
+/* How a backend stores activations and does matrix work (convolutions, GEMMs).
+ * FP32: everything fp32.
+ * TF32: fp32 data; tensor cores multiply operands rounded to a 10-bit mantissa (relative 2⁻¹¹)
+ *       and accumulate in fp32 — PyTorch's default for cuDNN convolutions; GPUs only.
+ * BF16: mixed precision, PyTorch autocast's split: activation maps (kao_map) stored in bfloat16
+ *       (8-bit mantissa, fp32's exponent) and bf16 operands for the convolutions, fp32
+ *       accumulation inside every op; fp32 master weights, weight gradients, optimizer moments,
+ *       BatchNorm statistics, the embedding head and the whole ArcFace loss. GPUs, and the
+ *       detached CPU backend as its reference (backend_bf16.c). No loss scaling: bf16 has fp32's
+ *       exponent range, so small gradients do not underflow as in fp16 (cuda.h says more). */
+typedef enum { KAO_PRECISION_FP32, KAO_PRECISION_TF32, KAO_PRECISION_BF16 } kao_precision;
+
+/* An activation map (B, H, W, C) or its gradient, in a backend's memory, with map_bytes bytes per
+ * element: float, or bfloat16 under KAO_PRECISION_BF16. Opaque: only the backend reads the
+ * elements (kao_map_to_host brings one to the host as floats). */
+typedef struct kao_map kao_map;
 
 /* How a BatchNorm layer normalises: running statistics (eval), batch statistics with the
  * running ones updated (train), or running statistics while training (frozen BN). */
@@ -44,6 +56,7 @@ struct kao_backend {
     char description[160]; /* for logs: "CPU, 2 threads", "NVIDIA H100 80GB HBM3, compute 9.0, 132 SMs" */
     bool host_memory;   /* its memory is the host's: mirrors of host tensors can alias them */
     void *impl;         /* the implementation's state (workspace, scratch, CUDA context) */
+    size_t map_bytes;   /* bytes per kao_map element: 4, or 2 under bf16 (set_precision) */
 
     /* ---- memory: allocations are zero-filled; copies are ordered with the ops ---- */
     void *(*alloc)(kao_backend *be, size_t bytes, const char *what);
@@ -61,41 +74,45 @@ struct kao_backend {
     void (*host_release)(kao_backend *be, void *p);
     /* Waits for everything queued (for timing). */
     void (*sync)(kao_backend *be);
-    /* Fails (naming the precision) where the backend does not offer it. */
+    /* Fails (naming the precision) where the backend does not offer it. Maps made before a change of
+     * map_bytes must not be used after it. */
     int (*set_precision)(kao_backend *be, kao_precision precision);
+    /* Maps from and to float tensors of the backend's memory (the network's input, its gradient). */
+    void (*map_from_floats)(kao_backend *be, kao_map *dst, const float *src, size_t n);
+    void (*map_to_floats)(kao_backend *be, float *dst, const kao_map *src, size_t n);
     /* The most device memory in use at once so far, in MiB; NULL where the memory is the host's. */
     double (*peak_memory_mib)(kao_backend *be);
 
-    /* ---- the network's ops (ops.h for each op's semantics) ---- */
+    /* ---- the network's ops (ops.h for each op's semantics); kao_map arguments are maps ---- */
     /* out = act(BN(conv(inp))), groups = 1 or depthwise as s says. conv_out (the BN's input) is
      * written in TRAIN and FROZEN modes, where backward reads it, and may be NULL in EVAL;
      * save_mean/save_rstd (C) are written in TRAIN; TRAIN updates the running statistics. */
-    void (*conv_bn)(kao_backend *be, float *out, float *conv_out, float *save_mean, float *save_rstd,
-                    const float *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
+    void (*conv_bn)(kao_backend *be, kao_map *out, kao_map *conv_out, float *save_mean, float *save_rstd,
+                    const kao_map *inp, const float *weight, const kao_conv_shape *s, const kao_bn_tensors *bn,
                     kao_bn_mode mode, kao_act act);
     /* Convolution backward without bias: dinp overwritten or NULL; dweight +=. */
-    void (*conv_backward)(kao_backend *be, float *dinp, float *dweight, const float *dout, const float *inp,
+    void (*conv_backward)(kao_backend *be, kao_map *dinp, float *dweight, const kao_map *dout, const kao_map *inp,
                           const float *weight, const kao_conv_shape *s);
     /* BN(+act) backward in place: d, the gradient of the output, becomes the input's. mode is TRAIN
      * (save_mean/save_rstd used) or FROZEN (running statistics used). dgamma, dbeta +=. */
-    void (*bn_backward)(kao_backend *be, float *d, float *dgamma, float *dbeta, const float *inp,
+    void (*bn_backward)(kao_backend *be, kao_map *d, float *dgamma, float *dbeta, const kao_map *inp,
                         const float *save_mean, const float *save_rstd, const kao_bn_tensors *bn,
                         kao_bn_mode mode, kao_act act, size_t M, int C);
-    void (*se_forward)(kao_backend *be, float *out, float *save_pooled, float *save_hidden, float *save_gate,
-                       const float *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
+    void (*se_forward)(kao_backend *be, kao_map *out, float *save_pooled, float *save_hidden, float *save_gate,
+                       const kao_map *inp, const float *w_reduce, const float *b_reduce, const float *w_expand,
                        const float *b_expand, int B, int HW, int C, int R);
-    void (*se_backward)(kao_backend *be, float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
-                        float *db_expand, const float *dout, const float *inp, const float *save_pooled,
+    void (*se_backward)(kao_backend *be, kao_map *dinp, float *dw_reduce, float *db_reduce, float *dw_expand,
+                        float *db_expand, const kao_map *dout, const kao_map *inp, const float *save_pooled,
                         const float *save_hidden, const float *save_gate, const float *w_reduce,
                         const float *w_expand, int B, int HW, int C, int R);
-    void (*avgpool_forward)(kao_backend *be, float *out, const float *inp, int B, int HW, int C);
-    void (*avgpool_backward)(kao_backend *be, float *dinp, const float *dout, int B, int HW, int C);
+    void (*avgpool_forward)(kao_backend *be, float *out, const kao_map *inp, int B, int HW, int C);
+    void (*avgpool_backward)(kao_backend *be, kao_map *dinp, const float *dout, int B, int HW, int C);
     void (*linear_forward)(kao_backend *be, float *out, const float *inp, const float *weight, const float *bias,
                            int B, int n_in, int n_out);
     void (*linear_backward)(kao_backend *be, float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int B, int n_in, int n_out);
-    void (*add_inplace)(kao_backend *be, float *out, const float *x, size_t n);
-    void (*scale_rows)(kao_backend *be, float *x, const float *mask, int B, size_t n);
+    void (*add_inplace)(kao_backend *be, kao_map *out, const kao_map *x, size_t n);
+    void (*scale_rows)(kao_backend *be, kao_map *x, const float *mask, int B, size_t n);
 
     /* ---- the training step's ops ---- */
     /* ArcFace (arcface.h): acts is the backend's own saved-tensor record. labels (B) are in the
@@ -131,7 +148,9 @@ kao_backend *kao_backend_cpu_detached(void);
 /* "cpu", "cuda[:N]" or "cpu-detached"; fails naming the device when it is unknown, when kao was
  * built without CUDA, or when no GPU can be used (with the driver's reason). */
 int kao_backend_open(kao_backend **out, const char *device);
-/* "fp32" | "tf32" */
+/* n elements of a map in be's memory, as floats in host memory (tests, diagnostics). */
+void kao_map_to_host(kao_backend *be, float *host_dst, const kao_map *src, size_t n);
+/* "fp32" | "tf32" | "bf16" */
 int kao_precision_parse(kao_precision *out, const char *name);
 const char *kao_precision_name(kao_precision precision);
 void kao_backend_free(kao_backend *be);

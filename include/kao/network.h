@@ -24,14 +24,13 @@
 typedef struct {
     int in_h, in_w, out_h, out_w;
     kao_conv_shape conv1, conv_dw, conv_pwl;
-    float *in;                          /* (B, in_h, in_w, in_ch)   = previous block's out */
-    float *c1, *a1;                     /* (B, h1, w1, mid)  conv1 output, BN1+SiLU output */
-    float *c2, *a2;                     /* (B, out_h, out_w, mid)  depthwise output, BN2+SiLU */
-    float *se_out;                      /* (B, out_h, out_w, mid)  a2 · gate */
+    kao_map *in;                        /* (B, in_h, in_w, in_ch)   = previous block's out */
+    kao_map *c1, *a1;                   /* (B, h1, w1, mid)  conv1 output, BN1+SiLU output */
+    kao_map *c2, *a2;                   /* (B, out_h, out_w, mid)  depthwise output, BN2+SiLU */
+    kao_map *se_out;                    /* (B, out_h, out_w, mid)  a2 · gate */
     float *se_pooled, *se_hidden, *se_gate; /* (B, mid), (B, rd), (B, mid) */
-    float *c3;                          /* (B, out_h, out_w, out)  conv_pwl output */
-    float *branch;                      /* (B, out_h, out_w, out)  BN output before the skip (skip blocks) */
-    float *out;                         /* (B, out_h, out_w, out) */
+    kao_map *c3;                        /* (B, out_h, out_w, out)  conv_pwl output */
+    kao_map *out;                       /* (B, out_h, out_w, out) */
     float *mean1, *rstd1, *mean2, *rstd2, *mean3, *rstd3; /* (C) batch statistics of each BN */
     float *drop_mask;                   /* (B) 0 or 1/keep per sample; NULL = identity */
     float *drop_mask_host;              /* (B) the mask as drawn, in the backend's host memory (page-locked
@@ -42,18 +41,20 @@ typedef struct {
     int batch, height, width;
     bool training;
     kao_conv_shape stem_conv, head_conv;
-    const float *input;                 /* (B, H, W, 3) the caller's batch */
-    float *stem_c, *stem_out;           /* (B, Hs, Ws, stem) */
+    const kao_map *input;               /* (B, H, W, 3) the caller's batch, or input_copy */
+    kao_map *input_copy;                /* the batch converted to the map type (bf16); NULL for float maps */
+    kao_map *stem_c, *stem_out;         /* (B, Hs, Ws, stem) */
     float *stem_mean, *stem_rstd;
     kao_block_acts blocks[KAO_MAX_BLOCKS];
-    float *head_c, *head_a;             /* (B, Hh, Wh, nf) */
+    kao_map *head_c, *head_a;           /* (B, Hh, Wh, nf) */
     float *head_mean, *head_rstd;
     float *pooled;                      /* (B, nf) */
     float *embedding;                   /* (B, E) */
     kao_backend *backend;               /* whose memory all of the above is */
-    float *memory;                      /* the one block everything above is carved from */
+    size_t map_bytes;                   /* the backend's map element size when the plan was made */
+    void *memory;                       /* the one block everything above is carved from */
     float *host_masks;                  /* the drop_mask_host blocks (backend host memory) */
-    size_t memory_floats;
+    size_t memory_bytes;
     kao_profile *profile;               /* optional: time every op into it (NULL: off) */
 } kao_acts;
 
@@ -86,13 +87,13 @@ float *kao_net_tensor(const kao_net_weights *w, const kao_model *m, int index);
 /* A BatchNorm layer's tensors in w, with m's eps and momentum. */
 kao_bn_tensors kao_net_bn(const kao_net_weights *w, const kao_model *m, kao_bn_ref bn);
 
-/* Plans the activations in be's memory. */
+/* Plans the activations in be's memory, maps in its current map type. */
 void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
                      kao_backend *be);
 void kao_acts_free(kao_acts *a);
 
-/* Eval forward: running BN statistics, no drop path. input (B, H, W, 3) in the backend's memory;
- * the result is in a->embedding. */
+/* Eval forward: running BN statistics, no drop path. input (B, H, W, 3) floats in the backend's
+ * memory; the result (floats) is in a->embedding. */
 void kao_forward_eval(const kao_model *m, const kao_net_weights *w, kao_acts *a, const float *input);
 /* Training forward: batch statistics (running statistics updated in w unless opt->freeze_bn,
  * counted in m->bn_batches_tracked), drop path drawn from rng. a must have been created with
@@ -105,8 +106,8 @@ void kao_forward_train(kao_model *m, kao_net_weights *w, kao_acts *a, const floa
  * backend's memory of a. */
 typedef struct {
     kao_backend *backend;
-    float *buf[4];        /* each as large as the largest activation: dout, din and two temporaries */
-    size_t floats;
+    kao_map *buf[4];      /* each as large as the largest activation: dout, din and two temporaries */
+    size_t bytes;
 } kao_grad_scratch;
 void kao_backward(const kao_model *m, const kao_net_weights *w, float *grads, float *d_input, const kao_acts *a,
                   const float *d_embedding, const kao_train_options *opt, kao_grad_scratch *scratch);

@@ -12,7 +12,7 @@
 static const char *help =
     "usage: kao bench [--mode infer|train] [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
-    "                 [--embedding N] [--threads N] [--device D] [--precision fp32|tf32] [--profile]\n"
+    "                 [--embedding N] [--threads N] [--device D] [--precision fp32|tf32|bf16] [--profile]\n"
     "\n"
     "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
     "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
