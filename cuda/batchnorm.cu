@@ -11,8 +11,10 @@
  *    dβ += Σg, dγ += Σg·xhat; dx = scale·g − k1 − (x − mean)·k2 with k1 = scale·Σg/M and
  *    k2 = scale·rstd·Σg·xhat/M (batch statistics), or dx = g·scale (frozen statistics, rstd from
  *    the running variance in double). dinp may alias dout: each element is read, then written
- *    by the same thread. */
-#include "cuda_internal.cuh"
+ *    by the same thread.
+ * The maps (inp, out, dout, dinp) are float or bf16 (ops_t.cuh), loaded as float; the statistics,
+ * the affine parameters and their gradients are float. */
+#include "ops_t.cuh"
 #include "reduce.cuh"
 
 #define SHAPE_FMT "M %zu, C %d, act %d"
@@ -20,16 +22,18 @@
 /* ---- elementwise ------------------------------------------------------------------------- */
 
 /* out = act(inp·scale + shift) per channel; out may equal inp. */
-static __global__ void affine_act_kernel(float *out, const float *inp, const float *scale, const float *shift,
-                                         int silu, size_t M, int C) {
+template <class T>
+static __global__ void affine_act_kernel(T *out, const T *inp, const float *scale, const float *shift, int silu,
+                                         size_t M, int C) {
     KAO_GRID_STRIDE(i, M * C) {
         size_t c = i % (size_t)C;
-        float y = inp[i] * scale[c] + shift[c];
-        out[i] = silu ? kao_silu(y) : y;
+        float y = kao_ld(inp[i]) * scale[c] + shift[c];
+        kao_st(&out[i], silu ? kao_silu(y) : y);
     }
 }
 
-static void affine_act(float *out, const float *inp, const float *scale, const float *shift, kao_act act, size_t M,
+template <class T>
+static void affine_act(T *out, const T *inp, const float *scale, const float *shift, kao_act act, size_t M,
                        int C, kao_cuda_ctx *ctx, const char *op) {
     affine_act_kernel<<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(out, inp, scale, shift,
                                                                           act == KAO_ACT_SILU, M, C);
@@ -46,10 +50,11 @@ static __global__ void fold_eval_kernel(float *scale, float *shift, const float 
     }
 }
 
-void kao_batchnorm_forward_eval_gpu(float *out, const float *inp, const float *gamma, const float *beta,
-                                    const float *running_mean, const float *running_var, float eps, kao_act act,
-                                    size_t M, int C, kao_cuda_ctx *ctx) {
-    const char *op = "batchnorm_forward_eval_gpu";
+template <class T>
+void kao_t::batchnorm_forward_eval(T *out, const T *inp, const float *gamma, const float *beta,
+                                   const float *running_mean, const float *running_var, float eps, kao_act act,
+                                   size_t M, int C, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "batchnorm_forward_eval_gpu");
     kao_carver cv = {NULL, 0};
     kao_carve<float>(&cv, 2 * (size_t)C);
     cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
@@ -63,25 +68,26 @@ void kao_batchnorm_forward_eval_gpu(float *out, const float *inp, const float *g
 /* ---- train ------------------------------------------------------------------------------- */
 
 /* d = x − x[first row] and d² */
-struct shifted_moments {
-    const float *inp;
+template <class T> struct shifted_moments {
+    const T *inp;
     int C;
     __device__ void operator()(size_t m, int c, float *v) const {
-        float d = inp[m * C + c] - inp[c];
+        float d = kao_ld(inp[m * C + c]) - kao_ld(inp[c]);
         v[0] = d;
         v[1] = d * d;
     }
 };
 
 /* totals (2, C): Σd, Σd². Per channel, in double as the CPU op. */
+template <class T>
 static __global__ void train_stats_kernel(float *save_mean, float *save_rstd, float *scale, float *shift,
                                           float *running_mean, float *running_var, const double *totals,
-                                          const float *inp, const float *gamma, const float *beta, float eps,
+                                          const T *inp, const float *gamma, const float *beta, float eps,
                                           float momentum, size_t M, int C) {
     KAO_GRID_STRIDE(c, (size_t)C) {
         double dmean = totals[c] / (double)M, var = totals[C + c] / (double)M - dmean * dmean;
         if (var < 0.0) var = 0.0;
-        double mean = inp[c] + dmean, rstd = 1.0 / sqrt(var + eps);
+        double mean = kao_ld(inp[c]) + dmean, rstd = 1.0 / sqrt(var + eps);
         save_mean[c] = (float)mean;
         save_rstd[c] = (float)rstd;
         scale[c] = (float)(gamma[c] * rstd);
@@ -93,10 +99,11 @@ static __global__ void train_stats_kernel(float *save_mean, float *save_rstd, fl
     }
 }
 
-void kao_batchnorm_forward_train_gpu(float *out, float *save_mean, float *save_rstd, const float *inp,
-                                     const float *gamma, const float *beta, float *running_mean, float *running_var,
-                                     float eps, float momentum, kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
-    const char *op = "batchnorm_forward_train_gpu";
+template <class T>
+void kao_t::batchnorm_forward_train(T *out, float *save_mean, float *save_rstd, const T *inp, const float *gamma,
+                                    const float *beta, float *running_mean, float *running_var, float eps,
+                                    float momentum, kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "batchnorm_forward_train_gpu");
     KAO_CUDA_ASSERT(M > 1, op, "training needs more than one value per channel; " SHAPE_FMT, M, C, (int)act);
     KAO_CUDA_ASSERT(out != inp, op, "out must not alias inp; " SHAPE_FMT, M, C, (int)act);
     KAO_CUDA_ASSERT((running_mean == NULL) == (running_var == NULL), op, "running mean and var both or neither; " SHAPE_FMT,
@@ -110,7 +117,7 @@ void kao_batchnorm_forward_train_gpu(float *out, float *save_mean, float *save_r
     cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
     double *part = kao_carve<double>(&cv, part_n), *totals = kao_carve<double>(&cv, 2 * (size_t)C);
     float *scale = kao_carve<float>(&cv, 2 * (size_t)C), *shift = scale + C;
-    kao_colsum<2>(totals, part, &plan, shifted_moments{inp, C}, M, C, ctx, op);
+    kao_colsum<2>(totals, part, &plan, shifted_moments<T>{inp, C}, M, C, ctx, op);
     train_stats_kernel<<<kao_blocks((size_t)C), KAO_THREADS, 0, ctx->stream>>>(
         save_mean, save_rstd, scale, shift, running_mean, running_var, totals, inp, gamma, beta, eps, momentum, M, C);
     KAO_LAUNCH_CHECK(ctx, op, "statistics; " SHAPE_FMT, M, C, (int)act);
@@ -137,12 +144,13 @@ static __device__ __forceinline__ float bn_grad_at(float dout, float x, float sc
 }
 
 /* g and g·xhat, xhat = (x − mean)·rstd */
-struct grad_moments {
-    const float *dout, *inp, *mean, *rstd, *scale, *shift;
+template <class T> struct grad_moments {
+    const T *dout, *inp;
+    const float *mean, *rstd, *scale, *shift;
     int C, silu;
     __device__ void operator()(size_t m, int c, float *v) const {
         size_t i = m * C + c;
-        float x = inp[i], g = bn_grad_at(dout[i], x, scale[c], shift[c], silu);
+        float x = kao_ld(inp[i]), g = bn_grad_at(kao_ld(dout[i]), x, scale[c], shift[c], silu);
         v[0] = g;
         v[1] = g * ((x - mean[c]) * rstd[c]);
     }
@@ -161,26 +169,29 @@ static __global__ void param_grads_kernel(float *dgamma, float *dbeta, float *k1
     }
 }
 
-static __global__ void dinp_batch_kernel(float *dinp, const float *dout, const float *inp, const float *mean,
-                                         const float *scale, const float *shift, const float *k1, const float *k2,
-                                         int silu, size_t M, int C) {
+template <class T>
+static __global__ void dinp_batch_kernel(T *dinp, const T *dout, const T *inp, const float *mean, const float *scale,
+                                         const float *shift, const float *k1, const float *k2, int silu, size_t M,
+                                         int C) {
     KAO_GRID_STRIDE(i, M * C) {
         size_t c = i % (size_t)C;
-        float x = inp[i], g = bn_grad_at(dout[i], x, scale[c], shift[c], silu);
-        dinp[i] = scale[c] * g - k1[c] - (x - mean[c]) * k2[c];
+        float x = kao_ld(inp[i]), g = bn_grad_at(kao_ld(dout[i]), x, scale[c], shift[c], silu);
+        kao_st(&dinp[i], scale[c] * g - k1[c] - (x - mean[c]) * k2[c]);
     }
 }
 
-static __global__ void dinp_frozen_kernel(float *dinp, const float *dout, const float *inp, const float *scale,
+template <class T>
+static __global__ void dinp_frozen_kernel(T *dinp, const T *dout, const T *inp, const float *scale,
                                           const float *shift, int silu, size_t M, int C) {
     KAO_GRID_STRIDE(i, M * C) {
         size_t c = i % (size_t)C;
-        dinp[i] = bn_grad_at(dout[i], inp[i], scale[c], shift[c], silu) * scale[c];
+        kao_st(&dinp[i], bn_grad_at(kao_ld(dout[i]), kao_ld(inp[i]), scale[c], shift[c], silu) * scale[c]);
     }
 }
 
 /* Both backwards: batch statistics when save_rstd is given, else the running ones (frozen). */
-static void backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+template <class T>
+static void backward(T *dinp, float *dgamma, float *dbeta, const T *dout, const T *inp,
                      const float *mean, const float *save_rstd, const float *running_var, const float *gamma,
                      const float *beta, float eps, kao_act act, size_t M, int C, kao_cuda_ctx *ctx, const char *op) {
     bool frozen = save_rstd == NULL;
@@ -198,7 +209,7 @@ static void backward(float *dinp, float *dgamma, float *dbeta, const float *dout
     backward_prepare_kernel<<<kao_blocks((size_t)C), KAO_THREADS, 0, ctx->stream>>>(
         rstd, scale, shift, mean, save_rstd, running_var, gamma, beta, eps, C);
     KAO_LAUNCH_CHECK(ctx, op, "prepare; " SHAPE_FMT, M, C, (int)act);
-    kao_colsum<2>(totals, part, &plan, grad_moments{dout, inp, mean, rstd, scale, shift, C, silu}, M, C, ctx, op);
+    kao_colsum<2>(totals, part, &plan, grad_moments<T>{dout, inp, mean, rstd, scale, shift, C, silu}, M, C, ctx, op);
     bool need_k = dinp && !frozen;
     param_grads_kernel<<<kao_blocks((size_t)C), KAO_THREADS, 0, ctx->stream>>>(
         dgamma, dbeta, need_k ? k1 : NULL, need_k ? k2 : NULL, totals, scale, rstd, M, C);
@@ -213,17 +224,61 @@ static void backward(float *dinp, float *dgamma, float *dbeta, const float *dout
     KAO_LAUNCH_CHECK(ctx, op, "dinp; " SHAPE_FMT, M, C, (int)act);
 }
 
+template <class T>
+void kao_t::batchnorm_backward(T *dinp, float *dgamma, float *dbeta, const T *dout, const T *inp,
+                               const float *save_mean, const float *save_rstd, const float *gamma, const float *beta,
+                               kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "batchnorm_backward_gpu");
+    KAO_CUDA_ASSERT(save_rstd != NULL, op, SHAPE_FMT, M, C, (int)act);
+    backward(dinp, dgamma, dbeta, dout, inp, save_mean, save_rstd, NULL, gamma, beta, 0.0f, act, M, C, ctx, op);
+}
+
+template <class T>
+void kao_t::batchnorm_backward_frozen(T *dinp, float *dgamma, float *dbeta, const T *dout, const T *inp,
+                                      const float *running_mean, const float *running_var, const float *gamma,
+                                      const float *beta, float eps, kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
+    backward(dinp, dgamma, dbeta, dout, inp, running_mean, NULL, running_var, gamma, beta, eps, act, M, C, ctx,
+             KAO_OP(T, "batchnorm_backward_frozen_gpu"));
+}
+
+void kao_batchnorm_forward_eval_gpu(float *out, const float *inp, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var, float eps, kao_act act,
+                                    size_t M, int C, kao_cuda_ctx *ctx) {
+    kao_t::batchnorm_forward_eval<float>(out, inp, gamma, beta, running_mean, running_var, eps, act, M, C, ctx);
+}
+
+void kao_batchnorm_forward_train_gpu(float *out, float *save_mean, float *save_rstd, const float *inp,
+                                     const float *gamma, const float *beta, float *running_mean, float *running_var,
+                                     float eps, float momentum, kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
+    kao_t::batchnorm_forward_train<float>(out, save_mean, save_rstd, inp, gamma, beta, running_mean, running_var, eps,
+                                          momentum, act, M, C, ctx);
+}
+
 void kao_batchnorm_backward_gpu(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                                 const float *save_mean, const float *save_rstd, const float *gamma, const float *beta,
                                 kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
-    const char *op = "batchnorm_backward_gpu";
-    KAO_CUDA_ASSERT(save_rstd != NULL, op, SHAPE_FMT, M, C, (int)act);
-    backward(dinp, dgamma, dbeta, dout, inp, save_mean, save_rstd, NULL, gamma, beta, 0.0f, act, M, C, ctx, op);
+    kao_t::batchnorm_backward<float>(dinp, dgamma, dbeta, dout, inp, save_mean, save_rstd, gamma, beta, act, M, C,
+                                     ctx);
 }
 
 void kao_batchnorm_backward_frozen_gpu(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                                        const float *running_mean, const float *running_var, const float *gamma,
                                        const float *beta, float eps, kao_act act, size_t M, int C, kao_cuda_ctx *ctx) {
-    backward(dinp, dgamma, dbeta, dout, inp, running_mean, NULL, running_var, gamma, beta, eps, act, M, C, ctx,
-             "batchnorm_backward_frozen_gpu");
+    kao_t::batchnorm_backward_frozen<float>(dinp, dgamma, dbeta, dout, inp, running_mean, running_var, gamma, beta,
+                                            eps, act, M, C, ctx);
 }
+
+#define INSTANTIATE(T)                                                                             \
+    template void kao_t::batchnorm_forward_eval<T>(T *, const T *, const float *, const float *, const float *,  \
+                                                   const float *, float, kao_act, size_t, int, kao_cuda_ctx *);  \
+    template void kao_t::batchnorm_forward_train<T>(T *, float *, float *, const T *, const float *,              \
+                                                    const float *, float *, float *, float, float, kao_act,       \
+                                                    size_t, int, kao_cuda_ctx *);                                \
+    template void kao_t::batchnorm_backward<T>(T *, float *, float *, const T *, const T *, const float *,       \
+                                               const float *, const float *, const float *, kao_act, size_t, int, \
+                                               kao_cuda_ctx *);                                                  \
+    template void kao_t::batchnorm_backward_frozen<T>(T *, float *, float *, const T *, const T *, const float *, \
+                                                      const float *, const float *, const float *, float, kao_act, \
+                                                      size_t, int, kao_cuda_ctx *);
+INSTANTIATE(float)
+INSTANTIATE(kao_bf16)

@@ -1,5 +1,6 @@
 /* context.cu — device discovery, the context (stream, cuBLAS, cuDNN, workspace), device memory,
- * error reporting, the row-major GEMM and the small shared kernels. */
+ * error reporting, the row-major GEMMs (fp32, and mixed types for bf16 maps) and the small shared
+ * kernels. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,13 @@ int kao_cuda_device_count(void) {
     return count;
 }
 
+/* The default math mode keeps fp32 GEMMs in fp32 (TF32 only on request; said explicitly). GEMMs with a
+ * bf16 output (kao_gemm_rm_ex) reduce split-K partials in fp32, not in bf16 (no effect on fp32 ones). */
+static cublasMath_t cublas_math(bool tf32) {
+    return (cublasMath_t)((tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH) |
+                          CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+}
+
 kao_cuda_ctx *kao_cuda_create(int device) {
     const char *op = "kao_cuda_create";
     kao_cuda_ctx *ctx = (kao_cuda_ctx *)kao_calloc(1, sizeof *ctx, "CUDA context");
@@ -71,8 +79,7 @@ kao_cuda_ctx *kao_cuda_create(int device) {
     KAO_CUDA_CHECK(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), op, "device %d", device);
     KAO_CUBLAS_CHECK(cublasCreate(&ctx->cublas), op, "device %d", device);
     KAO_CUBLAS_CHECK(cublasSetStream(ctx->cublas, ctx->stream), op, "device %d", device);
-    /* The default math mode keeps fp32 GEMMs in fp32 (TF32 only on request); said explicitly. */
-    KAO_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, CUBLAS_DEFAULT_MATH), op, "device %d", device);
+    KAO_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, cublas_math(false)), op, "device %d", device);
     KAO_CUDNN_CHECK(cudnnCreate(&ctx->cudnn), op, "device %d", device);
     KAO_CUDNN_CHECK(cudnnSetStream(ctx->cudnn, ctx->stream), op, "device %d", device);
     (void)cudaGetLastError(); /* whatever the libraries' set-up left behind (their statuses were checked) */
@@ -95,7 +102,7 @@ void kao_cuda_destroy(kao_cuda_ctx *ctx) {
 
 void kao_cuda_set_tf32(kao_cuda_ctx *ctx, bool tf32) {
     ctx->tf32 = tf32;
-    KAO_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH),
+    KAO_CUBLAS_CHECK(cublasSetMathMode(ctx->cublas, cublas_math(tf32)),
                      "kao_cuda_set_tf32", "tf32 %d", (int)tf32);
 }
 
@@ -169,6 +176,19 @@ void kao_gemm_rm(kao_cuda_ctx *ctx, const char *op, bool trans_a, bool trans_b, 
                                  &beta, C, ldc),
                      op, "row-major gemm %c%c M %d N %d K %d, lda %d ldb %d ldc %d", trans_a ? 'T' : 'N',
                      trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc);
+    KAO_LIBRARY_DONE(ctx, op, "gemm M %d N %d K %d", M, N, K);
+}
+
+void kao_gemm_rm_ex(kao_cuda_ctx *ctx, const char *op, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                    const void *A, cudaDataType_t a_type, int lda, const void *B, cudaDataType_t b_type, int ldb,
+                    float beta, void *C, cudaDataType_t c_type, int ldc) {
+    if (M == 0 || N == 0) return;
+    KAO_CUBLAS_CHECK(cublasGemmEx(ctx->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                  N, M, K, &alpha, B, b_type, ldb, A, a_type, lda, &beta, C, c_type, ldc,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     op, "row-major gemm %c%c M %d N %d K %d, lda %d ldb %d ldc %d, types A %d B %d C %d",
+                     trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc, (int)a_type, (int)b_type,
+                     (int)c_type);
     KAO_LIBRARY_DONE(ctx, op, "gemm M %d N %d K %d", M, N, K);
 }
 

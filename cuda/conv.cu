@@ -19,8 +19,14 @@
  *    (forward, backward filter, backward data) that direction runs in NCHW instead, with the OIHW
  *    weight (copied, not repacked) and the activations transposed in and out (KAO_CUDA_CONV_NCHW=1
  *    forces it everywhere, to test it).
- * The bias gradient (when asked) is a deterministic column sum of dout (reduce.cuh). */
-#include "cuda_internal.cuh"
+ * The bias gradient (when asked) is a deterministic column sum of dout (reduce.cuh).
+ * The maps are float or bf16 (ops_t.cuh); the weight, the bias and their gradients are float. With
+ * bf16 maps the 1×1 GEMMs are cublasGemmEx calls on bf16 operands (the weight rounded into the
+ * workspace) accumulating in fp32, dW straight into the float gradient; cuDNN runs on bf16 tensors
+ * and a bf16 weight copy with fp32 compute, in the math type of the algorithm chosen (as with TF32:
+ * FMA math is for true fp32 only), and its bf16 dW is added into the float gradient. Plans are kept
+ * per data type too. */
+#include "ops_t.cuh"
 #include "reduce.cuh"
 
 #define SHAPE_FMT "B %d, in %dx%dx%d, out %dx%dx%d, k %d, stride %d, pad top %d left %d"
@@ -42,29 +48,32 @@ static int extra_after(int in, int out, int kernel, int stride, int pad_before) 
 
 /* ---- small kernels ------------------------------------------------------------------------ */
 
-static __global__ void add_bias_kernel(float *out, const float *bias, size_t M, int C) {
-    KAO_GRID_STRIDE(i, M * C) out[i] += bias[i % (size_t)C];
+template <class T> static __global__ void add_bias_kernel(T *out, const float *bias, size_t M, int C) {
+    KAO_GRID_STRIDE(i, M * C) kao_st(&out[i], kao_ld(out[i]) + bias[i % (size_t)C]);
 }
 
 /* w_ohwi (Co, k, k, Ci) from weight (Co, Ci, k, k) */
-static __global__ void oihw_to_ohwi_kernel(float *w_ohwi, const float *weight, int Co, int Ci, int kk) {
+template <class T>
+static __global__ void oihw_to_ohwi_kernel(T *w_ohwi, const float *weight, int Co, int Ci, int kk) {
     KAO_GRID_STRIDE(i, (size_t)Co * Ci * kk) {
         size_t ci = i % (size_t)Ci, t = (i / (size_t)Ci) % (size_t)kk, co = i / ((size_t)Ci * kk);
-        w_ohwi[i] = weight[(co * Ci + ci) * kk + t];
+        kao_st(&w_ohwi[i], weight[(co * Ci + ci) * kk + t]);
     }
 }
 
-/* dweight (Co, Ci, k, k) += dw_ohwi (Co, k, k, Ci) */
-static __global__ void add_ohwi_to_oihw_kernel(float *dweight, const float *dw_ohwi, int Co, int Ci, int kk) {
+/* dweight (Co, Ci, k, k) += dw, cuDNN's weight gradient: (ohwi) OHWI (Co, k, k, Ci), else OIHW. */
+template <class T>
+static __global__ void add_weight_grad_kernel(float *dweight, const T *dw, int Co, int Ci, int kk, bool ohwi) {
     KAO_GRID_STRIDE(i, (size_t)Co * Ci * kk) {
         size_t t = i % (size_t)kk, ci = (i / (size_t)kk) % (size_t)Ci, co = i / ((size_t)Ci * kk);
-        dweight[i] += dw_ohwi[(co * kk + t) * Ci + ci];
+        dweight[i] += kao_ld(dw[ohwi ? (co * kk + t) * Ci + ci : i]);
     }
 }
 
 /* dst = src (B, H, W, C) NHWC padded with zeros to (H + eh, W + ew) after the image, laid out NHWC
  * or (nchw) NCHW: cuDNN's input in either layout. */
-static __global__ void to_conv_layout_kernel(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew,
+template <class T>
+static __global__ void to_conv_layout_kernel(T *dst, const T *src, int B, int H, int W, int C, int eh, int ew,
                                              bool nchw) {
     size_t Hp = (size_t)H + eh, Wp = (size_t)W + ew, Cs = (size_t)C;
     KAO_GRID_STRIDE(i, (size_t)B * Hp * Wp * Cs) {
@@ -74,14 +83,16 @@ static __global__ void to_conv_layout_kernel(float *dst, const float *src, int B
         } else {
             c = i % Cs, x = (i / Cs) % Wp, y = (i / (Cs * Wp)) % Hp, b = i / (Cs * Wp * Hp);
         }
-        dst[i] = (y < (size_t)H && x < (size_t)W) ? src[((b * H + y) * W + x) * Cs + c] : 0.0f;
+        if (y < (size_t)H && x < (size_t)W) dst[i] = src[((b * H + y) * W + x) * Cs + c];
+        else kao_st(&dst[i], 0.0f);
     }
 }
 
 /* dst (B, H, W, C) NHWC = the top-left (H, W) of src (B, H + eh, W + ew, C), laid out NHWC or
  * (nchw) NCHW. */
-static __global__ void from_conv_layout_kernel(float *dst, const float *src, int B, int H, int W, int C, int eh,
-                                               int ew, bool nchw) {
+template <class T>
+static __global__ void from_conv_layout_kernel(T *dst, const T *src, int B, int H, int W, int C, int eh, int ew,
+                                               bool nchw) {
     size_t Hp = (size_t)H + eh, Wp = (size_t)W + ew, Cs = (size_t)C;
     KAO_GRID_STRIDE(i, (size_t)B * H * W * Cs) {
         size_t c = i % Cs, p = i / Cs;
@@ -90,14 +101,16 @@ static __global__ void from_conv_layout_kernel(float *dst, const float *src, int
     }
 }
 
-static void to_conv_layout(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
+template <class T>
+static void to_conv_layout(T *dst, const T *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
                            kao_cuda_ctx *ctx, const char *op, const kao_conv_shape *s) {
     size_t n = (size_t)B * (H + eh) * (W + ew) * C;
     to_conv_layout_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dst, src, B, H, W, C, eh, ew, nchw);
     KAO_LAUNCH_CHECK(ctx, op, "to %s, pad %d %d; " SHAPE_FMT, nchw ? "NCHW" : "NHWC", eh, ew, SHAPE_ARGS(s));
 }
 
-static void from_conv_layout(float *dst, const float *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
+template <class T>
+static void from_conv_layout(T *dst, const T *src, int B, int H, int W, int C, int eh, int ew, bool nchw,
                              kao_cuda_ctx *ctx, const char *op, const kao_conv_shape *s) {
     size_t n = (size_t)B * H * W * C;
     from_conv_layout_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dst, src, B, H, W, C, eh, ew, nchw);
@@ -114,7 +127,9 @@ typedef struct {
     bool nchw;  /* NCHW activations and the OIHW weight (the fallback); else NHWC and OHWI */
 } conv_descs;
 
-static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, bool nchw, const char *op) {
+/* dtype: the maps' and the weight's type (compute stays fp32); fma: true fp32 math only. */
+static void descs_create(conv_descs *d, const kao_conv_shape *s, cudnnDataType_t dtype, bool fma, bool nchw,
+                         const char *op) {
     d->eh = extra_after(s->in_h, s->out_h, s->kernel, s->stride, s->pad_top);
     d->ew = extra_after(s->in_w, s->out_w, s->kernel, s->stride, s->pad_left);
     d->nchw = nchw;
@@ -124,21 +139,20 @@ static void descs_create(conv_descs *d, const kao_conv_shape *s, bool tf32, bool
     KAO_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d->y), op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d->w), op, SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d->conv), op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, format, CUDNN_DATA_FLOAT, s->batch, s->in_c, s->in_h + d->eh,
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->x, format, dtype, s->batch, s->in_c, s->in_h + d->eh,
                                                s->in_w + d->ew),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, format, CUDNN_DATA_FLOAT, s->batch, s->out_c, s->out_h, s->out_w),
-                    op, SHAPE_FMT, SHAPE_ARGS(s));
-    KAO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, format, s->out_c, s->in_c, s->kernel,
-                                               s->kernel),
-                    op, SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d->y, format, dtype, s->batch, s->out_c, s->out_h, s->out_w), op,
+                    SHAPE_FMT, SHAPE_ARGS(s));
+    KAO_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d->w, dtype, format, s->out_c, s->in_c, s->kernel, s->kernel), op,
+                    SHAPE_FMT, SHAPE_ARGS(s));
     KAO_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d->conv, s->pad_top, s->pad_left, s->stride, s->stride, 1, 1,
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
-    /* FMA math: true fp32. With TF32 asked for, the default math, which lets Ampere and later use
-     * TF32 for float data (PyTorch's choice for allow_tf32); each call then sets the math type of
-     * the algorithm the heuristics chose (use_math). */
-    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH), op,
+    /* FMA math: true fp32. With TF32 asked for, or bf16 data, the default math, which lets Ampere and
+     * later use TF32 for float data (PyTorch's choice for allow_tf32) and tensor cores for bf16; each
+     * call then sets the math type of the algorithm the heuristics chose (use_math). */
+    KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, fma ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH), op,
                     SHAPE_FMT, SHAPE_ARGS(s));
     /* The geometry cuDNN derives must be the TF "same" output. */
     int n, c, h, w;
@@ -209,7 +223,7 @@ static constexpr auto pick_backward_data =
 static constexpr auto pick_backward_filter =
     &pick<cudnnConvolutionBwdFilterAlgoPerf_t, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT>;
 
-/* ---- plans: descriptors and algorithms, made once per shape and math mode ------------------ */
+/* ---- plans: descriptors and algorithms, made once per shape, math mode and data type ------- */
 
 enum { NHWC = 0, NCHW = 1 };
 
@@ -223,6 +237,7 @@ typedef struct {
 struct kao_conv_plan {
     kao_conv_shape shape;
     bool tf32;
+    cudnnDataType_t dtype; /* the maps' type */
     conv_descs layouts[2]; /* NHWC and NCHW, each made on first use */
     bool made[2];
     conv_choice fwd, filter, data;
@@ -239,11 +254,12 @@ static bool same_shape(const kao_conv_shape *a, const kao_conv_shape *b) {
            a->depthwise == b->depthwise;
 }
 
-/* The plan for s in the context's math mode. The pointer is valid until the next call (the list
- * may grow). */
-static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, const char *op) {
+/* The plan for s and data type dtype in the context's math mode. The pointer is valid until the next
+ * call (the list may grow). */
+static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, cudnnDataType_t dtype, const char *op) {
     for (int i = 0; i < ctx->num_conv_plans; i++)
-        if (ctx->conv_plans[i].tf32 == ctx->tf32 && same_shape(&ctx->conv_plans[i].shape, s))
+        if (ctx->conv_plans[i].tf32 == ctx->tf32 && ctx->conv_plans[i].dtype == dtype &&
+            same_shape(&ctx->conv_plans[i].shape, s))
             return &ctx->conv_plans[i];
     if (ctx->num_conv_plans == ctx->conv_plans_capacity) {
         int capacity = ctx->conv_plans_capacity ? 2 * ctx->conv_plans_capacity : 32;
@@ -256,13 +272,17 @@ static kao_conv_plan *get_plan(kao_cuda_ctx *ctx, const kao_conv_shape *s, const
     memset(p, 0, sizeof *p);
     p->shape = *s;
     p->tf32 = ctx->tf32;
+    p->dtype = dtype;
     p->fwd.layout = p->filter.layout = p->data.layout = -1;
     return p;
 }
 
+/* True fp32 math: fp32 data without TF32. */
+static bool fma_only(const kao_conv_plan *p) { return !p->tf32 && p->dtype == CUDNN_DATA_FLOAT; }
+
 static const conv_descs *plan_layout(kao_conv_plan *p, int layout, const char *op) {
     if (!p->made[layout]) {
-        descs_create(&p->layouts[layout], &p->shape, p->tf32, layout == NCHW, op);
+        descs_create(&p->layouts[layout], &p->shape, p->dtype, fma_only(p), layout == NCHW, op);
         p->made[layout] = true;
     }
     return &p->layouts[layout];
@@ -278,11 +298,11 @@ void kao_conv_plans_free(kao_cuda_ctx *ctx) {
     ctx->num_conv_plans = ctx->conv_plans_capacity = 0;
 }
 
-/* TF32 mode: the descriptor takes the math type of the algorithm about to run (the directions
- * share one descriptor), and the default math again for a heuristics query. FMA mode keeps FMA:
- * true fp32 whatever the heuristics said. */
+/* TF32 mode or bf16 data: the descriptor takes the math type of the algorithm about to run (the
+ * directions share one descriptor), and the default math again for a heuristics query. FMA mode
+ * keeps FMA: true fp32 whatever the heuristics said. */
 static void use_math(const kao_conv_plan *p, const conv_descs *d, cudnnMathType_t math, const char *op) {
-    if (p->tf32)
+    if (!fma_only(p))
         KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, math), op, "math %d; " SHAPE_FMT, (int)math,
                         SHAPE_ARGS(&p->shape));
 }
@@ -306,7 +326,7 @@ static const conv_descs *choose(kao_cuda_ctx *ctx, kao_conv_plan *p, conv_choice
                                 const char *direction, const char *op) {
     for (int l = first_layout(); l < 2 && choice->layout < 0; l++) {
         const conv_descs *d = plan_layout(p, l, op);
-        use_math(p, d, CUDNN_DEFAULT_MATH, op); /* the heuristics see TF32 allowed */
+        use_math(p, d, CUDNN_DEFAULT_MATH, op); /* the heuristics see TF32 or tensor cores allowed */
         if (pick(ctx, d, algo, &choice->bytes, &choice->math, &p->shape, op)) choice->layout = l;
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
     }
@@ -316,16 +336,18 @@ static const conv_descs *choose(kao_cuda_ctx *ctx, kao_conv_plan *p, conv_choice
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-/* The weight as cuDNN takes it in d's layout (OHWI for NHWC, OIHW for NCHW), in the workspace.
- * Even where no repacking is needed it is copied: the model's tensors are packed, so only 4-byte
- * aligned, and the workspace is 256-byte aligned. The gradient likewise goes through the
- * workspace (add_weight_grad). */
-static void layout_weight(float *w_copy, const float *weight, const conv_descs *d, const kao_conv_shape *s,
+/* The weight as cuDNN takes it in d's layout (OHWI for NHWC, OIHW for NCHW) and type T, in the
+ * workspace. Even where no repacking or conversion is needed it is copied: the model's tensors are
+ * packed, so only 4-byte aligned, and the workspace is 256-byte aligned. The gradient likewise goes
+ * through the workspace (add_weight_grad). */
+template <class T>
+static void layout_weight(T *w_copy, const float *weight, const conv_descs *d, const kao_conv_shape *s,
                           kao_cuda_ctx *ctx, const char *op) {
     int kk = s->kernel * s->kernel;
     size_t n = (size_t)s->out_c * s->in_c * kk;
     if (d->nchw) {
-        kao_cuda_copy(ctx, w_copy, weight, n * sizeof(float));
+        if constexpr (std::is_same<T, float>::value) kao_cuda_copy(ctx, w_copy, weight, n * sizeof(float));
+        else kao_t::convert(w_copy, weight, n, ctx, op);
         return;
     }
     oihw_to_ohwi_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(w_copy, weight, s->out_c, s->in_c, kk);
@@ -333,49 +355,90 @@ static void layout_weight(float *w_copy, const float *weight, const conv_descs *
 }
 
 /* dweight (OIHW) += dw_copy, cuDNN's weight gradient in d's layout. */
-static void add_weight_grad(float *dweight, const float *dw_copy, const conv_descs *d, const kao_conv_shape *s,
+template <class T>
+static void add_weight_grad(float *dweight, const T *dw_copy, const conv_descs *d, const kao_conv_shape *s,
                             kao_cuda_ctx *ctx, const char *op) {
     int kk = s->kernel * s->kernel;
     size_t n = (size_t)s->out_c * s->in_c * kk;
-    if (d->nchw) {
-        kao_add_inplace_gpu(dweight, dw_copy, n, ctx);
-        return;
-    }
-    add_ohwi_to_oihw_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_copy, s->out_c, s->in_c, kk);
-    KAO_LAUNCH_CHECK(ctx, op, "dweight OHWI→OIHW; " SHAPE_FMT, SHAPE_ARGS(s));
+    add_weight_grad_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dweight, dw_copy, s->out_c, s->in_c, kk,
+                                                                           !d->nchw);
+    KAO_LAUNCH_CHECK(ctx, op, "dweight %s→OIHW; " SHAPE_FMT, d->nchw ? "OIHW" : "OHWI", SHAPE_ARGS(s));
 }
 
-/* Floats of cuDNN's copy of the input in d's layout: needed for NCHW or an extra row/column. */
-static size_t input_copy_floats(const conv_descs *d, const kao_conv_shape *s) {
+/* Elements of cuDNN's copy of the input in d's layout: needed for NCHW or an extra row/column. */
+static size_t input_copy_elems(const conv_descs *d, const kao_conv_shape *s) {
     return (d->nchw || d->eh || d->ew) ? (size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c : 0;
 }
 
-void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, const float *bias,
-                            const kao_conv_shape *s, kao_cuda_ctx *ctx) {
-    const char *op = "conv2d_forward_gpu";
+/* The 1×1 stride-1 convolution as GEMMs over the M pixel rows: fp32 maps through kao_gemm_rm, bf16
+ * maps through kao_gemm_rm_ex on a bf16 copy of the weight, accumulating in fp32. */
+static void pointwise_forward(float *out, const float *inp, const float *weight, int M, const kao_conv_shape *s,
+                              kao_cuda_ctx *ctx, const char *op) {
+    kao_gemm_rm(ctx, op, false, true, M, s->out_c, s->in_c, 1.0f, inp, s->in_c, weight, s->in_c, 0.0f, out,
+                s->out_c);
+}
+
+/* dweight (Co, Ci) += doutᵀ (Co, M) · inp (M, Ci); dinp (M, Ci) = dout (M, Co) · W (Co, Ci) */
+static void pointwise_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                               int M, const kao_conv_shape *s, kao_cuda_ctx *ctx, const char *op) {
+    int Ci = s->in_c, Co = s->out_c;
+    kao_gemm_rm(ctx, op, true, false, Co, Ci, M, 1.0f, dout, Co, inp, Ci, 1.0f, dweight, Ci);
+    if (dinp) kao_gemm_rm(ctx, op, false, false, M, Ci, Co, 1.0f, dout, Co, weight, Ci, 0.0f, dinp, Ci);
+}
+
+/* The (Co, Ci) weight of a 1×1 convolution rounded to bf16, in the workspace. */
+static const kao_bf16 *weight_bf16(const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx, const char *op) {
+    size_t n = (size_t)s->out_c * s->in_c;
+    kao_bf16 *w = (kao_bf16 *)kao_cuda_workspace(ctx, n * sizeof(kao_bf16));
+    kao_t::convert(w, weight, n, ctx, op);
+    return w;
+}
+
+static void pointwise_forward(kao_bf16 *out, const kao_bf16 *inp, const float *weight, int M,
+                              const kao_conv_shape *s, kao_cuda_ctx *ctx, const char *op) {
+    const kao_bf16 *w = weight_bf16(weight, s, ctx, op);
+    kao_gemm_rm_ex(ctx, op, false, true, M, s->out_c, s->in_c, 1.0f, inp, CUDA_R_16BF, s->in_c, w, CUDA_R_16BF,
+                   s->in_c, 0.0f, out, CUDA_R_16BF, s->out_c);
+}
+
+/* As the fp32 one; dweight is accumulated by cuBLAS in fp32 straight into the float gradient. */
+static void pointwise_backward(kao_bf16 *dinp, float *dweight, const kao_bf16 *dout, const kao_bf16 *inp,
+                               const float *weight, int M, const kao_conv_shape *s, kao_cuda_ctx *ctx,
+                               const char *op) {
+    int Ci = s->in_c, Co = s->out_c;
+    kao_gemm_rm_ex(ctx, op, true, false, Co, Ci, M, 1.0f, dout, CUDA_R_16BF, Co, inp, CUDA_R_16BF, Ci, 1.0f, dweight,
+                   CUDA_R_32F, Ci);
+    if (dinp)
+        kao_gemm_rm_ex(ctx, op, false, false, M, Ci, Co, 1.0f, dout, CUDA_R_16BF, Co, weight_bf16(weight, s, ctx, op),
+                       CUDA_R_16BF, Ci, 0.0f, dinp, CUDA_R_16BF, Ci);
+}
+
+template <class T>
+void kao_t::conv2d_forward(T *out, const T *inp, const float *weight, const float *bias, const kao_conv_shape *s,
+                           kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "conv2d_forward_gpu");
     KAO_CUDA_ASSERT(!s->depthwise, op, SHAPE_FMT, SHAPE_ARGS(s));
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     KAO_CUDA_ASSERT(M <= INT32_MAX, op, SHAPE_FMT, SHAPE_ARGS(s));
     if (pointwise(s)) {
-        kao_gemm_rm(ctx, op, false, true, (int)M, s->out_c, s->in_c, 1.0f, inp, s->in_c, weight, s->in_c, 0.0f,
-                    out, s->out_c);
+        pointwise_forward(out, inp, weight, (int)M, s, ctx, op);
     } else {
-        kao_conv_plan *plan = get_plan(ctx, s, op);
+        kao_conv_plan *plan = get_plan(ctx, s, kao_type<T>::cudnn, op);
         const conv_descs *d = choose(ctx, plan, &plan->fwd, &plan->fwd_algo, pick_forward, "forward", op);
-        size_t w_floats = (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
-        size_t x_floats = input_copy_floats(d, s), y_floats = d->nchw ? M * s->out_c : 0;
+        size_t w_n = (size_t)s->out_c * s->in_c * s->kernel * s->kernel;
+        size_t x_n = input_copy_elems(d, s), y_n = d->nchw ? M * s->out_c : 0;
         kao_carver c = {NULL, 0};
-        kao_carve<float>(&c, w_floats);
-        kao_carve<float>(&c, x_floats);
-        kao_carve<float>(&c, y_floats);
+        kao_carve<T>(&c, w_n);
+        kao_carve<T>(&c, x_n);
+        kao_carve<T>(&c, y_n);
         kao_carve<char>(&c, plan->fwd.bytes);
         c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-        float *w = kao_carve<float>(&c, w_floats), *x_copy = kao_carve<float>(&c, x_floats);
-        float *y_nchw = kao_carve<float>(&c, y_floats);
+        T *w = kao_carve<T>(&c, w_n), *x_copy = kao_carve<T>(&c, x_n);
+        T *y_nchw = kao_carve<T>(&c, y_n);
         void *algo_ws = kao_carve<char>(&c, plan->fwd.bytes);
-        const float *x = inp;
+        const T *x = inp;
         layout_weight(w, weight, d, s, ctx, op);
-        if (x_floats) {
+        if (x_n) {
             to_conv_layout(x_copy, inp, s->batch, s->in_h, s->in_w, s->in_c, d->eh, d->ew, d->nchw, ctx, op, s);
             x = x_copy;
         }
@@ -396,72 +459,72 @@ void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, c
 /* ---- backward ----------------------------------------------------------------------------- */
 
 /* dbias (C) += Σ over the M rows of dout (M, C). */
-struct dout_value {
-    const float *dout;
+template <class T> struct dout_value {
+    const T *dout;
     int C;
-    __device__ void operator()(size_t m, int c, float *v) const { v[0] = dout[m * C + c]; }
+    __device__ void operator()(size_t m, int c, float *v) const { v[0] = kao_ld(dout[m * C + c]); }
 };
 
 static __global__ void add_totals_kernel(float *out, const double *totals, int C) {
     KAO_GRID_STRIDE(c, (size_t)C) out[c] += (float)totals[c];
 }
 
-static void bias_grad(float *dbias, const float *dout, size_t M, int C, kao_cuda_ctx *ctx, const char *op) {
+template <class T>
+static void bias_grad(float *dbias, const T *dout, size_t M, int C, kao_cuda_ctx *ctx, const char *op) {
     kao_colsum_plan plan = kao_colsum_make_plan(M, 1);
     kao_carver c = {NULL, 0};
     kao_carve<double>(&c, kao_colsum_part_doubles(&plan, 1, C));
     kao_carve<double>(&c, (size_t)C);
     c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
     double *part = kao_carve<double>(&c, kao_colsum_part_doubles(&plan, 1, C)), *totals = kao_carve<double>(&c, C);
-    kao_colsum<1>(totals, part, &plan, dout_value{dout, C}, M, C, ctx, op);
+    kao_colsum<1>(totals, part, &plan, dout_value<T>{dout, C}, M, C, ctx, op);
     add_totals_kernel<<<kao_blocks((size_t)C), KAO_THREADS, 0, ctx->stream>>>(dbias, totals, C);
     KAO_LAUNCH_CHECK(ctx, op, "dbias: M %zu, C %d", M, C);
 }
 
-void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                             const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx) {
-    const char *op = "conv2d_backward_gpu";
+template <class T>
+void kao_t::conv2d_backward(T *dinp, float *dweight, float *dbias, const T *dout, const T *inp, const float *weight,
+                            const kao_conv_shape *s, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "conv2d_backward_gpu");
     KAO_CUDA_ASSERT(!s->depthwise, op, SHAPE_FMT, SHAPE_ARGS(s));
     size_t M = (size_t)s->batch * s->out_h * s->out_w;
     KAO_CUDA_ASSERT(M <= INT32_MAX, op, SHAPE_FMT, SHAPE_ARGS(s));
     if (dbias) bias_grad(dbias, dout, M, s->out_c, ctx, op);
     int Ci = s->in_c, Co = s->out_c;
     if (pointwise(s)) {
-        /* dweight (Co, Ci) += doutᵀ (Co, M) · inp (M, Ci); dinp (M, Ci) = dout (M, Co) · W (Co, Ci) */
-        kao_gemm_rm(ctx, op, true, false, Co, Ci, (int)M, 1.0f, dout, Co, inp, Ci, 1.0f, dweight, Ci);
-        if (dinp) kao_gemm_rm(ctx, op, false, false, (int)M, Ci, Co, 1.0f, dout, Co, weight, Ci, 0.0f, dinp, Ci);
+        pointwise_backward(dinp, dweight, dout, inp, weight, (int)M, s, ctx, op);
         return;
     }
-    kao_conv_plan *plan = get_plan(ctx, s, op);
+    kao_conv_plan *plan = get_plan(ctx, s, kao_type<T>::cudnn, op);
     const conv_descs *df =
         choose(ctx, plan, &plan->filter, &plan->filter_algo, pick_backward_filter, "backward filter", op);
     const conv_descs *dd =
         dinp ? choose(ctx, plan, &plan->data, &plan->data_algo, pick_backward_data, "backward data", op) : NULL;
-    size_t w_floats = (size_t)Co * Ci * s->kernel * s->kernel;
+    size_t w_n = (size_t)Co * Ci * s->kernel * s->kernel;
     size_t filter_bytes = plan->filter.bytes, data_bytes = dd ? plan->data.bytes : 0;
     size_t algo_bytes = filter_bytes > data_bytes ? filter_bytes : data_bytes;
     /* The weight (data gradient) and the weight gradient in each direction's layout; in NCHW dout
      * is transposed. */
-    size_t x_floats = input_copy_floats(df, s), dx_floats = dd ? input_copy_floats(dd, s) : 0;
-    size_t w_copy_floats = dd ? w_floats : 0;
-    size_t dy_floats = df->nchw || (dd && dd->nchw) ? M * Co : 0;
+    size_t x_n = input_copy_elems(df, s), dx_n = dd ? input_copy_elems(dd, s) : 0;
+    size_t w_copy_n = dd ? w_n : 0;
+    size_t dy_n = df->nchw || (dd && dd->nchw) ? M * Co : 0;
     kao_carver c = {NULL, 0};
-    kao_carve<float>(&c, w_copy_floats);
-    kao_carve<float>(&c, w_floats);
-    kao_carve<float>(&c, x_floats);
-    kao_carve<float>(&c, dx_floats);
-    kao_carve<float>(&c, dy_floats);
+    kao_carve<T>(&c, w_copy_n);
+    kao_carve<T>(&c, w_n);
+    kao_carve<T>(&c, x_n);
+    kao_carve<T>(&c, dx_n);
+    kao_carve<T>(&c, dy_n);
     kao_carve<char>(&c, algo_bytes);
     c.base = (char *)kao_cuda_workspace(ctx, c.used), c.used = 0;
-    float *w_copy = kao_carve<float>(&c, w_copy_floats), *dw_copy = kao_carve<float>(&c, w_floats);
-    float *x_copy = kao_carve<float>(&c, x_floats), *dx_copy = kao_carve<float>(&c, dx_floats);
-    float *dy_nchw = kao_carve<float>(&c, dy_floats);
+    T *w_copy = kao_carve<T>(&c, w_copy_n), *dw_copy = kao_carve<T>(&c, w_n);
+    T *x_copy = kao_carve<T>(&c, x_n), *dx_copy = kao_carve<T>(&c, dx_n);
+    T *dy_nchw = kao_carve<T>(&c, dy_n);
     void *algo_ws = kao_carve<char>(&c, algo_bytes);
     const float one = 1.0f, zero = 0.0f;
-    if (dy_floats) to_conv_layout(dy_nchw, dout, s->batch, s->out_h, s->out_w, Co, 0, 0, true, ctx, op, s);
+    if (dy_n) to_conv_layout(dy_nchw, dout, s->batch, s->out_h, s->out_w, Co, 0, 0, true, ctx, op, s);
 
-    const float *x = inp;
-    if (x_floats) {
+    const T *x = inp;
+    if (x_n) {
         to_conv_layout(x_copy, inp, s->batch, s->in_h, s->in_w, Ci, df->eh, df->ew, df->nchw, ctx, op, s);
         x = x_copy;
     }
@@ -479,11 +542,28 @@ void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
         use_math(plan, dd, plan->data.math, op);
         KAO_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx->cudnn, &one, dd->w, w_copy, dd->y, dd->nchw ? dy_nchw : dout,
                                                      dd->conv, plan->data_algo, algo_ws, algo_bytes, &zero, dd->x,
-                                                     dx_floats ? dx_copy : dinp),
+                                                     dx_n ? dx_copy : dinp),
                         op, "data algo %d, %s; " SHAPE_FMT, (int)plan->data_algo, dd->nchw ? "NCHW" : "NHWC",
                         SHAPE_ARGS(s));
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(s));
-        if (dx_floats)
-            from_conv_layout(dinp, dx_copy, s->batch, s->in_h, s->in_w, Ci, dd->eh, dd->ew, dd->nchw, ctx, op, s);
+        if (dx_n) from_conv_layout(dinp, dx_copy, s->batch, s->in_h, s->in_w, Ci, dd->eh, dd->ew, dd->nchw, ctx, op, s);
     }
 }
+
+void kao_conv2d_forward_gpu(float *out, const float *inp, const float *weight, const float *bias,
+                            const kao_conv_shape *s, kao_cuda_ctx *ctx) {
+    kao_t::conv2d_forward<float>(out, inp, weight, bias, s, ctx);
+}
+
+void kao_conv2d_backward_gpu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                             const float *weight, const kao_conv_shape *s, kao_cuda_ctx *ctx) {
+    kao_t::conv2d_backward<float>(dinp, dweight, dbias, dout, inp, weight, s, ctx);
+}
+
+#define INSTANTIATE(T)                                                                             \
+    template void kao_t::conv2d_forward<T>(T *, const T *, const float *, const float *, const kao_conv_shape *, \
+                                           kao_cuda_ctx *);                                                      \
+    template void kao_t::conv2d_backward<T>(T *, float *, float *, const T *, const T *, const float *,          \
+                                            const kao_conv_shape *, kao_cuda_ctx *);
+INSTANTIATE(float)
+INSTANTIATE(kao_bf16)

@@ -1,5 +1,5 @@
 /* cuda_internal.cuh — what the backend's .cu files share: the context, the status checks, launch
- * arithmetic, the workspace, a row-major GEMM and the sigmoid/SiLU device functions.
+ * arithmetic, the workspace, the row-major GEMMs, op names and the sigmoid/SiLU device functions.
  * Private to the backend; include/kao/cuda.h is the public API. */
 #ifndef KAO_CUDA_INTERNAL_CUH
 #define KAO_CUDA_INTERNAL_CUH
@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 /* kao's C headers, with C linkage (cuda.h guards its own declarations). */
 extern "C" {
@@ -42,6 +44,9 @@ void kao_conv_plans_free(kao_cuda_ctx *ctx);
                                 const char *message, const char *shape_fmt, ...)
     __attribute__((format(printf, 6, 7)));
 const char *kao_cublas_status_string(cublasStatus_t s);
+
+/* An op's name in messages for its map type T (ops_t.cuh): the _gpu name for float, marked for bf16. */
+#define KAO_OP(T, name) (std::is_same<T, float>::value ? name : name " (bf16)")
 
 /* KAO_CUDA_CHECK(call, op, shape_fmt, args...) and the cuBLAS/cuDNN twins. */
 #define KAO_CUDA_CHECK(call, op, ...)                                                              \
@@ -124,6 +129,11 @@ template <class T> static inline T *kao_carve(kao_carver *c, size_t count) {
 void kao_gemm_rm(kao_cuda_ctx *ctx, const char *op, bool trans_a, bool trans_b, int M, int N, int K,
                  float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                  int ldc);
+/* The same with each matrix's element type (cublasGemmEx, e.g. bf16 A and B with a bf16 or fp32 C),
+ * accumulating in fp32 (CUBLAS_COMPUTE_32F; alpha and beta are floats). */
+void kao_gemm_rm_ex(kao_cuda_ctx *ctx, const char *op, bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                    const void *A, cudaDataType_t a_type, int lda, const void *B, cudaDataType_t b_type, int ldb,
+                    float beta, void *C, cudaDataType_t c_type, int ldc);
 
 /* ---- device math ------------------------------------------------------------------------- */
 

@@ -1,6 +1,8 @@
-/* misc.cu — SiLU, global average pooling, Linear (cuBLAS), residual add and drop-path row
- * scaling: the CUDA twins of src/ops_misc.c. Elementwise kernels use grid-stride loops. */
-#include "cuda_internal.cuh"
+/* misc.cu — SiLU, global average pooling, Linear (cuBLAS), residual add, drop-path row scaling and
+ * the float ↔ bf16 conversion: the CUDA twins of src/ops_misc.c. Pooling, the residual add and the
+ * row scaling take float or bf16 maps (ops_t.cuh); SiLU and Linear are fp32. Elementwise kernels use
+ * grid-stride loops. */
+#include "ops_t.cuh"
 
 /* ---- SiLU --------------------------------------------------------------------------------- */
 
@@ -27,31 +29,39 @@ void kao_silu_backward_gpu(float *dinp, const float *dout, const float *inp, siz
 /* ---- global average pooling ---------------------------------------------------------------- */
 
 /* One thread per (b, c), summing the HW pixels in order in float, then / HW: the CPU's order. */
-static __global__ void avgpool_forward_kernel(float *out, const float *inp, int B, int HW, int C) {
+template <class T> static __global__ void avgpool_forward_kernel(float *out, const T *inp, int B, int HW, int C) {
     KAO_GRID_STRIDE(i, (size_t)B * C) {
         size_t b = i / (size_t)C, c = i % (size_t)C;
-        const float *x = inp + b * (size_t)HW * C + c;
+        const T *x = inp + b * (size_t)HW * C + c;
         float acc = 0.0f;
-        for (int p = 0; p < HW; p++) acc += x[(size_t)p * C];
+        for (int p = 0; p < HW; p++) acc += kao_ld(x[(size_t)p * C]);
         out[i] = acc / (float)HW;
     }
 }
 
-static __global__ void avgpool_backward_kernel(float *dinp, const float *dout, int B, int HW, int C) {
+template <class T> static __global__ void avgpool_backward_kernel(T *dinp, const float *dout, int B, int HW, int C) {
     KAO_GRID_STRIDE(i, (size_t)B * HW * C) {
         size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
-        dinp[i] = dout[b * C + c] / (float)HW;
+        kao_st(&dinp[i], dout[b * C + c] / (float)HW);
     }
 }
 
-void kao_avgpool_forward_gpu(float *out, const float *inp, int B, int HW, int C, kao_cuda_ctx *ctx) {
+template <class T> void kao_t::avgpool_forward(float *out, const T *inp, int B, int HW, int C, kao_cuda_ctx *ctx) {
     avgpool_forward_kernel<<<kao_blocks((size_t)B * C), KAO_THREADS, 0, ctx->stream>>>(out, inp, B, HW, C);
-    KAO_LAUNCH_CHECK(ctx, "avgpool_forward_gpu", "B %d, HW %d, C %d", B, HW, C);
+    KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "avgpool_forward_gpu"), "B %d, HW %d, C %d", B, HW, C);
+}
+
+template <class T> void kao_t::avgpool_backward(T *dinp, const float *dout, int B, int HW, int C, kao_cuda_ctx *ctx) {
+    avgpool_backward_kernel<<<kao_blocks((size_t)B * HW * C), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, B, HW, C);
+    KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "avgpool_backward_gpu"), "B %d, HW %d, C %d", B, HW, C);
+}
+
+void kao_avgpool_forward_gpu(float *out, const float *inp, int B, int HW, int C, kao_cuda_ctx *ctx) {
+    kao_t::avgpool_forward<float>(out, inp, B, HW, C, ctx);
 }
 
 void kao_avgpool_backward_gpu(float *dinp, const float *dout, int B, int HW, int C, kao_cuda_ctx *ctx) {
-    avgpool_backward_kernel<<<kao_blocks((size_t)B * HW * C), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, B, HW, C);
-    KAO_LAUNCH_CHECK(ctx, "avgpool_backward_gpu", "B %d, HW %d, C %d", B, HW, C);
+    kao_t::avgpool_backward<float>(dinp, dout, B, HW, C, ctx);
 }
 
 /* ---- Linear ------------------------------------------------------------------------------- */
@@ -76,23 +86,53 @@ void kao_linear_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
 
 /* ---- residual and drop-path --------------------------------------------------------------- */
 
-static __global__ void add_inplace_kernel(float *out, const float *x, size_t n) {
-    KAO_GRID_STRIDE(i, n) out[i] += x[i];
+template <class T> static __global__ void add_inplace_kernel(T *out, const T *x, size_t n) {
+    KAO_GRID_STRIDE(i, n) kao_st(&out[i], kao_ld(out[i]) + kao_ld(x[i]));
 }
 
-static __global__ void scale_rows_kernel(float *x, const float *mask, size_t n, size_t total) {
-    KAO_GRID_STRIDE(i, total) x[i] *= mask[i / n];
+template <class T> static __global__ void scale_rows_kernel(T *x, const float *mask, size_t n, size_t total) {
+    KAO_GRID_STRIDE(i, total) kao_st(&x[i], kao_ld(x[i]) * mask[i / n]);
 }
 
-void kao_add_inplace_gpu(float *out, const float *x, size_t n, kao_cuda_ctx *ctx) {
+template <class T> void kao_t::add_inplace(T *out, const T *x, size_t n, kao_cuda_ctx *ctx) {
     if (n == 0) return;
     add_inplace_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, x, n);
-    KAO_LAUNCH_CHECK(ctx, "add_inplace_gpu", "n %zu", n);
+    KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "add_inplace_gpu"), "n %zu", n);
 }
 
-void kao_scale_rows_gpu(float *x, const float *mask, int B, size_t n, kao_cuda_ctx *ctx) {
+template <class T> void kao_t::scale_rows(T *x, const float *mask, int B, size_t n, kao_cuda_ctx *ctx) {
     size_t total = (size_t)B * n;
     if (total == 0) return;
     scale_rows_kernel<<<kao_blocks(total), KAO_THREADS, 0, ctx->stream>>>(x, mask, n, total);
-    KAO_LAUNCH_CHECK(ctx, "scale_rows_gpu", "B %d, n %zu", B, n);
+    KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "scale_rows_gpu"), "B %d, n %zu", B, n);
 }
+
+void kao_add_inplace_gpu(float *out, const float *x, size_t n, kao_cuda_ctx *ctx) {
+    kao_t::add_inplace<float>(out, x, n, ctx);
+}
+
+void kao_scale_rows_gpu(float *x, const float *mask, int B, size_t n, kao_cuda_ctx *ctx) {
+    kao_t::scale_rows<float>(x, mask, B, n, ctx);
+}
+
+/* ---- float ↔ bf16 ------------------------------------------------------------------------- */
+
+template <class D, class S> static __global__ void convert_kernel(D *dst, const S *src, size_t n) {
+    KAO_GRID_STRIDE(i, n) kao_st(&dst[i], kao_ld(src[i]));
+}
+
+template <class D, class S> void kao_t::convert(D *dst, const S *src, size_t n, kao_cuda_ctx *ctx, const char *op) {
+    if (n == 0) return;
+    convert_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dst, src, n);
+    KAO_LAUNCH_CHECK(ctx, op, "convert %s to %s, n %zu", kao_type<S>::name, kao_type<D>::name, n);
+}
+
+#define INSTANTIATE(T)                                                                             \
+    template void kao_t::avgpool_forward<T>(float *, const T *, int, int, int, kao_cuda_ctx *);      \
+    template void kao_t::avgpool_backward<T>(T *, const float *, int, int, int, kao_cuda_ctx *);     \
+    template void kao_t::add_inplace<T>(T *, const T *, size_t, kao_cuda_ctx *);                     \
+    template void kao_t::scale_rows<T>(T *, const float *, int, size_t, kao_cuda_ctx *);
+INSTANTIATE(float)
+INSTANTIATE(kao_bf16)
+template void kao_t::convert<float, kao_bf16>(float *, const kao_bf16 *, size_t, kao_cuda_ctx *, const char *);
+template void kao_t::convert<kao_bf16, float>(kao_bf16 *, const float *, size_t, kao_cuda_ctx *, const char *);

@@ -4,8 +4,10 @@
  * the CPU op); out = inp · gate.
  * Backward: dgl = (Σ_hw dout·inp)·gate·(1 − gate) per (b, c); dW_e += dglᵀ·a; db_e += Σ_b dgl;
  * dh = (dgl·W_e)·silu'(hidden); dW_r += dhᵀ·pooled; db_r += Σ_b dh; dinp = dout·gate + (dh·W_r)/HW.
- * The batch sums are per-column loops in order (kao_colsum_rows_add), so nothing races. */
-#include "cuda_internal.cuh"
+ * The batch sums are per-column loops in order (kao_colsum_rows_add), so nothing races.
+ * inp, out, dout and dinp are float or bf16 maps (ops_t.cuh), loaded as float; the pooled, hidden and
+ * gate vectors and the small GEMMs over them stay fp32. */
+#include "ops_t.cuh"
 
 #define SHAPE_FMT "B %d, HW %d, C %d, R %d"
 
@@ -18,21 +20,23 @@ static __global__ void sigmoid_inplace_kernel(float *x, size_t n) {
 }
 
 /* out (B, HW, C) = inp · gate[b]; out may equal inp. */
-static __global__ void gate_kernel(float *out, const float *inp, const float *gate, int HW, int C, size_t n) {
+template <class T>
+static __global__ void gate_kernel(T *out, const T *inp, const float *gate, int HW, int C, size_t n) {
     KAO_GRID_STRIDE(i, n) {
         size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
-        out[i] = inp[i] * gate[b * C + c];
+        kao_st(&out[i], kao_ld(inp[i]) * gate[b * C + c]);
     }
 }
 
 /* dgl (B, C) = (Σ_hw dout·inp) · gate·(1 − gate), the pixels in order. */
-static __global__ void gate_grad_kernel(float *dgl, const float *dout, const float *inp, const float *gate, int B,
-                                        int HW, int C) {
+template <class T>
+static __global__ void gate_grad_kernel(float *dgl, const T *dout, const T *inp, const float *gate, int B, int HW,
+                                        int C) {
     KAO_GRID_STRIDE(i, (size_t)B * C) {
         size_t b = i / (size_t)C, c = i % (size_t)C;
-        const float *d = dout + b * (size_t)HW * C + c, *x = inp + b * (size_t)HW * C + c;
+        const T *d = dout + b * (size_t)HW * C + c, *x = inp + b * (size_t)HW * C + c;
         float acc = 0.0f;
-        for (int p = 0; p < HW; p++) acc += d[(size_t)p * C] * x[(size_t)p * C];
+        for (int p = 0; p < HW; p++) acc += kao_ld(d[(size_t)p * C]) * kao_ld(x[(size_t)p * C]);
         float g = gate[i];
         dgl[i] = acc * (g * (1.0f - g));
     }
@@ -44,23 +48,25 @@ static __global__ void silu_grad_inplace_kernel(float *dh, const float *hidden, 
 }
 
 /* dinp = dout · gate + dpooled (per (b, c)); dinp may equal dout. */
-static __global__ void dinp_kernel(float *dinp, const float *dout, const float *gate, const float *dpooled, int HW,
-                                   int C, size_t n) {
+template <class T>
+static __global__ void dinp_kernel(T *dinp, const T *dout, const float *gate, const float *dpooled, int HW, int C,
+                                   size_t n) {
     KAO_GRID_STRIDE(i, n) {
         size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
-        dinp[i] = dout[i] * gate[b * C + c] + dpooled[b * C + c];
+        kao_st(&dinp[i], kao_ld(dout[i]) * gate[b * C + c] + dpooled[b * C + c]);
     }
 }
 
-void kao_se_forward_gpu(float *out, float *save_pooled, float *save_hidden, float *save_gate, const float *inp,
-                        const float *w_reduce, const float *b_reduce, const float *w_expand, const float *b_expand,
-                        int B, int HW, int C, int R, kao_cuda_ctx *ctx) {
-    const char *op = "se_forward_gpu";
+template <class T>
+void kao_t::se_forward(T *out, float *save_pooled, float *save_hidden, float *save_gate, const T *inp,
+                       const float *w_reduce, const float *b_reduce, const float *w_expand, const float *b_expand,
+                       int B, int HW, int C, int R, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "se_forward_gpu");
     kao_carver cv = {NULL, 0};
     kao_carve<float>(&cv, (size_t)B * R);
     cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
     float *act = kao_carve<float>(&cv, (size_t)B * R); /* (B, R) silu(hidden) */
-    kao_avgpool_forward_gpu(save_pooled, inp, B, HW, C, ctx);
+    kao_t::avgpool_forward(save_pooled, inp, B, HW, C, ctx);
     kao_broadcast_rows(save_hidden, b_reduce, B, R, ctx, op);
     kao_gemm_rm(ctx, op, false, true, B, R, C, 1.0f, save_pooled, C, w_reduce, C, 1.0f, save_hidden, R);
     silu_copy_kernel<<<kao_blocks((size_t)B * R), KAO_THREADS, 0, ctx->stream>>>(act, save_hidden, (size_t)B * R);
@@ -74,11 +80,11 @@ void kao_se_forward_gpu(float *out, float *save_pooled, float *save_hidden, floa
     KAO_LAUNCH_CHECK(ctx, op, "gate; " SHAPE_FMT, B, HW, C, R);
 }
 
-void kao_se_backward_gpu(float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand, float *db_expand,
-                         const float *dout, const float *inp, const float *save_pooled, const float *save_hidden,
-                         const float *save_gate, const float *w_reduce, const float *w_expand, int B, int HW, int C,
-                         int R, kao_cuda_ctx *ctx) {
-    const char *op = "se_backward_gpu";
+template <class T>
+void kao_t::se_backward(T *dinp, float *dw_reduce, float *db_reduce, float *dw_expand, float *db_expand, const T *dout,
+                        const T *inp, const float *save_pooled, const float *save_hidden, const float *save_gate,
+                        const float *w_reduce, const float *w_expand, int B, int HW, int C, int R, kao_cuda_ctx *ctx) {
+    const char *op = KAO_OP(T, "se_backward_gpu");
     kao_carver cv = {NULL, 0};
     kao_carve<float>(&cv, (size_t)B * C);
     kao_carve<float>(&cv, (size_t)B * C);
@@ -110,3 +116,27 @@ void kao_se_backward_gpu(float *dinp, float *dw_reduce, float *db_reduce, float 
     dinp_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, save_gate, dpooled, HW, C, n);
     KAO_LAUNCH_CHECK(ctx, op, "dinp; " SHAPE_FMT, B, HW, C, R);
 }
+
+void kao_se_forward_gpu(float *out, float *save_pooled, float *save_hidden, float *save_gate, const float *inp,
+                        const float *w_reduce, const float *b_reduce, const float *w_expand, const float *b_expand,
+                        int B, int HW, int C, int R, kao_cuda_ctx *ctx) {
+    kao_t::se_forward<float>(out, save_pooled, save_hidden, save_gate, inp, w_reduce, b_reduce, w_expand, b_expand, B,
+                             HW, C, R, ctx);
+}
+
+void kao_se_backward_gpu(float *dinp, float *dw_reduce, float *db_reduce, float *dw_expand, float *db_expand,
+                         const float *dout, const float *inp, const float *save_pooled, const float *save_hidden,
+                         const float *save_gate, const float *w_reduce, const float *w_expand, int B, int HW, int C,
+                         int R, kao_cuda_ctx *ctx) {
+    kao_t::se_backward<float>(dinp, dw_reduce, db_reduce, dw_expand, db_expand, dout, inp, save_pooled, save_hidden,
+                              save_gate, w_reduce, w_expand, B, HW, C, R, ctx);
+}
+
+#define INSTANTIATE(T)                                                                             \
+    template void kao_t::se_forward<T>(T *, float *, float *, float *, const T *, const float *, const float *,  \
+                                       const float *, const float *, int, int, int, int, kao_cuda_ctx *);      \
+    template void kao_t::se_backward<T>(T *, float *, float *, float *, float *, const T *, const T *,          \
+                                        const float *, const float *, const float *, const float *,            \
+                                        const float *, int, int, int, int, kao_cuda_ctx *);
+INSTANTIATE(float)
+INSTANTIATE(kao_bf16)
