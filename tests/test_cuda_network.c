@@ -27,6 +27,7 @@ int main(void) {
     kao_rng_seed(&rng, 20261128, 0);
 
     run_parity_checks(true);
+    run_bf16_checks(true);
     kao_backend_free(gpu);
     kao_backend_free(cpu);
     return check_summary("test_cuda_network");
