@@ -415,7 +415,8 @@ static int create_model(kao_run *r) {
     if (kao_trainer_create(&r->trainer, &r->model, r->backend, r->ds.num_classes, &tc, c->train.batch_size, size, size))
         return KAO_ERR;
     r->has_trainer = true;
-    kao_say(r, "device: %s", r->backend->description);
+    kao_say(r, "device: %s, precision: %s", r->backend->description,
+            kao_precision_name((kao_precision)c->train.precision));
     int workers = c->train.workers;
     r->loader = kao_loader_create(&r->ds, workers, workers + 2, c->train.batch_size, size, size, r->backend);
     kao_early_stop_init(&r->early_stop, (kao_watch)c->early_stop.metric, c->early_stop.patience,

@@ -145,6 +145,23 @@ try:
     p.communicate()
     resume(run, "moved from the device to the CPU", "--device", "cpu")
     compare(ref, run, "a run moved from a device to the CPU")
+    # bf16 mixed precision (train.precision = bf16, which the detached backend emulates as a GPU
+    # computes it): a run stopped and resumed gives the uninterrupted run's weights bit for bit.
+    bf16 = [*opts, "--device", "cpu-detached", "--set", "train.precision=bf16"]
+    ref16 = ws.path("bf16")
+    code, out = t.kao("train", *bf16, "--out", ref16)
+    t.check(code == 0 and "precision: bf16" in out, f"bf16: exit {code}:\n{out[-800:]}")
+    print("last epoch's training loss: fp32 {}, bf16 {}".format(*(t.metrics(r)[1][-1]["loss"] for r in (ref, ref16))))
+    run = ws.path("bf16_stopped")
+    p = t.start("train", *bf16, "--out", run)
+    t.check(wait_for(ckpt(run, 2 * EVERY), p), f"bf16 run: no checkpoint at step {2 * EVERY}")
+    p.send_signal(signal.SIGTERM)
+    p.communicate()
+    resume(run, "bf16 stopped")
+    compare(ref16, run, "a bf16 run stopped and resumed")
+    code, out = t.kao("train", *opts, "--out", ws.path("nowhere"), "--set", "train.precision=bf16")
+    t.check(code == 1 and "--device cpu-detached emulates it" in out, f"bf16 on the CPU: exit {code}:\n{out}")
+
     code, out = t.kao("train", *opts, "--out", ws.path("nowhere"), "--device", "tpu")
     t.check(code == 1 and "unknown device 'tpu'" in out, f"--device tpu: exit {code}:\n{out}")
 
