@@ -15,7 +15,7 @@
 #          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1), and the
 #          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
-#          224×224 batch 128 and 256, inference at batch 256; fp32 and tf32), a per-op profile of a
+#          224×224 batch 128 and 256, inference at batch 256; fp32, tf32 and bf16), a per-op profile of a
 #          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
 #          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
@@ -268,17 +268,20 @@ if [ -n "$bin" ]; then
         --set train.threads=0 --set train.workers=4)
     epoch_line() { grep -m1 '^epoch 8/8:' "$1/train.log" 2>/dev/null || true; }
     summary() { sed -n 's/.*train loss \([0-9.]*\).*| \([0-9.]*\) img\/s.*val loss \([0-9.]*\).*/train \1, val \3, \2 img\/s/p'; }
-    for device in cuda cpu; do
+    for run in "cuda fp32" "cuda bf16" "cpu fp32"; do
+        read -r device precision <<<"$run"
+        name="${device}_$precision"
         t=$(date +%s.%N)
-        rm -rf "$build/run_$device"
+        rm -rf "$build/run_$name"
         rc=0
-        timeout 120 "$bin/kao" "${train[@]}" --device "$device" --out "$build/run_$device" \
-            >"$logs/train_$device.log" 2>&1 || rc=$?
+        timeout 120 "$bin/kao" "${train[@]}" --device "$device" --set train.precision="$precision" \
+            --out "$build/run_$name" >"$logs/train_$name.log" 2>&1 || rc=$?
         if [ "$rc" -eq 0 ]; then
-            row "kao train --device $device (demo)" "$(epoch_line "$build/run_$device" | summary)" "$(since "$t")"
+            row "kao train --device $device, $precision (demo)" "$(epoch_line "$build/run_$name" | summary)" \
+                "$(since "$t")"
         else
-            row "kao train --device $device (demo)" "FAILED rc $rc (logs/train_$device.log)" "$(since "$t")"
-            tail -5 "$logs/train_$device.log"
+            row "kao train --device $device, $precision (demo)" "FAILED rc $rc (logs/train_$name.log)" "$(since "$t")"
+            tail -5 "$logs/train_$name.log"
             failed=1
         fi
     done
@@ -287,13 +290,14 @@ if [ -n "$bin" ]; then
     bench="$logs/bench.jsonl"
     : >"$bench"
     t=$(date +%s.%N)
-    configs=("train 128 fp32" "train 256 fp32" "infer 256 fp32" "train 128 tf32" "train 256 tf32" "infer 256 tf32")
+    configs=("train 128 fp32" "train 256 fp32" "infer 256 fp32" "train 128 tf32" "train 256 tf32" "infer 256 tf32"
+        "train 128 bf16" "train 256 bf16" "infer 256 bf16")
     for config in "${configs[@]}"; do
         read -r mode batch precision <<<"$config"
         timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --precision "$precision" \
             --steps 10 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench $config failed (logs/bench.err)"
     done
-    row "kao bench (fp32, tf32)" "$(grep -c '"engine": "kao' "$bench" || true) of ${#configs[@]} configurations" "$(since "$t")"
+    row "kao bench (fp32, tf32, bf16)" "$(grep -c '"engine": "kao' "$bench" || true) of ${#configs[@]} configurations" "$(since "$t")"
     t=$(date +%s.%N)
     KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
         >"$logs/profile.txt" 2>&1 || true

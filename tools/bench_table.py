@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The GPU benchmark's summary: JSON lines from `kao bench --device cuda` and
 `tools/bench_torch.py --all-gpu` (scripts/gpu_check.sh collects both in one file) as one table per
-workload: images/s and peak GPU memory of kao (fp32, tf32) and of each PyTorch setting, and kao's
+workload: images/s and peak GPU memory of kao (fp32, tf32, bf16) and of each PyTorch setting, and kao's
 speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP bf16 as a rule).
 PyTorch's "fp32" lets cuDNN use TF32 (its default; the tf32_conv field says so): kao tf32 is the
-like-for-like comparison.
+like-for-like comparison in fp32 data, kao bf16 against PyTorch's AMP bf16 in mixed precision.
 
 With --ncu FILE (the CSV of `ncu --csv --metrics gpu__time_duration.sum` over one kao training
 step) it also prints where the GPU time goes: the kernels with the most total time.
@@ -59,7 +59,9 @@ def main():
             continue
         line = json.loads(text)
         rows.setdefault((line["mode"], line["batch"]), {})[setting(line)] = line
-    order = ["kao fp32", "kao tf32", "torch fp32 eager", "torch bf16 eager", "torch bf16 compiled"]
+    kaos = ["kao fp32", "kao tf32", "kao bf16"]
+    torches = ["torch fp32 eager", "torch bf16 eager", "torch bf16 compiled"]
+    order = kaos + torches
     print(f"\n{'workload':<14} {'setting':<20} {'images/s':>10} {'ms/batch':>9} {'peak GPU MiB':>13}  note")
     for (mode, batch), settings in sorted(rows.items()):
         for name in order:
@@ -72,9 +74,9 @@ def main():
             peak = line.get("peak_device_mib", line.get("peak_gpu_mib", float("nan")))
             print(f"{mode} {batch:<8} {name:<20} {line['images_per_s']:>10.1f} {line['ms_per_batch']:>9.2f} "
                   f"{peak:>13.0f}")
-        eager = [settings[n]["images_per_s"] for n in order[2:4] if "images_per_s" in settings.get(n, {})]
+        eager = [settings[n]["images_per_s"] for n in torches[:2] if "images_per_s" in settings.get(n, {})]
         fp32 = settings.get("torch fp32 eager", {}).get("images_per_s")
-        for name in order[:2]:
+        for name in kaos:
             kao = settings.get(name, {}).get("images_per_s")
             if kao and eager:
                 print(f"{'':<14} {name} / torch fp32 eager {kao / fp32 if fp32 else float('nan'):.2f}x, "
