@@ -17,7 +17,7 @@
  * that failed, the library's message and the op's shapes. kao_cuda_available() is the one
  * function that reports instead of aborting: it is how a program asks whether a GPU is there.
  *
- * Numerics: fp32 everywhere, and reproducible: no atomics in floating-point sums (every reduction
+ * Numerics: fp32 (bf16 maps under the bf16 precision, below), and reproducible: no atomics in floating-point sums (every reduction
  * runs in a fixed order: per-thread float sums over a fixed set of rows, then double across
  * threads and blocks), cuDNN algorithms restricted to deterministic ones with FMA math (no TF32),
  * cuBLAS in its default math mode (no TF32 for sgemm). Two runs of an op on the same GPU give
@@ -39,24 +39,25 @@
  * has no deterministic NHWC algorithm for a direction, that direction runs in NCHW (activations
  * transposed in and out, the OIHW weight as it is); KAO_CUDA_CONV_NCHW=1 forces it, to test it.
  *
- * ---- Design note: bf16 mixed precision (not implemented yet; everything here is fp32) --------
- * The plan for a later step, in the form PyTorch's autocast + fp32 master weights takes:
- *  - bf16: activations stored between ops and the inputs of matrix work (cuDNN convolutions,
- *    cuBLAS GEMMs, the depthwise kernels' loads), with fp32 accumulation inside every kernel
- *    (cublasGemmEx with CUBLAS_COMPUTE_32F, cuDNN with compute type FLOAT). This halves memory
- *    traffic (the ops are mostly bandwidth-bound) and uses the tensor cores.
- *  - fp32: the master weights and the optimizer moments (AdamW's update lr·m/√v is often below
- *    bf16's resolution of a weight, 2⁻⁸ relative, and would be lost), the weight gradients as
- *    accumulated, BatchNorm statistics (mean/variance over up to ~400k rows, running statistics)
- *    and BN's affine, the SE gate, and the whole ArcFace loss (norms, cosines scaled by 64,
- *    log-sum-exp): those are small tensors or precision-critical sums. A bf16 copy of the weights
- *    is made from the fp32 master after each optimizer step.
+ * ---- bf16 mixed precision (backend.h's KAO_PRECISION_BF16; cuda/ops_t.cuh) ---------------------
+ * PyTorch autocast's split with fp32 master weights:
+ *  - bf16: the activation maps stored between ops (half the memory traffic: the ops are mostly
+ *    bandwidth-bound) and the operands of the convolutions (cuDNN with bf16 data and fp32 compute;
+ *    cuBLAS GemmEx with bf16 inputs and CUBLAS_COMPUTE_32F for the 1×1s), fp32 accumulation
+ *    inside every op. The backend's map ops are templates on the map type; the _gpu functions
+ *    here are their float instances.
+ *  - fp32: the master weights (rounded to bf16 into the workspace when a convolution takes them)
+ *    and the optimizer moments (AdamW's update lr·m/√v is often below bf16's resolution of a
+ *    weight, 2⁻⁸ relative, and would be lost), weight gradients as accumulated, BatchNorm
+ *    statistics (mean/variance over up to ~400k rows, running statistics) and affine, the SE
+ *    vectors, the pooled features and embedding head, and the whole ArcFace loss (norms, cosines
+ *    scaled by 64, log-sum-exp): small tensors or precision-critical sums.
  *  - No loss scaling: bf16 has fp32's 8-bit exponent (range ~1e-38 to 3e38), so small gradients
  *    do not underflow as they do in fp16 (5-bit exponent, smallest normal 6e-5); only the
  *    mantissa is shorter (8 bits vs 24), which is a rounding question handled by the fp32
  *    accumulation above, not a range question.
- *  - Tests would then compare against the fp32 GPU ops with bf16-sized tolerances (~1e-2
- *    relative per op) and check end-to-end that training curves match the fp32 ones.
+ *  - The detached CPU backend emulates the same rounding points (src/backend_bf16.c); the tests
+ *    compare both with fp32 (tests/backend_parity.h states the tolerances and why).
  */
 #ifndef KAO_CUDA_H
 #define KAO_CUDA_H
