@@ -18,8 +18,8 @@
  * function that reports instead of aborting: it is how a program asks whether a GPU is there.
  *
  * Numerics: fp32 (bf16 maps under the bf16 precision, below), and reproducible: no atomics in
- * floating-point sums (every reduction runs in a fixed order: per-thread float sums over a fixed set of rows, then double across
- * threads and blocks), cuDNN algorithms restricted to deterministic ones with FMA math (no TF32),
+ * floating-point sums (every reduction runs in a fixed order: per-thread float sums over a fixed
+ * set of rows, then double across threads and blocks), cuDNN algorithms restricted to deterministic ones with FMA math (no TF32),
  * cuBLAS in its default math mode (no TF32 for sgemm). Two runs of an op on the same GPU give
  * bit-identical results (tests/test_cuda_ops.c checks it). Results differ from the CPU ops by
  * rounding only (different summation orders); tests/test_cuda_ops.c states the tolerances.
