@@ -2,7 +2,7 @@
 # The one-shot check of the CUDA backend on a machine with an NVIDIA GPU (an H100; no network).
 #
 #   scripts/gpu_check.sh            on the GPU machine, from the repository root:
-#       1. builds kao, test_cuda_ops and test_cuda_network with -DKAO_CUDA=ON
+#       1. builds kao, test_cuda_ops, test_backend_ops and test_cuda_network with -DKAO_CUDA=ON
 #          -DCMAKE_CUDA_ARCHITECTURES=90 (CMake, all cores), or, when kao's CPU build dependencies
 #          (HDF5, libpng, OpenBLAS, inih, protobuf-c) are not installed there, compiles cuda/*.cu
 #          with that machine's nvcc (a compile check) and runs the programs from the bundle that
@@ -10,7 +10,8 @@
 #          builds, to test it). Warnings are shown, not errors there (CI builds with -Werror; a
 #          newer compiler must not cost the GPU session);
 #       2. runs test_cuda_ops with KAO_CUDA_SYNC=1 (every op waits for its kernels, so a fault is
-#          reported by the op that caused it), test_cuda_network (the network, training steps,
+#          reported by the op that caused it), test_backend_ops likewise (the bf16 map ops against
+#          the CPU's bf16 emulation), test_cuda_network (the network, training steps,
 #          checkpoints and embeddings against the CPU), test_cuda_ops asynchronously and with the
 #          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1), and the
 #          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
@@ -27,7 +28,7 @@
 #          peak GPU memory). Exit status 0 only when the build and the tests passed and the
 #          sanitizer found no error. Designed to finish in under 8 minutes.
 #   scripts/gpu_check.sh --prepare  on a development machine (no GPU needed): builds kao and the
-#       two test programs for sm_90 with -march=x86-64-v3 instead of -march=native and packs them,
+#       three test programs for sm_90 with -march=x86-64-v3 instead of -march=native and packs them,
 #       with the shared libraries a CUDA image may lack (HDF5, libpng, OpenBLAS, inih, protobuf-c,
 #       gfortran, gomp, cudart), and the pytorch-metric-learning wheel, into .gpu-check/ (ignored
 #       by git through .git/info/exclude). Carry .gpu-check to the GPU machine. cuBLAS and cuDNN
@@ -44,7 +45,7 @@ cd "$here"
 build="build-gpu-check"
 bundle_dir=.gpu-check
 bundle="$bundle_dir/bundle.tar.xz"
-programs=(kao tests/test_cuda_ops tests/test_cuda_network)
+programs=(kao tests/test_cuda_ops tests/test_backend_ops tests/test_cuda_network)
 t_start=$(date +%s.%N)
 budget=470 # seconds for everything (the device call gets ~8 minutes)
 
@@ -64,7 +65,7 @@ if [ "${1:-}" = "--prepare" ]; then
     # x86-64-v3 (AVX2, FMA) instead of this machine's -march=native: the GPU machine's CPU differs.
     cmake -S . -B "$prep" -DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
         -DKAO_NATIVE=OFF -DCMAKE_C_FLAGS=-march=x86-64-v3 >/dev/null
-    cmake --build "$prep" -j "$(nproc)" --target kao test_cuda_ops test_cuda_network
+    cmake --build "$prep" -j "$(nproc)" --target kao test_cuda_ops test_backend_ops test_cuda_network
     stage="$(mktemp -d)"
     mkdir -p "$stage/lib" "$stage/tests" "$bundle_dir"
     for p in "${programs[@]}"; do cp "$prep/$p" "$stage/$p"; done
@@ -180,7 +181,7 @@ if [ "${KAO_GPU_CHECK_FORCE_BUNDLE:-0}" != "1" ] &&
     [ -n "$cudnn_lib_dir" ] && cmake_args+=("-DCUDNN_LIBRARY=$cudnn_lib_dir/libcudnn.so.9")
     [ -n "$cudnn_include" ] && cmake_args+=("-DCUDNN_INCLUDE_DIR=$cudnn_include")
     if cmake -S . -B "$build" "${cmake_args[@]}" >"$logs/build.log" 2>&1 &&
-        cmake --build "$build" -j "$(nproc)" --target kao test_cuda_ops test_cuda_network >>"$logs/build.log" 2>&1; then
+        cmake --build "$build" -j "$(nproc)" --target kao test_cuda_ops test_backend_ops test_cuda_network >>"$logs/build.log" 2>&1; then
         bin="$build"
         row "build (cmake, sm_90)" "ok, $(warnings "$logs/build.log") warning lines" "$(since "$t")"
     else
@@ -250,6 +251,9 @@ run_test() {
 if [ -n "$bin" ]; then
     ops="$bin/tests/test_cuda_ops"
     run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_ops_sync.log" test_cuda_ops env KAO_CUDA_SYNC=1 "$ops"
+    # the bf16 instances of the map ops against the CPU's bf16 emulation, synced as above
+    run_test "test_backend_ops (bf16), KAO_CUDA_SYNC=1" "$logs/test_backend_ops.log" test_backend_ops \
+        env KAO_CUDA_SYNC=1 "$bin/tests/test_backend_ops"
     run_test "test_cuda_network" "$logs/test_network.log" test_cuda_network env KAO_SOURCE_DIR="$here" \
         "$bin/tests/test_cuda_network"
     run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
