@@ -86,6 +86,18 @@ for device in ["cpu", "cpu-detached"]:
     by_device[device] = np.load(path) if p.returncode == 0 else None
 check(by_device["cpu-detached"] is not None and np.array_equal(by_device["cpu-detached"], by_device["cpu"]),
       "--device cpu-detached gives the CPU's embeddings")
+# --precision bf16 (the stand-in device emulates a GPU's bf16): bf16 activations move each embedding
+# by bf16's rounding through ~20 layers; within 3e-2 of the largest value, as tests/backend_parity.h
+# states for the network (measured there up to 1.3e-2).
+path = os.path.join(TMP, "s1_bf16.npy")
+p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", "--batch", "4", "--device", "cpu-detached",
+        "--precision", "bf16", os.path.join(ORL, "s1"), "--out", path)
+check(p.returncode == 0, f"--precision bf16: {p.stderr}")
+if p.returncode == 0 and by_device["cpu"] is not None:
+    got, want = np.load(path), by_device["cpu"]
+    err = np.abs(got - want).max() / np.abs(want).max()
+    print(f"--precision bf16: max |bf16 - fp32| = {err:.2e} of the largest value")
+    check(0 < err <= 3e-2, f"--precision bf16: {err:.3g} of the largest value from fp32 (0 would mean fp32 ran)")
 p = kao("embed", "--weights", tiny_h5, "--size", "64", "--quiet", *images, "--out", os.path.join(TMP, "e.csv"))
 rows = open(os.path.join(TMP, "e.csv")).read().strip().split("\n")
 check(p.returncode == 0 and len(rows) == 4 and rows[0].startswith("path,e0,") and len(rows[1].split(",")) == 33, "csv output")
@@ -159,6 +171,7 @@ expect_error("weights for another variant", weights_args + [tiny_h5, "--model", 
              "conv_stem.weight", out)
 expect_error("unknown model", weights_args + [tiny_h5, "--model", "resnet50"], "resnet50", out)
 expect_error("unknown device", embed + [good, "--device", "tpu"], "tpu", out)
+expect_error("bf16 on the CPU", embed + [good, "--precision", "bf16"], "cpu-detached emulates it", out)
 if shutil.which("nvidia-smi") is None:  # no GPU here: a CUDA request must say why it cannot be met
     expect_error("a GPU where there is none", embed + [good, "--device", "cuda"], "device cuda", out)
 expect_error("output folder missing", ["embed", "--weights", tiny_h5, "--size", "64", "--quiet", good, "--out",

@@ -40,14 +40,16 @@ int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o);
 /* kao_cli_model_arch, then creates m and loads the weights strictly. */
 int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o);
 
-/* The forward-pass options of embed and verify: --size H[xW], --batch N, --threads N, --device D. */
+/* The forward-pass options of embed and verify: --size H[xW], --batch N, --threads N, --device D,
+ * --precision P. */
 typedef struct {
     int height, width, batch;
-    int threads;        /* 0: all cores */
-    const char *device; /* "cpu", "cuda", "cuda:N" */
+    int threads;           /* 0: all cores */
+    const char *device;    /* "cpu", "cuda", "cuda:N" */
+    const char *precision; /* "fp32", "tf32", "bf16" */
 } kao_cli_forward_options;
 #define KAO_CLI_FORWARD_DEFAULTS \
-    ((kao_cli_forward_options){.height = 224, .width = 224, .batch = 32, .device = "cpu"})
+    ((kao_cli_forward_options){.height = 224, .width = 224, .batch = 32, .device = "cpu", .precision = "fp32"})
 /* As kao_cli_model_option, for the forward-pass options. */
 int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i);
 /* --help lines of the model options but --weights, and of the forward-pass options. */
@@ -58,9 +60,10 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
     "  --size H[xW]       input size; images of another size are resized bilinearly (default 224)\n"         \
     "  --batch N          images per forward pass (default 32)\n"                                            \
     "  --threads N        CPU threads (default: all cores)\n"                                            \
-    "  --device D         cpu, cuda or cuda:N (a GPU, where kao is built with CUDA; default cpu)\n"
+    "  --device D         cpu, cuda or cuda:N (a GPU, where kao is built with CUDA; default cpu)\n"            \
+    "  --precision P      fp32, or on a GPU tf32 or bf16 (as train.precision; default fp32)\n"
 
-/* kao_embed_images on the device fo names, with fo's size and batch. */
+/* kao_embed_images on the device and in the precision fo names, with fo's size and batch. */
 int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,
                          int count, bool progress);
 

@@ -79,7 +79,7 @@ int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc
 int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i) {
     const char *opt = argv[*i];
     bool known = !strcmp(opt, "--size") || !strcmp(opt, "--batch") || !strcmp(opt, "--threads") ||
-                 !strcmp(opt, "--device");
+                 !strcmp(opt, "--device") || !strcmp(opt, "--precision");
     if (!known) return 0;
     if (*i + 1 >= argc) {
         kao_cli_usage_error(command, "%s needs a value", opt);
@@ -88,6 +88,13 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
     const char *value = argv[++*i];
     if (!strcmp(opt, "--device")) {
         o->device = value; /* checked when it is opened: the error can then say why a GPU is missing */
+    } else if (!strcmp(opt, "--precision")) {
+        kao_precision unused;
+        if (kao_precision_parse(&unused, value)) {
+            kao_cli_usage_error(command, "%s", kao_last_error());
+            return -1;
+        }
+        o->precision = value;
     } else if (!strcmp(opt, "--size")) {
         if (!kao_cli_parse_size(value, &o->height, &o->width)) {
             kao_cli_usage_error(command, "--size wants H or HxW between 8 and 4096, got '%s'", value);
@@ -138,7 +145,12 @@ void kao_cli_set_threads(int threads) {
 int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,
                          int count, bool progress) {
     kao_backend *be;
-    if (kao_backend_open(&be, fo->device)) return KAO_ERR;
+    kao_precision precision;
+    if (kao_precision_parse(&precision, fo->precision) || kao_backend_open(&be, fo->device)) return KAO_ERR;
+    if (be->set_precision(be, precision)) {
+        kao_backend_free(be);
+        return KAO_ERR;
+    }
     int rc = kao_embed_images(out, m, be, paths, count, fo->height, fo->width, fo->batch, progress);
     kao_backend_free(be);
     return rc;
