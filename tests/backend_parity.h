@@ -544,7 +544,8 @@ static void run_parity_checks(bool full_size) {
 }
 
 /* bf16 mixed precision on the backend under test against the CPU in fp32: the network, training
- * (twice, bit-identical), checkpoints both ways and kao embed's path; then fp32 again. */
+ * (twice, bit-identical), checkpoints both ways, kao embed's path and ArcFace's edges; then fp32
+ * again. */
 static void run_bf16_checks(bool full_size) {
     KAO_ASSERT(gpu->set_precision(gpu, KAO_PRECISION_BF16) == KAO_OK, "%s", kao_last_error());
     bool exact = expect_exact;
@@ -560,6 +561,7 @@ static void run_bf16_checks(bool full_size) {
     if (full_size) test_training(&full_b0, "bf16, all units", plain, 8, 224, 224, 100);
     test_checkpoint_interchange();
     test_embed_images();
+    test_arcface_edges(); /* the loss stays fp32 under bf16: the same edges, through the same backend */
     limits = fp32_tol;
     expect_exact = exact;
     KAO_ASSERT(gpu->set_precision(gpu, KAO_PRECISION_FP32) == KAO_OK, "%s", kao_last_error());

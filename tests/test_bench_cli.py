@@ -1,5 +1,6 @@
 """`kao bench` end to end: both modes print one JSON line with the device and precision they ran
-with; the device stand-in (--device cpu-detached, the CPU's ops driven as a GPU is) runs both modes;
+with; the device stand-in (--device cpu-detached, the CPU's ops driven as a GPU is) runs both modes,
+in fp32 and in its emulation of bf16;
 an unknown device or precision, a GPU mode on the CPU, and --device cuda without a GPU each give one
 "kao: error:" line and a non-zero exit. Prints "N passed, N failed"; exit status 1 on any failure.
 """
@@ -13,14 +14,15 @@ from kaotest import check, finish, kao  # noqa: E402
 
 tiny = ["--width-mult", "0.25", "--depth-mult", "0.5", "--size", "32", "--batch", "2", "--steps", "1",
         "--warmup", "0", "--classes", "5", "--embedding", "8"]
-for device in ["cpu", "cpu-detached"]:
+for device, precision in [("cpu", "fp32"), ("cpu-detached", "fp32"), ("cpu-detached", "bf16")]:
     for mode in ["infer", "train"]:
-        p = kao("bench", "--mode", mode, "--device", device, *tiny)
+        p = kao("bench", "--mode", mode, "--device", device, "--precision", precision, *tiny)
         line = p.stdout.strip().splitlines()[0] if p.returncode == 0 and p.stdout.strip() else "{}"
         r = json.loads(line)
-        check(p.returncode == 0 and r.get("mode") == mode and r.get("precision") == "fp32" and
+        check(p.returncode == 0 and r.get("mode") == mode and r.get("precision") == precision and
               r.get("device", "").startswith("CPU") and r.get("images_per_s", 0) > 0,
-              f"kao bench --mode {mode} --device {device}: exit {p.returncode}, {p.stdout!r} {p.stderr!r}")
+              f"kao bench --mode {mode} --device {device} --precision {precision}: exit {p.returncode}, "
+              f"{p.stdout!r} {p.stderr!r}")
         check(("memory of its own" in r.get("device", "")) == (device == "cpu-detached"),
               f"--device {device} is named in the output: {r.get('device')!r}")
 
@@ -35,6 +37,7 @@ def fails(what, args, needle):
 fails("unknown device", ["--device", "tpu"], "unknown device 'tpu'")
 fails("unknown precision", ["--precision", "fp16"], "unknown precision 'fp16'")
 fails("tf32 on the CPU", ["--precision", "tf32"], "tf32 is a GPU mode")
+fails("bf16 on the CPU", ["--precision", "bf16"], "cpu-detached emulates it")
 if shutil.which("nvidia-smi") is None:  # no GPU here: a CUDA request must say why it cannot be met
     fails("a GPU where there is none", ["--device", "cuda"], "device cuda")
 finish("test_bench_cli")
