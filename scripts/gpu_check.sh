@@ -16,7 +16,8 @@
 #          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1), and the
 #          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
-#          224×224 batch 128 and 256, inference at batch 256; fp32, tf32 and bf16), a per-op profile of a
+#          224×224 batch 128 and 256, inference at batch 256; fp32, tf32 and bf16; the data loader with
+#          all but two cores, against PyTorch's DataLoader), a per-op profile of a
 #          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
 #          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
@@ -301,6 +302,10 @@ if [ -n "$bin" ]; then
         timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --precision "$precision" \
             --steps 10 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench $config failed (logs/bench.err)"
     done
+    # The training data loader on this machine's cores, into page-locked memory: can it feed the GPU?
+    workers=$(($(nproc) > 3 ? $(nproc) - 2 : 1))
+    timeout 60 "$bin/kao" bench --mode load --device cuda --data "$here/data/orl" --workers "$workers" --batch 128 \
+        --steps 20 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench --mode load failed (logs/bench.err)"
     row "kao bench (fp32, tf32, bf16)" "$(grep -c '"engine": "kao' "$bench" || true) of ${#configs[@]} configurations" "$(since "$t")"
     t=$(date +%s.%N)
     KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
@@ -328,6 +333,8 @@ if [ -n "$bin" ]; then
         PYTHONUNBUFFERED=1 timeout "$torch_time" python3 tools/bench_torch.py --all-gpu --steps 10 --warmup 3 \
             >>"$bench" 2>"$logs/bench_torch.err" || rc=$?
         state="$(grep -c '"engine": "pytorch' "$bench" || true) configurations"
+        timeout 60 python3 tools/bench_loader_torch.py --data "$here/data/orl" --workers "$workers" --batch 128 \
+            --steps 20 --warmup 3 >>"$bench" 2>>"$logs/bench_torch.err" || true
         [ "$rc" -eq 124 ] && state="$state (stopped after $torch_time s: torch.compile is slow to start)"
         row "PyTorch bench (--all-gpu)" "$state" "$(since "$t")"
     else

@@ -326,6 +326,12 @@ static void format_value(char *out, size_t size, const kao_config *c, const key_
     }
 }
 
+kao_augment_cfg kao_config_augment(const kao_config *c) {
+    return (kao_augment_cfg){.hflip = c->augment.hflip, .scale_min = c->augment.scale_min,
+                             .scale_max = c->augment.scale_max, .brightness = c->augment.brightness,
+                             .contrast = c->augment.contrast};
+}
+
 void kao_config_defaults(kao_config *c) {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < NUM_KEYS; i++) {

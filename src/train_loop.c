@@ -62,9 +62,7 @@ static int train_epoch(kao_run *r, throughput *total, throughput *epoch_tp) {
     int epoch = r->epoch, nb = r->sampler.num_batches;
     kao_sampler_set_epoch(&r->sampler, epoch);
     kao_trainer_set_frozen(&r->trainer, frozen_units(r, epoch));
-    kao_augment_cfg aug = {.hflip = r->cfg.augment.hflip, .scale_min = r->cfg.augment.scale_min,
-                           .scale_max = r->cfg.augment.scale_max, .brightness = r->cfg.augment.brightness,
-                           .contrast = r->cfg.augment.contrast};
+    kao_augment_cfg aug = kao_config_augment(&r->cfg);
     kao_loader_start(r->loader, r->sampler.order, r->sampler.epoch_len, r->cfg.train.batch_size, r->batch_in_epoch,
                      &aug, (uint64_t)r->cfg.train.seed, epoch);
     int rc = KAO_OK;

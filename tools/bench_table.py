@@ -2,7 +2,8 @@
 """The GPU benchmark's summary: JSON lines from `kao bench --device cuda` and
 `tools/bench_torch.py --all-gpu` (scripts/gpu_check.sh collects both in one file) as one table per
 workload: images/s and peak GPU memory of kao (fp32, tf32, bf16) and of each PyTorch setting, and kao's
-speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP bf16 as a rule).
+speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP bf16 as a rule); then
+the data loaders' images/s (`kao bench --mode load`, tools/bench_loader_torch.py).
 PyTorch's "fp32" lets cuDNN use TF32 (its default; the tf32_conv field says so): kao tf32 is the
 like-for-like comparison in fp32 data, kao bf16 against PyTorch's AMP bf16 in mixed precision.
 
@@ -52,12 +53,15 @@ def setting(line):
 
 
 def main():
-    rows = {}
+    rows, loads = {}, []
     for text in open(sys.argv[1]):
         text = text.strip()
         if not text.startswith("{"):
             continue
         line = json.loads(text)
+        if line["mode"] == "load":
+            loads.append(line)
+            continue
         rows.setdefault((line["mode"], line["batch"]), {})[setting(line)] = line
     kaos = ["kao fp32", "kao tf32", "kao bf16"]
     torches = ["torch fp32 eager", "torch bf16 eager", "torch bf16 compiled"]
@@ -81,6 +85,10 @@ def main():
             if kao and eager:
                 print(f"{'':<14} {name} / torch fp32 eager {kao / fp32 if fp32 else float('nan'):.2f}x, "
                       f"/ best torch eager {kao / max(eager):.2f}x")
+    if loads:
+        print(f"\n{'data loader':<24} {'workers':>7} {'images/s':>10}")
+        for line in loads:
+            print(f"{line['engine'][:24]:<24} {line['workers']:>7} {line['images_per_s']:>10.1f}")
 
 
 if __name__ == "__main__":

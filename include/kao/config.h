@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kao/augment.h"
 #include "kao/schedule.h"
 
 /* String keys hold at most this many bytes with their terminator (a config line is at most 198). */
@@ -103,6 +104,8 @@ typedef struct {
     } verify;
 } kao_config;
 
+/* The [augment] section as the loader takes it. */
+kao_augment_cfg kao_config_augment(const kao_config *c);
 /* Every key at its default. */
 void kao_config_defaults(kao_config *c);
 

@@ -67,6 +67,13 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
 int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,
                          int count, bool progress);
 
+/* kao bench --mode load (bench_load.c): the loader's images/s on the PNGs of an identity-folder tree. */
+typedef struct {
+    const char *data, *device;
+    int height, width, batch, workers, steps, warmup;
+} kao_cli_bench_load_options;
+int kao_cli_bench_load(const kao_cli_bench_load_options *o);
+
 /* Sets the OpenMP and OpenBLAS thread counts (0: leave the defaults). */
 void kao_cli_set_threads(int threads);
 

@@ -13,6 +13,8 @@ static const char *help =
     "usage: kao bench [--mode infer|train] [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
     "                 [--embedding N] [--threads N] [--device D] [--precision fp32|tf32|bf16] [--profile]\n"
+    "       kao bench --mode load --data ROOT [--workers N] [--size H[xW]] [--batch N] [--steps N]\n"
+    "                 [--warmup N] [--device D]\n"
     "\n"
     "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
     "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
@@ -24,7 +26,10 @@ static const char *help =
     "state; not the CUDA context), as PyTorch's max_memory_allocated counts its own.\n"
     "--profile adds a table of time per kind of op (forward and backward; each convolution's row\n"
     "includes its BatchNorm in the forward). On a GPU the ops run asynchronously: set KAO_CUDA_SYNC=1\n"
-    "for a profile (every op then waits for its kernels).\n";
+    "for a profile (every op then waits for its kernels).\n"
+    "--mode load times the training data loader instead: --workers threads (default 2) decode the PNGs\n"
+    "of the identity folders under --data and augment them as kao train does by default, into --batch\n"
+    "batches in the device's host memory; it prints images/s and the worker time per image.\n";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -33,6 +38,8 @@ static int cmp_double(const void *a, const void *b) {
 
 int kao_cmd_bench(int argc, char **argv) {
     const char *mode = "infer", *model = "tf_efficientnetv2_b0", *device = "cpu", *precision_name = "fp32";
+    const char *data = NULL;
+    int workers = 2;
     double wm = 0, dm = 0;
     int height = 224, width = 224, batch = 32, steps = 5, warmup = 2, classes = 1000, emb = 512, threads = 0;
     bool profile = false;
@@ -48,6 +55,7 @@ int kao_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--model") && v) model = argv[++i];
         else if (!strcmp(a, "--device") && v) device = argv[++i];
         else if (!strcmp(a, "--precision") && v) precision_name = argv[++i];
+        else if (!strcmp(a, "--data") && v) data = argv[++i];
         else if (!strcmp(a, "--size") && v) {
             if (!kao_cli_parse_size(argv[++i], &height, &width))
                 return kao_cli_usage_error("bench", "--size wants H or HxW, got '%s'", argv[i]);
@@ -55,17 +63,26 @@ int kao_cmd_bench(int argc, char **argv) {
             if (!kao_cli_parse_double(argv[++i], 0.01, 8, !strcmp(a, "--width-mult") ? &wm : &dm))
                 return kao_cli_usage_error("bench", "%s wants a number in (0, 8], got '%s'", a, argv[i]);
         } else if (v && (!strcmp(a, "--batch") || !strcmp(a, "--steps") || !strcmp(a, "--warmup") ||
-                         !strcmp(a, "--classes") || !strcmp(a, "--embedding") || !strcmp(a, "--threads"))) {
+                         !strcmp(a, "--classes") || !strcmp(a, "--embedding") || !strcmp(a, "--threads") ||
+                         !strcmp(a, "--workers"))) {
             int *t = !strcmp(a, "--batch") ? &batch : !strcmp(a, "--steps") ? &steps : !strcmp(a, "--warmup") ? &warmup
-                     : !strcmp(a, "--classes") ? &classes : !strcmp(a, "--embedding") ? &emb : &threads;
-            if (!kao_cli_parse_int(argv[++i], !strcmp(a, "--warmup") ? 0 : 1, 1 << 20, t))
+                     : !strcmp(a, "--classes") ? &classes : !strcmp(a, "--embedding") ? &emb
+                     : !strcmp(a, "--workers") ? &workers : &threads;
+            bool zero_ok = !strcmp(a, "--warmup") || !strcmp(a, "--workers");
+            if (!kao_cli_parse_int(argv[++i], zero_ok ? 0 : 1, 1 << 20, t))
                 return kao_cli_usage_error("bench", "%s wants a positive integer, got '%s'", a, argv[i]);
         } else {
             return kao_cli_usage_error("bench", "unknown option or missing value '%s'", a);
         }
     }
+    if (!strcmp(mode, "load")) {
+        if (!data) return kao_cli_usage_error("bench", "--mode load needs --data ROOT (identity folders of PNGs)");
+        kao_cli_bench_load_options o = {data, device, height, width, batch, workers, steps, warmup};
+        return kao_cli_bench_load(&o);
+    }
     bool train = !strcmp(mode, "train");
-    if (!train && strcmp(mode, "infer")) return kao_cli_usage_error("bench", "--mode is infer or train, got '%s'", mode);
+    if (!train && strcmp(mode, "infer"))
+        return kao_cli_usage_error("bench", "--mode is infer, train or load, got '%s'", mode);
     kao_cli_set_threads(threads);
 
     kao_arch arch;
