@@ -180,8 +180,7 @@ done:
     return rc;
 }
 
-int kao_dataset_scan(kao_dataset *ds, const char *root, const kao_dataset_options *options) {
-    *ds = (kao_dataset){0};
+static int scan(kao_dataset *ds, const char *root, const kao_dataset_options *options) {
     ds->options = *options;
     KAO_ASSERT(options->min_images >= 1 && options->max_images >= 0, "min %d max %d", options->min_images,
                options->max_images);
@@ -219,6 +218,13 @@ int kao_dataset_scan(kao_dataset *ds, const char *root, const kao_dataset_option
                         ds->root, identities, options->min_images, largest);
     }
     return KAO_OK;
+}
+
+int kao_dataset_scan(kao_dataset *ds, const char *root, const kao_dataset_options *options) {
+    *ds = (kao_dataset){0};
+    int rc = scan(ds, root, options);
+    if (rc != KAO_OK) kao_dataset_free(ds); /* nothing half-made is left for the caller */
+    return rc;
 }
 
 void kao_dataset_free(kao_dataset *ds) {

@@ -66,7 +66,7 @@ typedef struct {
     int skipped_images;            /* images the loader could not decode */
 } kao_dataset;
 
-/* Fills ds (free with kao_dataset_free, also after an error). */
+/* Fills ds (free with kao_dataset_free); after an error ds holds nothing (freeing it is harmless). */
 int kao_dataset_scan(kao_dataset *ds, const char *root, const kao_dataset_options *options);
 void kao_dataset_free(kao_dataset *ds);
 
