@@ -254,7 +254,7 @@ if [ -n "$bin" ]; then
     run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_ops_sync.log" test_cuda_ops env KAO_CUDA_SYNC=1 "$ops"
     # the bf16 instances of the map ops against the CPU's bf16 emulation, synced as above
     run_test "test_backend_ops (bf16), KAO_CUDA_SYNC=1" "$logs/test_backend_ops.log" test_backend_ops \
-        env KAO_CUDA_SYNC=1 "$bin/tests/test_backend_ops"
+        env KAO_CUDA_SYNC=1 "$bin/tests/test_backend_ops" --gpu
     run_test "test_cuda_network" "$logs/test_network.log" test_cuda_network env KAO_SOURCE_DIR="$here" \
         "$bin/tests/test_cuda_network"
     run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
