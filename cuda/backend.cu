@@ -329,6 +329,7 @@ static int cuda_arcface_correct(kao_backend *be, void *p, const int *labels, int
     arcface_record *r = (arcface_record *)p;
     kao_cuda_ctx *ctx = ctx_of(be);
     const char *op = "arcface_correct";
+    if (B == 0) return 0; /* no rows: a launch of 0 blocks would be an error */
     kao_cuda_zero(ctx, r->correct, sizeof(int));
     count_correct_kernel<<<(B + 127) / 128, 128, 0, ctx->stream>>>(r->correct, r->acts.cosine, labels, B, C);
     KAO_LAUNCH_CHECK(ctx, op, "B %d, C %d", B, C);

@@ -85,6 +85,8 @@ kao_cuda_ctx *kao_cuda_create(int device) {
     (void)cudaGetLastError(); /* whatever the libraries' set-up left behind (their statuses were checked) */
     const char *sync = getenv("KAO_CUDA_SYNC");
     ctx->sync_each_op = sync && strcmp(sync, "1") == 0;
+    const char *verbose = getenv("KAO_CUDA_VERBOSE");
+    ctx->verbose = verbose && strcmp(verbose, "1") == 0;
     return ctx;
 }
 

@@ -150,10 +150,14 @@ static void descs_create(conv_descs *d, const kao_conv_shape *s, cudnnDataType_t
                                                     CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                     op, SHAPE_FMT, SHAPE_ARGS(s));
     /* FMA math: true fp32. With TF32 asked for, or bf16 data, the default math, which lets Ampere and
-     * later use TF32 for float data (PyTorch's choice for allow_tf32) and tensor cores for bf16; each
-     * call then sets the math type of the algorithm the heuristics chose (use_math). */
+     * later use TF32 for float data (PyTorch's choice for allow_tf32); the heuristics are then asked
+     * with query_math and each call sets the math type of the algorithm they chose (use_math). */
     KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, fma ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH), op,
                     SHAPE_FMT, SHAPE_ARGS(s));
+    /* The legacy API takes tensors of fewer than 2³¹ elements (the network's largest are ~1e8). */
+    KAO_CUDA_ASSERT((size_t)s->batch * (s->in_h + d->eh) * (s->in_w + d->ew) * s->in_c < ((size_t)1 << 31) &&
+                        (size_t)s->batch * s->out_h * s->out_w * s->out_c < ((size_t)1 << 31),
+                    op, "a tensor of 2^31 elements or more; " SHAPE_FMT, SHAPE_ARGS(s));
     /* The geometry cuDNN derives must be the TF "same" output. */
     int n, c, h, w;
     KAO_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(d->conv, d->x, d->w, &n, &c, &h, &w), op, SHAPE_FMT,
@@ -194,24 +198,45 @@ static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConv
     return cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->cudnn, d->x, d->y, d->conv, d->w, algo, size);
 }
 
+/* Appends to log (for no_algorithm's message) why candidate algo was passed over. */
+static void note_rejected(char *log, size_t log_n, int algo, const char *why) {
+    size_t used = strlen(log);
+    if (used + 1 < log_n) snprintf(log + used, log_n - used, " %d:%s", algo, why);
+}
+
 /* The heuristics' ranking, filtered: status success, deterministic, a workspace size cuDNN
  * reports for this configuration (a query that fails means unsupported) within the limit.
- * Returns whether it found one. The workspace is the larger of the query's and the heuristics'
- * own figure: with TF32 the query sees the default math, but the call runs in the algorithm's
- * math type (use_math), which may need more. Perf: the direction's perf struct; Count: its
- * number of algorithms. */
+ * Returns whether it found one; the others' reasons go to log. The workspace is the larger of the
+ * query's and the heuristics' own figure: the query sees the default math, but the call runs in
+ * the algorithm's math type (use_math), which may need more. Perf: the direction's perf struct;
+ * Count: its number of algorithms. */
 template <class Perf, int Count>
 static bool pick(kao_cuda_ctx *ctx, const conv_descs *d, decltype(Perf::algo) *algo, size_t *bytes,
-                 cudnnMathType_t *math, const kao_conv_shape *s, const char *op) {
+                 cudnnMathType_t *math, char *log, size_t log_n, const kao_conv_shape *s, const char *op) {
     Perf perf[Count];
     int n = 0;
     KAO_CUDNN_CHECK(rank(ctx, d, perf, Count, &n), op, SHAPE_FMT, SHAPE_ARGS(s));
+    if (n == 0) note_rejected(log, log_n, -1, "none ranked");
     for (int i = 0; i < n; i++) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC) continue;
+        int a = (int)perf[i].algo;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS) {
+            note_rejected(log, log_n, a, cudnnGetErrorString(perf[i].status));
+            continue;
+        }
+        if (perf[i].determinism != CUDNN_DETERMINISTIC) {
+            note_rejected(log, log_n, a, "nondeterministic");
+            continue;
+        }
         size_t size = 0;
-        if (workspace(ctx, d, perf[i].algo, &size) != CUDNN_STATUS_SUCCESS) continue;
+        if (workspace(ctx, d, perf[i].algo, &size) != CUDNN_STATUS_SUCCESS) {
+            note_rejected(log, log_n, a, "workspace query failed");
+            continue;
+        }
         if (perf[i].memory > size) size = perf[i].memory;
-        if (size > MAX_CUDNN_WORKSPACE) continue;
+        if (size > MAX_CUDNN_WORKSPACE) {
+            note_rejected(log, log_n, a, "workspace over 1 GiB");
+            continue;
+        }
         *algo = perf[i].algo, *bytes = size, *math = perf[i].mathType;
         return true;
     }
@@ -299,8 +324,8 @@ void kao_conv_plans_free(kao_cuda_ctx *ctx) {
 }
 
 /* TF32 mode or bf16 data: the descriptor takes the math type of the algorithm about to run (the
- * directions share one descriptor), and the default math again for a heuristics query. FMA mode
- * keeps FMA: true fp32 whatever the heuristics said. */
+ * directions share one descriptor), and query_math again for a heuristics query. FMA mode keeps
+ * FMA: true fp32 whatever the heuristics said. */
 static void use_math(const kao_conv_plan *p, const conv_descs *d, cudnnMathType_t math, const char *op) {
     if (!fma_only(p))
         KAO_CUDNN_CHECK(cudnnSetConvolutionMathType(d->conv, math), op, "math %d; " SHAPE_FMT, (int)math,
@@ -313,24 +338,39 @@ static int first_layout(void) {
     return force && !strcmp(force, "1") ? NCHW : NHWC;
 }
 
-static void no_algorithm(const char *direction, const kao_conv_shape *s, const char *op) {
+static void no_algorithm(const char *direction, const char *log, const kao_conv_shape *s, const char *op) {
     kao_cuda_fail(__FILE__, __LINE__, op, "cuDNN heuristics", "no deterministic algorithm in NHWC or NCHW",
-                  "%s; " SHAPE_FMT, direction, SHAPE_ARGS(s));
+                  "%s; " SHAPE_FMT "; passed over (algorithm:reason):%s", direction, SHAPE_ARGS(s), log);
+}
+
+/* The math the heuristics query with: the default (TF32 allowed on float data) or, for bf16 data,
+ * tensor-op math, which the default does not promise for 16-bit types (PyTorch asks for it too). */
+static cudnnMathType_t query_math(const kao_conv_plan *p) {
+    return p->dtype == CUDNN_DATA_BFLOAT16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH;
 }
 
 /* One direction's layout and algorithm, chosen on first use: NHWC, else NCHW (first_layout). */
 template <class Algo>
 static const conv_descs *choose(kao_cuda_ctx *ctx, kao_conv_plan *p, conv_choice *choice, Algo *algo,
                                 bool (*pick)(kao_cuda_ctx *, const conv_descs *, Algo *, size_t *, cudnnMathType_t *,
-                                             const kao_conv_shape *, const char *),
+                                             char *, size_t, const kao_conv_shape *, const char *),
                                 const char *direction, const char *op) {
+    static const char *const layout_names[2] = {"NHWC", "NCHW"};
+    char log[1024] = "";
     for (int l = first_layout(); l < 2 && choice->layout < 0; l++) {
         const conv_descs *d = plan_layout(p, l, op);
-        use_math(p, d, CUDNN_DEFAULT_MATH, op); /* the heuristics see TF32 or tensor cores allowed */
-        if (pick(ctx, d, algo, &choice->bytes, &choice->math, &p->shape, op)) choice->layout = l;
+        use_math(p, d, query_math(p), op); /* the heuristics see TF32 or tensor cores allowed */
+        size_t used = strlen(log);
+        snprintf(log + used, sizeof log - used, " %s:", layout_names[l]);
+        if (pick(ctx, d, algo, &choice->bytes, &choice->math, log, sizeof log, &p->shape, op)) choice->layout = l;
         KAO_LIBRARY_DONE(ctx, op, SHAPE_FMT, SHAPE_ARGS(&p->shape));
     }
-    if (choice->layout < 0) no_algorithm(direction, &p->shape, op);
+    if (choice->layout < 0) no_algorithm(direction, log, &p->shape, op);
+    if (ctx->verbose)
+        fprintf(stderr, "kao cuda: %s %s (%s%s): %s, algorithm %d, math %d, workspace %zu bytes; " SHAPE_FMT
+                "; passed over:%s\n", op, direction, p->dtype == CUDNN_DATA_BFLOAT16 ? "bf16" : "fp32",
+                p->tf32 ? ", tf32" : "", layout_names[choice->layout], (int)*algo, (int)choice->math, choice->bytes,
+                SHAPE_ARGS(&p->shape), log);
     return &p->layouts[choice->layout];
 }
 

@@ -10,7 +10,9 @@
  * Execution: everything runs in order on the context's one stream and returns before the GPU has
  * finished (except where a function says it waits). kao_cuda_to_host waits, so its result is
  * ready. With the environment variable KAO_CUDA_SYNC=1 every op waits for its own kernels, so an
- * error in a kernel is reported by the op that launched it (debugging; slower).
+ * error in a kernel is reported by the op that launched it (debugging; slower). With
+ * KAO_CUDA_VERBOSE=1 each convolution's cuDNN choice (layout, algorithm, math type, workspace, and
+ * the candidates passed over with the reason) is printed to stderr when it is first made.
  *
  * Errors: every CUDA, cuBLAS and cuDNN status is checked; a failure is an internal error (the
  * shapes were computed by kao) and aborts through kao_abort with file and line, the op, the call
