@@ -251,10 +251,12 @@ run_test() {
 
 if [ -n "$bin" ]; then
     ops="$bin/tests/test_cuda_ops"
-    run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_ops_sync.log" test_cuda_ops env KAO_CUDA_SYNC=1 "$ops"
+    # KAO_CUDA_VERBOSE=1: each convolution's cuDNN choice (and what was passed over) into the logs
+    run_test "test_cuda_ops, KAO_CUDA_SYNC=1" "$logs/test_ops_sync.log" test_cuda_ops \
+        env KAO_CUDA_SYNC=1 KAO_CUDA_VERBOSE=1 "$ops"
     # the bf16 instances of the map ops against the CPU's bf16 emulation, synced as above
     run_test "test_backend_ops (bf16), KAO_CUDA_SYNC=1" "$logs/test_backend_ops.log" test_backend_ops \
-        env KAO_CUDA_SYNC=1 "$bin/tests/test_backend_ops" --gpu
+        env KAO_CUDA_SYNC=1 KAO_CUDA_VERBOSE=1 "$bin/tests/test_backend_ops" --gpu
     run_test "test_cuda_network" "$logs/test_network.log" test_cuda_network env KAO_SOURCE_DIR="$here" \
         "$bin/tests/test_cuda_network"
     run_test "test_cuda_ops, asynchronous" "$logs/test_ops_async.log" test_cuda_ops "$ops"
@@ -306,10 +308,11 @@ if [ -n "$bin" ]; then
     workers=$(($(nproc) > 3 ? $(nproc) - 2 : 1))
     timeout 60 "$bin/kao" bench --mode load --device cuda --data "$here/data/orl" --workers "$workers" --batch 128 \
         --steps 20 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench --mode load failed (logs/bench.err)"
-    row "kao bench (fp32, tf32, bf16)" "$(grep -c '"engine": "kao' "$bench" || true) of ${#configs[@]} configurations" "$(since "$t")"
+    done_configs=$(grep '"engine": "kao' "$bench" | grep -vc '"mode": "load"' || true)
+    row "kao bench (fp32, tf32, bf16, load)" "$done_configs of ${#configs[@]} configurations" "$(since "$t")"
     t=$(date +%s.%N)
-    KAO_CUDA_SYNC=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 --warmup 1 --profile \
-        >"$logs/profile.txt" 2>&1 || true
+    KAO_CUDA_SYNC=1 KAO_CUDA_VERBOSE=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 \
+        --warmup 1 --profile >"$logs/profile.txt" 2>&1 || true
     row "kao profile (train 128, synced)" "logs/profile.txt" "$(since "$t")"
     # Per-kernel GPU times of one training step (Nsight Compute replays each kernel: slow, bounded).
     if command -v ncu >/dev/null && [ "$(left)" -gt 240 ]; then
