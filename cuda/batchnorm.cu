@@ -21,22 +21,34 @@
 
 /* ---- elementwise ------------------------------------------------------------------------- */
 
-/* out = act(inp·scale + shift) per channel; out may equal inp. */
-template <class T>
+/* out = act(inp·scale + shift) per channel, W elements (one pack) per step; out may equal inp. */
+template <class T, int W>
 static __global__ void affine_act_kernel(T *out, const T *inp, const float *scale, const float *shift, int silu,
                                          size_t M, int C) {
-    KAO_GRID_STRIDE(i, M * C) {
-        size_t c = i % (size_t)C;
-        float y = kao_ld(inp[i]) * scale[c] + shift[c];
-        kao_st(&out[i], silu ? kao_silu(y) : y);
+    KAO_GRID_STRIDE(p, M * C / W) {
+        size_t i = p * W, c = i % (size_t)C;
+        float x[W];
+        kao_ld_pack<W>(x, inp + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            float y = x[k] * scale[c + k] + shift[c + k];
+            x[k] = silu ? kao_silu(y) : y;
+        }
+        kao_st_pack<W>(out + i, x);
     }
 }
 
 template <class T>
 static void affine_act(T *out, const T *inp, const float *scale, const float *shift, kao_act act, size_t M,
                        int C, kao_cuda_ctx *ctx, const char *op) {
-    affine_act_kernel<<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(out, inp, scale, shift,
-                                                                          act == KAO_ACT_SILU, M, C);
+    int silu = act == KAO_ACT_SILU;
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>(C, out, inp))
+        affine_act_kernel<T, W><<<kao_blocks(M * C / W), KAO_THREADS, 0, ctx->stream>>>(out, inp, scale, shift, silu,
+                                                                                        M, C);
+    else
+        affine_act_kernel<T, 1><<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(out, inp, scale, shift, silu, M,
+                                                                                    C);
     KAO_LAUNCH_CHECK(ctx, op, "affine; " SHAPE_FMT, M, C, (int)act);
 }
 
@@ -169,23 +181,23 @@ static __global__ void param_grads_kernel(float *dgamma, float *dbeta, float *k1
     }
 }
 
-template <class T>
-static __global__ void dinp_batch_kernel(T *dinp, const T *dout, const T *inp, const float *mean, const float *scale,
-                                         const float *shift, const float *k1, const float *k2, int silu, size_t M,
-                                         int C) {
-    KAO_GRID_STRIDE(i, M * C) {
-        size_t c = i % (size_t)C;
-        float x = kao_ld(inp[i]), g = bn_grad_at(kao_ld(dout[i]), x, scale[c], shift[c], silu);
-        kao_st(&dinp[i], scale[c] * g - k1[c] - (x - mean[c]) * k2[c]);
-    }
-}
-
-template <class T>
-static __global__ void dinp_frozen_kernel(T *dinp, const T *dout, const T *inp, const float *scale,
-                                          const float *shift, int silu, size_t M, int C) {
-    KAO_GRID_STRIDE(i, M * C) {
-        size_t c = i % (size_t)C;
-        kao_st(&dinp[i], bn_grad_at(kao_ld(dout[i]), kao_ld(inp[i]), scale[c], shift[c], silu) * scale[c]);
+/* dinp = scale·g − k1 − (x − mean)·k2 (batch statistics; mean NULL: frozen statistics, dinp = g·scale),
+ * W elements (one pack) per step; dinp may equal dout. */
+template <class T, int W>
+static __global__ void dinp_kernel(T *dinp, const T *dout, const T *inp, const float *mean, const float *scale,
+                                   const float *shift, const float *k1, const float *k2, int silu, size_t M, int C) {
+    KAO_GRID_STRIDE(p, M * C / W) {
+        size_t i = p * W, c0 = i % (size_t)C;
+        float x[W], d[W];
+        kao_ld_pack<W>(x, inp + i);
+        kao_ld_pack<W>(d, dout + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) {
+            size_t c = c0 + k;
+            float g = bn_grad_at(d[k], x[k], scale[c], shift[c], silu);
+            d[k] = mean ? scale[c] * g - k1[c] - (x[k] - mean[c]) * k2[c] : g * scale[c];
+        }
+        kao_st_pack<W>(dinp + i, d);
     }
 }
 
@@ -215,12 +227,14 @@ static void backward(T *dinp, float *dgamma, float *dbeta, const T *dout, const 
         dgamma, dbeta, need_k ? k1 : NULL, need_k ? k2 : NULL, totals, scale, rstd, M, C);
     KAO_LAUNCH_CHECK(ctx, op, "parameter gradients; " SHAPE_FMT, M, C, (int)act);
     if (!dinp) return;
-    if (frozen)
-        dinp_frozen_kernel<<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, inp, scale, shift, silu, M,
-                                                                               C);
+    const float *batch_mean = frozen ? NULL : mean;
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>(C, dinp, dout, inp))
+        dinp_kernel<T, W><<<kao_blocks(M * C / W), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, inp, batch_mean, scale,
+                                                                                  shift, k1, k2, silu, M, C);
     else
-        dinp_batch_kernel<<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, inp, mean, scale, shift, k1,
-                                                                              k2, silu, M, C);
+        dinp_kernel<T, 1><<<kao_blocks(M * C), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, inp, batch_mean, scale,
+                                                                              shift, k1, k2, silu, M, C);
     KAO_LAUNCH_CHECK(ctx, op, "dinp; " SHAPE_FMT, M, C, (int)act);
 }
 

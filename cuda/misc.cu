@@ -86,24 +86,47 @@ void kao_linear_backward_gpu(float *dinp, float *dweight, float *dbias, const fl
 
 /* ---- residual and drop-path --------------------------------------------------------------- */
 
-template <class T> static __global__ void add_inplace_kernel(T *out, const T *x, size_t n) {
-    KAO_GRID_STRIDE(i, n) kao_st(&out[i], kao_ld(out[i]) + kao_ld(x[i]));
+/* W elements (one pack, ops_t.cuh) per step. */
+template <class T, int W> static __global__ void add_inplace_kernel(T *out, const T *x, size_t n) {
+    KAO_GRID_STRIDE(p, n / W) {
+        float a[W], b[W];
+        kao_ld_pack<W>(a, out + p * W);
+        kao_ld_pack<W>(b, x + p * W);
+#pragma unroll
+        for (int k = 0; k < W; k++) a[k] += b[k];
+        kao_st_pack<W>(out + p * W, a);
+    }
 }
 
-template <class T> static __global__ void scale_rows_kernel(T *x, const float *mask, size_t n, size_t total) {
-    KAO_GRID_STRIDE(i, total) kao_st(&x[i], kao_ld(x[i]) * mask[i / n]);
+/* x (B, n) row b times mask[b]; a pack never straddles two rows (n % W == 0). */
+template <class T, int W> static __global__ void scale_rows_kernel(T *x, const float *mask, size_t n, size_t total) {
+    KAO_GRID_STRIDE(p, total / W) {
+        float a[W], m = mask[p * W / n];
+        kao_ld_pack<W>(a, x + p * W);
+#pragma unroll
+        for (int k = 0; k < W; k++) a[k] *= m;
+        kao_st_pack<W>(x + p * W, a);
+    }
 }
 
 template <class T> void kao_t::add_inplace(T *out, const T *x, size_t n, kao_cuda_ctx *ctx) {
     if (n == 0) return;
-    add_inplace_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, x, n);
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>(n, out, x))
+        add_inplace_kernel<T, W><<<kao_blocks(n / W), KAO_THREADS, 0, ctx->stream>>>(out, x, n);
+    else
+        add_inplace_kernel<T, 1><<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, x, n);
     KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "add_inplace_gpu"), "n %zu", n);
 }
 
 template <class T> void kao_t::scale_rows(T *x, const float *mask, int B, size_t n, kao_cuda_ctx *ctx) {
     size_t total = (size_t)B * n;
     if (total == 0) return;
-    scale_rows_kernel<<<kao_blocks(total), KAO_THREADS, 0, ctx->stream>>>(x, mask, n, total);
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>(n, x, NULL))
+        scale_rows_kernel<T, W><<<kao_blocks(total / W), KAO_THREADS, 0, ctx->stream>>>(x, mask, n, total);
+    else
+        scale_rows_kernel<T, 1><<<kao_blocks(total), KAO_THREADS, 0, ctx->stream>>>(x, mask, n, total);
     KAO_LAUNCH_CHECK(ctx, KAO_OP(T, "scale_rows_gpu"), "B %d, n %zu", B, n);
 }
 

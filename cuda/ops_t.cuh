@@ -29,6 +29,46 @@ static __device__ __forceinline__ float kao_ld(kao_bf16 x) { return __bfloat162f
 static __device__ __forceinline__ void kao_st(float *p, float x) { *p = x; }
 static __device__ __forceinline__ void kao_st(kao_bf16 *p, float x) { *p = __float2bfloat16_rn(x); }
 
+/* ---- 16-byte packs: the elementwise kernels move 4 floats or 8 bf16 per load and store -------
+ * W elements from p (16-byte aligned when W > 1) as floats, and back rounded; W = 1 is the plain
+ * element access. A kernel over rows of C channels uses packs of kao_pack_width<T> where
+ * kao_packable says every row splits into whole, aligned packs, else W = 1; each element's
+ * arithmetic is the same either way, so the results are too. */
+template <class T> constexpr int kao_pack_width = 16 / (int)sizeof(T);
+
+template <int W, class T> static __device__ __forceinline__ void kao_ld_pack(float *x, const T *p) {
+    if constexpr (W == 1) {
+        x[0] = kao_ld(p[0]);
+    } else {
+        static_assert(W * sizeof(T) == 16, "a pack is 16 bytes");
+        uint4 raw = *reinterpret_cast<const uint4 *>(p);
+        const T *e = reinterpret_cast<const T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < W; k++) x[k] = kao_ld(e[k]);
+    }
+}
+
+template <int W, class T> static __device__ __forceinline__ void kao_st_pack(T *p, const float *x) {
+    if constexpr (W == 1) {
+        kao_st(p, x[0]);
+    } else {
+        static_assert(W * sizeof(T) == 16, "a pack is 16 bytes");
+        uint4 raw;
+        T *e = reinterpret_cast<T *>(&raw);
+#pragma unroll
+        for (int k = 0; k < W; k++) kao_st(&e[k], x[k]);
+        *reinterpret_cast<uint4 *>(p) = raw;
+    }
+}
+
+/* Whether rows of C elements of T split into whole packs at the given pointers (NULL: unused). */
+template <class T> static inline bool kao_packable(size_t C, const void *a, const void *b, const void *c = NULL) {
+    const void *ptrs[3] = {a, b, c};
+    for (int k = 0; k < 3; k++)
+        if (ptrs[k] && (uintptr_t)ptrs[k] % 16) return false;
+    return C % kao_pack_width<T> == 0;
+}
+
 /* The element type's names for the libraries. */
 template <class T> struct kao_type;
 template <> struct kao_type<float> {

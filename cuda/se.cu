@@ -19,12 +19,16 @@ static __global__ void sigmoid_inplace_kernel(float *x, size_t n) {
     KAO_GRID_STRIDE(i, n) x[i] = kao_sigmoid(x[i]);
 }
 
-/* out (B, HW, C) = inp · gate[b]; out may equal inp. */
-template <class T>
+/* out (B, HW, C) = inp · gate[b], W elements (one pack, ops_t.cuh) per step; out may equal inp. */
+template <class T, int W>
 static __global__ void gate_kernel(T *out, const T *inp, const float *gate, int HW, int C, size_t n) {
-    KAO_GRID_STRIDE(i, n) {
-        size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
-        kao_st(&out[i], kao_ld(inp[i]) * gate[b * C + c]);
+    KAO_GRID_STRIDE(p, n / W) {
+        size_t i = p * W, c = i % (size_t)C, b = i / ((size_t)HW * C);
+        float x[W];
+        kao_ld_pack<W>(x, inp + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) x[k] *= gate[b * C + c + k];
+        kao_st_pack<W>(out + i, x);
     }
 }
 
@@ -47,13 +51,17 @@ static __global__ void silu_grad_inplace_kernel(float *dh, const float *hidden, 
     KAO_GRID_STRIDE(i, n) dh[i] = dh[i] * kao_silu_grad(hidden[i]);
 }
 
-/* dinp = dout · gate + dpooled (per (b, c)); dinp may equal dout. */
-template <class T>
+/* dinp = dout · gate + dpooled (per (b, c)), W elements per step; dinp may equal dout. */
+template <class T, int W>
 static __global__ void dinp_kernel(T *dinp, const T *dout, const float *gate, const float *dpooled, int HW, int C,
                                    size_t n) {
-    KAO_GRID_STRIDE(i, n) {
-        size_t c = i % (size_t)C, b = i / ((size_t)HW * C);
-        kao_st(&dinp[i], kao_ld(dout[i]) * gate[b * C + c] + dpooled[b * C + c]);
+    KAO_GRID_STRIDE(p, n / W) {
+        size_t i = p * W, c = i % (size_t)C, b = i / ((size_t)HW * C);
+        float d[W];
+        kao_ld_pack<W>(d, dout + i);
+#pragma unroll
+        for (int k = 0; k < W; k++) d[k] = d[k] * gate[b * C + c + k] + dpooled[b * C + c + k];
+        kao_st_pack<W>(dinp + i, d);
     }
 }
 
@@ -76,7 +84,11 @@ void kao_t::se_forward(T *out, float *save_pooled, float *save_hidden, float *sa
     sigmoid_inplace_kernel<<<kao_blocks((size_t)B * C), KAO_THREADS, 0, ctx->stream>>>(save_gate, (size_t)B * C);
     KAO_LAUNCH_CHECK(ctx, op, "sigmoid; " SHAPE_FMT, B, HW, C, R);
     size_t n = (size_t)B * HW * C;
-    gate_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, inp, save_gate, HW, C, n);
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>((size_t)C, out, inp))
+        gate_kernel<T, W><<<kao_blocks(n / W), KAO_THREADS, 0, ctx->stream>>>(out, inp, save_gate, HW, C, n);
+    else
+        gate_kernel<T, 1><<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(out, inp, save_gate, HW, C, n);
     KAO_LAUNCH_CHECK(ctx, op, "gate; " SHAPE_FMT, B, HW, C, R);
 }
 
@@ -113,7 +125,11 @@ void kao_t::se_backward(T *dinp, float *dw_reduce, float *db_reduce, float *dw_e
     /* dpooled (B, C) = dh (B, R) · W_r (R, C) / HW */
     kao_gemm_rm(ctx, op, false, false, B, C, R, 1.0f / HW, dh, R, w_reduce, C, 0.0f, dpooled, C);
     size_t n = (size_t)B * HW * C;
-    dinp_kernel<<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, save_gate, dpooled, HW, C, n);
+    constexpr int W = kao_pack_width<T>;
+    if (kao_packable<T>((size_t)C, dinp, dout))
+        dinp_kernel<T, W><<<kao_blocks(n / W), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, save_gate, dpooled, HW, C, n);
+    else
+        dinp_kernel<T, 1><<<kao_blocks(n), KAO_THREADS, 0, ctx->stream>>>(dinp, dout, save_gate, dpooled, HW, C, n);
     KAO_LAUNCH_CHECK(ctx, op, "dinp; " SHAPE_FMT, B, HW, C, R);
 }
 
