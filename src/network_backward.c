@@ -112,11 +112,12 @@ void kao_backward(const kao_model *m, const kao_net_weights *w, float *grads, fl
     const kao_arch *arch = &m->arch;
     KAO_ASSERT(!d_input || opt->frozen_units == 0, "an input gradient needs an unfrozen stem");
     KAO_ASSERT(a->map_bytes == be->map_bytes, "activations planned for another precision");
-    /* Every map's gradient, the input's (through din) and the pooled features' floats fit in one. */
+    /* Every map's gradient, the pooled features' float gradient and, where the input was converted
+     * (input_copy), the input's gradient on its way back to floats fit in one. */
     size_t input_n = (size_t)a->batch * a->height * a->width * 3, maps = largest_activation(a, m);
+    if (a->input_copy && input_n > maps) maps = input_n;
     size_t pooled_bytes = (size_t)a->batch * arch->num_features * sizeof(float);
-    size_t need = (maps > input_n ? maps : input_n) * be->map_bytes;
-    need = need > pooled_bytes ? need : pooled_bytes;
+    size_t need = maps * be->map_bytes > pooled_bytes ? maps * be->map_bytes : pooled_bytes;
     KAO_ASSERT(!scratch->backend || scratch->backend == be, "gradient scratch of another backend");
     if (scratch->bytes < need) {
         kao_grad_scratch_free(scratch);
