@@ -77,7 +77,8 @@ int kao_cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(mode, "load")) {
         if (!data) return kao_cli_usage_error("bench", "--mode load needs --data ROOT (identity folders of PNGs)");
-        kao_cli_bench_load_options o = {data, device, height, width, batch, workers, steps, warmup};
+        kao_cli_bench_load_options o = {.data = data, .device = device, .height = height, .width = width,
+                                        .batch = batch, .workers = workers, .steps = steps, .warmup = warmup};
         return kao_cli_bench_load(&o);
     }
     bool train = !strcmp(mode, "train");
