@@ -4,7 +4,7 @@
 #   scripts/gpu_check.sh            on the GPU machine, from the repository root:
 #       1. builds kao, test_cuda_ops, test_backend_ops and test_cuda_network with -DKAO_CUDA=ON
 #          -DCMAKE_CUDA_ARCHITECTURES=90 (CMake, all cores), or, when kao's CPU build dependencies
-#          (HDF5, libpng, OpenBLAS, inih, protobuf-c) are not installed there, compiles cuda/*.cu
+#          (HDF5, libpng, zlib, OpenBLAS, inih, protobuf-c) are not installed there, compiles cuda/*.cu
 #          with that machine's nvcc (a compile check) and runs the programs from the bundle that
 #          --prepare made (see below; KAO_GPU_CHECK_FORCE_BUNDLE=1 takes this path even where kao
 #          builds, to test it). Warnings are shown, not errors there (CI builds with -Werror; a
@@ -176,7 +176,7 @@ t=$(date +%s.%N)
 warnings() { grep -c 'warning' "$1" || true; }
 tried_cmake=0
 if [ "${KAO_GPU_CHECK_FORCE_BUNDLE:-0}" != "1" ] &&
-    pkg-config --exists hdf5 libpng openblas inih libprotobuf-c 2>/dev/null && command -v protoc-c >/dev/null; then
+    pkg-config --exists hdf5 libpng zlib openblas inih libprotobuf-c 2>/dev/null && command -v protoc-c >/dev/null; then
     tried_cmake=1
     cmake_args=(-DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90)
     [ -n "$cudnn_lib_dir" ] && cmake_args+=("-DCUDNN_LIBRARY=$cudnn_lib_dir/libcudnn.so.9")

@@ -46,6 +46,8 @@ int kao_h5_open(kao_h5_file *f, const char *path) {
     if (stat(path, &st) != 0) return kao_fail("%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return kao_fail("%s: is a folder, not a file", path);
     if (access(path, R_OK) != 0) return kao_fail("%s: %s", path, strerror(errno));
+    kao_h5_seal_state seal;
+    if (kao_h5_check_seal(path, &seal)) return KAO_ERR;
     hid_t fapl = file_access_plist();
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
@@ -66,6 +68,7 @@ int kao_h5_create(kao_h5_file *f, const char *path) {
     /* Track creation order so that readers (kao_h5_list, h5py) list datasets as written. */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    H5Pset_userblock(fcpl, KAO_H5_SEAL_BYTES); /* room for the seal (h5seal.c) */
     hid_t fapl = file_access_plist();
     hid_t id = H5Fcreate(f->temp_path, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fapl);
@@ -87,6 +90,10 @@ int kao_h5_commit(kao_h5_file *f) {
     if (rc < 0) {
         kao_discard_file(f->temp_path);
         return kao_fail("%s: could not finish writing '%s' (disk full?)", f->path, f->temp_path);
+    }
+    if (kao_h5_seal(f->temp_path, f->path)) {
+        kao_discard_file(f->temp_path);
+        return KAO_ERR;
     }
     return kao_commit_file(f->temp_path, f->path);
 }
@@ -398,7 +405,8 @@ int kao_h5_read_strings(const kao_h5_file *f, const char *name, char ***strings,
 
 static const char *object_name(const char *object) { return object ? object : "/"; }
 
-/* " on 'blocks.0'" for messages about attributes of objects other than the root. */
+/* " on 'blocks.0'" (written into buf) for messages about attributes of objects other than the
+ * root, "" for the root: use the returned string, not buf. */
 static const char *on_object(char *buf, size_t size, const char *object) {
     if (!object || strcmp(object, "/") == 0) return "";
     snprintf(buf, size, " on '%s'", object);
@@ -445,8 +453,8 @@ int kao_h5_write_attr_f64(kao_h5_file *f, const char *object, const char *name, 
 /* Opens a single-valued attribute and describes its type. */
 static int open_attr(const kao_h5_file *f, const char *object, const char *name, hid_t *a_out,
                      hid_t *type_out, kao_h5_info *info) {
-    char where[300];
-    on_object(where, sizeof where, object);
+    char where_buf[300];
+    const char *where = on_object(where_buf, sizeof where_buf, object);
     if (!kao_h5_has_attr(f, object, name))
         return kao_fail("%s: missing attribute '%s'%s", f->path, name, where);
     hid_t a = H5Aopen_by_name((hid_t)f->id, object_name(object), name, H5P_DEFAULT, H5P_DEFAULT);
@@ -473,8 +481,8 @@ int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *n
     hid_t a, type;
     kao_h5_info info;
     if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
-    char where[300];
-    on_object(where, sizeof where, object);
+    char where_buf[300];
+    const char *where = on_object(where_buf, sizeof where_buf, object);
     int rc = KAO_OK;
     char *value = NULL; /* read as stored: HDF5 does not convert between charsets */
     if (info.cls != KAO_H5_STRING) {
@@ -504,8 +512,8 @@ static int read_attr_number(const kao_h5_file *f, const char *object, const char
     hid_t a, type;
     kao_h5_info info;
     if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
-    char where[300];
-    on_object(where, sizeof where, object);
+    char where_buf[300];
+    const char *where = on_object(where_buf, sizeof where_buf, object);
     int rc = KAO_OK;
     if (!(info.cls == KAO_H5_INT || (accept_float && info.cls == KAO_H5_FLOAT)))
         rc = kao_fail("%s: attribute '%s'%s is %s, expected %s", f->path, name, where,

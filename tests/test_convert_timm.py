@@ -3,7 +3,9 @@
 num_batches_tracked that two training-mode forward passes changed. Also checks that the two HDF5
 files match dataset by dataset (names, order, types, values, attributes), that `to-h5 --random`
 is timm's seeded initialisation, that `check` loads a file, and that `to-h5 --pretrained` with an
-empty cache fails with a clear message instead of downloading.
+empty cache fails with a clear message instead of downloading. The seal (src/h5seal.c,
+tools/kao_seal.py): each side's files carry one the other accepts, and each side refuses a copy
+with one damaged byte.
 
 Run by ctest with KAO_SOURCE_DIR / KAO_BINARY_DIR set; prints "N passed, N failed".
 """
@@ -30,6 +32,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kaotest import BINARY_DIR, check, finish  # noqa: E402
 import convert_timm as convert  # noqa: E402  (tools/, on the path through kaotest)
+import kao_seal  # noqa: E402
 
 TOOL = os.path.join(BINARY_DIR, "tests", "weights_copy_tool")
 
@@ -74,6 +77,35 @@ def copy_with_kao(src, dst):
     return r.stdout
 
 
+def damaged_copy(src, dst):
+    """dst: src with one byte of its last dataset's data changed."""
+    data = bytearray(open(src, "rb").read())
+    with h5py.File(src, "r") as f:
+        last = list(f.keys())[-2]  # the classifier's weight (the last key is its bias)
+        offset = f[last].id.get_offset()
+    data[offset + 2] ^= 0x10
+    open(dst, "wb").write(bytes(data))
+
+
+def check_seals(python_written, kao_written):
+    """Both writers seal; both readers check; both refuse one damaged byte that HDF5 would load."""
+    check(open(python_written, "rb").read(11) == b"kao-seal 1\n", "convert_timm.py's file has no seal")
+    check(kao_seal.check(kao_written) is None, f"kao's seal, as Python reads it: {kao_seal.check(kao_written)}")
+    r = subprocess.run([os.path.join(BINARY_DIR, "kao"), "info", python_written], capture_output=True, text=True)
+    check(r.returncode == 0 and "seal:          length and CRC-32 match" in r.stdout,
+          f"kao info on convert_timm.py's file: {r.stdout[-300:]} {r.stderr.strip()}")
+    for name, src in (("py_damaged.h5", python_written), ("kao_damaged.h5", kao_written)):
+        damaged_copy(src, path(name))
+        with h5py.File(path(name), "r"):  # HDF5 itself opens it without complaint
+            pass
+        problem = kao_seal.check(path(name))
+        check(problem is not None and problem.startswith("damaged: CRC-32"), f"{name}: kao_seal.check says {problem}")
+        rc, _, err = run_convert("to-timm", path(name), "--out", path("x.pth"))
+        check(rc == 1 and f"{name}: damaged: CRC-32" in err, f"to-timm {name}: rc {rc}, {err.strip()}")
+        r = subprocess.run([TOOL, path(name), path("y.h5")], capture_output=True, text=True)
+        check(r.returncode != 0 and f"{name}: damaged: CRC-32" in r.stderr, f"kao on {name}: {r.stderr.strip()}")
+
+
 def main():
     variant, cm, dm, classes = "tf_efficientnetv2_b0", 0.25, 0.5, 16
     # A tiny model whose BN statistics and counters have moved away from their initial values.
@@ -104,6 +136,8 @@ def main():
               f"kao's attributes: {dict(f.attrs)}")
         check(f["bn1.num_batches_tracked"].shape == () and f["bn1.num_batches_tracked"].dtype == np.int64,
               "counters are int64 scalars")
+
+    check_seals(path("a.h5"), path("b.h5"))
 
     rc, out, err = run_convert("check", path("b.h5"))
     check(rc == 0 and "strict=True) ok" in out, f"check: {out.strip()} {err.strip()}")

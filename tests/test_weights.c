@@ -241,10 +241,10 @@ static void test_unreadable_files(void) {
     tmp_path(path, sizeof path, "half.h5");
     long size = copy_prefix(path, good, 0.5);
     CHECK(size > 1000, "tiny.h5 has %ld bytes", size);
-    CHECK_ERROR(kao_weights_load(&m, path, NULL, NULL), "half.h5: not an HDF5 file (or truncated/corrupt)");
+    CHECK_ERROR(kao_weights_load(&m, path, NULL, NULL), "half.h5: truncated: "); /* the seal: test_h5seal.c */
     tmp_path(path, sizeof path, "short.h5");
     copy_prefix(path, good, (size - 16.0) / size);
-    CHECK_ERROR(kao_weights_load(&m, path, NULL, NULL), "short.h5: not an HDF5 file (or truncated/corrupt)");
+    CHECK_ERROR(kao_weights_load(&m, path, NULL, NULL), "short.h5: truncated: ");
 
     CHECK_ERROR(kao_weights_load(&m, tmp_root, NULL, NULL), "is a folder, not a file");
     CHECK(all_zero(&m), "a failed load changed the model");

@@ -40,6 +40,8 @@ import math
 import os
 import sys
 
+import kao_seal
+
 FORMAT = "kao-weights"
 FORMAT_VERSION = 1
 
@@ -155,8 +157,10 @@ def write_h5(path, model, variant, cm, dm):
         raise Fail("the model has no classifier (num_classes 0); kao needs one")
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        # track_order: datasets list in state_dict order; libver: readable by HDF5 1.10 (Debian).
-        with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
+        # track_order: datasets list in state_dict order; libver: readable by HDF5 1.10 (Debian);
+        # the user block holds kao's seal (kao_seal.py), written once HDF5 has closed the file.
+        with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110"),
+                       userblock_size=kao_seal.BLOCK) as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
             f.attrs["architecture"] = variant
@@ -169,6 +173,7 @@ def write_h5(path, model, variant, cm, dm):
                     f.create_dataset(key, data=np.int64(array))
                 else:
                     f.create_dataset(key, data=array.astype(np.float32))
+        kao_seal.seal(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -182,6 +187,8 @@ def read_h5(path):
     import torch
     if not os.path.isfile(path):
         raise Fail(f"{path}: no such file")
+    if problem := kao_seal.check(path):
+        raise Fail(f"{path}: {problem}")
     try:
         f = h5py.File(path, "r")
     except OSError:

@@ -19,6 +19,11 @@
  * that was not committed deletes the temporary file. A failure at any point leaves the previous
  * file, if any, untouched and no partial file behind.
  *
+ * Sealing: every file kao_h5_create writes carries, in a 512-byte HDF5 user block (which HDF5 and
+ * h5py skip), the length and CRC-32 of the rest of the file (src/h5seal.c). kao_h5_open checks
+ * them before HDF5 reads anything, so a truncated or damaged file is refused with a message
+ * instead of loading wrong numbers (or crashing libhdf5). Files without a seal are read as they are.
+ *
  *     kao_h5_file f;
  *     if (kao_h5_create(&f, path)) return KAO_ERR;
  *     if (kao_h5_write_f32(&f, "x", x, 2, (int64_t[]){n, c}) || kao_h5_commit(&f)) {
@@ -58,7 +63,8 @@ typedef struct {
 /* ---- files ------------------------------------------------------------------------------- */
 
 /* Opens an existing file for reading. Errors: "<path>: No such file or directory",
- * "<path>: is a folder, not a file", "<path>: not an HDF5 file (or truncated/corrupt)". */
+ * "<path>: is a folder, not a file", the seal's ("<path>: truncated: ...", "<path>: damaged:
+ * ..."), "<path>: not an HDF5 file (or truncated/corrupt)". */
 int kao_h5_open(kao_h5_file *f, const char *path);
 /* Starts writing path atomically (see above). Fails when path's folder does not exist or the
  * temporary file cannot be created. */
@@ -67,6 +73,20 @@ int kao_h5_create(kao_h5_file *f, const char *path);
 int kao_h5_commit(kao_h5_file *f);
 /* Closes f; an uncommitted writer's temporary file is deleted. Safe on a closed file. */
 void kao_h5_close(kao_h5_file *f);
+
+/* ---- seals (src/h5seal.c) ------------------------------------------------------------------ */
+
+#define KAO_H5_SEAL_BYTES 512 /* the user block that holds the seal */
+typedef enum { KAO_H5_UNSEALED, KAO_H5_SEALED } kao_h5_seal_state;
+
+/* Writes the seal of file, a closed HDF5 file with a KAO_H5_SEAL_BYTES user block; errors name
+ * path (the file it will become). */
+int kao_h5_seal(const char *file, const char *path);
+/* Fails naming path when it carries a seal that its contents do not match (truncated, extended,
+ * damaged); *state says whether there was a seal. */
+int kao_h5_check_seal(const char *path, kao_h5_seal_state *state);
+/* Renews the seal of a sealed file for its present contents (after a deliberate edit elsewhere). */
+int kao_h5_reseal(const char *path);
 
 /* ---- datasets ---------------------------------------------------------------------------- */
 

@@ -3,15 +3,21 @@
 #include <string.h>
 
 #include "cli.h"
+#include "kao/h5io.h"
 #include "kao/util.h"
 #include "kao/weights.h"
 
 static const char *help =
     "usage: kao info W.h5 [--model NAME] [--width-mult X] [--depth-mult Y]\n"
+    "       kao info --reseal FILE.h5\n"
     "\n"
     "Names the architecture of a weights file (from its attributes or its tensor shapes), counts\n"
     "its parameters and checks every tensor against that architecture (or the one --model names):\n"
-    "each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does not match.\n";
+    "each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does not match.\n"
+    "\n"
+    "Every HDF5 file kao writes carries a seal (its length and CRC-32, in the HDF5 user block), and\n"
+    "kao refuses a file whose contents no longer match it. --reseal renews the seal of a kao file\n"
+    "that another program (h5py in r+ mode, say) changed on purpose, so that kao reads it again.\n";
 
 int kao_cmd_info(int argc, char **argv) {
     kao_cli_model_options mo = {0};
@@ -21,6 +27,12 @@ int kao_cmd_info(int argc, char **argv) {
         if (r > 0) continue;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(help, stdout);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--reseal")) {
+            if (i + 2 != argc) return kao_cli_usage_error("info", "--reseal takes one file and nothing else");
+            if (kao_h5_reseal(argv[i + 1])) return kao_cli_report_error();
+            printf("%s: sealed for its present contents\n", argv[i + 1]);
             return 0;
         }
         if (argv[i][0] == '-') return kao_cli_usage_error("info", "unknown option '%s'", argv[i]);
@@ -59,6 +71,10 @@ int kao_cmd_info(int argc, char **argv) {
            kao_model_param_count(&m) - head, head);
     printf("BN layers:     %d, trained for %lld steps\n", m.num_bn, (long long)m.bn_batches_tracked[0]);
     printf("check:         every tensor present with the expected shape\n");
+    kao_h5_seal_state seal;
+    if (kao_h5_check_seal(mo.weights, &seal) == KAO_OK)
+        printf("seal:          %s\n", seal == KAO_H5_SEALED ? "length and CRC-32 match (written by kao)"
+                                                             : "none (not written by kao): HDF5's own checks only");
     kao_model_free(&m);
     return 0;
 }
