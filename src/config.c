@@ -386,6 +386,11 @@ static char *read_line(char *buf, int size, void *stream) {
     memcpy(buf, p->pos, len);
     buf[len] = '\n';
     buf[len + 1] = '\0';
+    if (!kao_valid_utf8(buf)) {
+        p->error_line = p->lineno;
+        kao_fail("%s:%d: not UTF-8 text (save the file as UTF-8)", p->origin, p->lineno);
+        return NULL;
+    }
     p->line = p->pos;
     p->pos += len + (nl != NULL);
     return buf;

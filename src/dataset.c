@@ -58,33 +58,6 @@ static int list_dir(str_list *out, const char *dir, const char *what) {
     return KAO_OK;
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool valid_utf8(const char *str) {
-    const unsigned char *s = (const unsigned char *)str;
-    while (*s) {
-        unsigned c = *s;
-        int extra;
-        unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (c < 0x80) extra = 0;
-        else if (c >= 0xC2 && c <= 0xDF) extra = 1;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            extra = 2;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            extra = 3;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else return false;
-        s++;
-        for (int k = 0; k < extra; k++, s++) {
-            unsigned b = *s;
-            if (k == 0 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return false;
-        }
-    }
-    return true;
-}
-
 /* A manifest line is "side<TAB>identity<TAB>identity/file": names must not break it. */
 static int check_name(const char *path, const char *name) {
     if (strpbrk(name, "\t\n\r"))
@@ -134,7 +107,7 @@ static int scan_identity(kao_dataset *ds, const char *name, int *largest) {
     char *dir = join_path(ds->root, name);
     str_list entries = {0}, pngs = {0};
     int rc = KAO_OK;
-    if (!valid_utf8(name)) {
+    if (!kao_valid_utf8(name)) {
         rc = kao_fail("%s: identity folder name is not valid UTF-8", dir);
         goto done;
     }

@@ -112,6 +112,12 @@ static void test_parse_errors(void) {
     CHECK(parse(&c, "[train]\nbogus\nlr = -1\n") == KAO_ERR && error_has("test.ini:2: cannot read"), "order 1");
     CHECK(parse(&c, "[train]\nlr = -1\nbogus\n") == KAO_ERR && error_has("test.ini:2: train.lr"), "order 2");
 
+    /* Text in another encoding: Shift_JIS "顔" (0x8A 0xE7) in a path; UTF-8 Japanese is fine. */
+    CHECK(parse(&c, "[train]\nepochs = 3\n[data]\nroot = /data/\x8a\xe7\n") == KAO_ERR &&
+              error_is("test.ini:4: not UTF-8 text (save the file as UTF-8)"), "Shift_JIS: %s", kao_last_error());
+    CHECK(parse(&c, "[data]\nroot = /データ/顔\n") == KAO_OK && !strcmp(c.data.root, "/データ/顔"), "UTF-8 path: %s",
+          kao_last_error());
+
     char line[400];
     memset(line, 'a', sizeof line);
     memcpy(line, "[data]\nroot = /", 15);

@@ -63,6 +63,8 @@ int kao_atomic_fclose(FILE *f, const char *temp, const char *path);
 bool kao_file_exists(const char *path);
 bool kao_is_dir(const char *path);
 bool kao_ends_with(const char *s, const char *suffix);
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
+bool kao_valid_utf8(const char *str);
 
 double kao_now_seconds(void);
 /* Peak resident set size of this process in MiB (from getrusage). */
