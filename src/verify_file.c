@@ -149,8 +149,12 @@ int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_i
     bool first = true;
     char *line = NULL;
     size_t line_size = 0;
-    while (rc == KAO_OK && getline(&line, &line_size, f) >= 0) {
+    for (ssize_t len; rc == KAO_OK && (len = getline(&line, &line_size, f)) >= 0;) {
         line_no++;
+        if (memchr(line, '\0', (size_t)len) || !kao_valid_utf8(line)) {
+            rc = kao_fail("%s:%d: not UTF-8 text (save the file as UTF-8)", path, line_no);
+            break;
+        }
         char copy[2048];
         snprintf(copy, sizeof copy, "%s", line);
         copy[strcspn(copy, "\r\n")] = '\0';

@@ -152,6 +152,15 @@ static void check_pairs_file(void) {
               error_has(":2: expected 'name n1 n2' or 'name1 n1 name2 n2', got '5'"), "a bare number after line 1");
     write_text(file, "10 300\n");
     CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR && error_has("no pairs"), "empty");
+    write_text(file, "Ann_Lee 1 2\nBob 1 \x8a\xe7 1\n"); /* Shift_JIS */
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+              error_has(":2: not UTF-8 text (save the file as UTF-8)"), "Shift_JIS: %s", kao_last_error());
+    FILE *f = fopen(file, "wb");
+    static const char with_nul[] = "Ann_Lee 1 2\nBob 1\0 Ann 1\n"; /* a NUL would cut the line short */
+    fwrite(with_nul, 1, sizeof with_nul - 1, f);
+    fclose(f);
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+              error_has(":2: not UTF-8 text"), "NUL byte: %s", kao_last_error());
     write_text(file, "Bob 1 Ann 1\n");
     CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
               error_has("no same-identity pairs"), "one kind");
