@@ -14,8 +14,18 @@ _Static_assert(sizeof(hid_t) == sizeof(int64_t), "kao_h5_file.id holds a hid_t")
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-/* HDF5 prints its error stack to stderr by default; kao reports errors itself. */
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+/* HDF5 prints its error stack to stderr by default; kao reports errors itself. And HDF5 closes
+ * the files still open at exit, flushing them: after a write that failed (disk full) that flush
+ * crashed libhdf5 (1.10.8) inside exit(), turning kao's clear error into a segfault. kao closes
+ * every file it keeps; one left open is a failed writer whose temporary file is discarded anyway,
+ * so the exit handler is not installed (H5dont_atexit must come before any other HDF5 call). */
+static void quiet_hdf5(void) {
+    static bool done;
+    if (done) return;
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    done = true;
+}
 
 static hid_t file_access_plist(void) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

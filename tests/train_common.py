@@ -6,7 +6,9 @@ two cores.
 """
 import csv
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,13 +108,22 @@ class Workspace:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def kao(*args, check_exit=None, extra_env=None, timeout=300):
-    """Runs kao; returns (exit status, stdout + stderr)."""
+def file_size_limit(max_bytes):
+    """A preexec_fn under which no file grows past max_bytes: a write beyond fails with EFBIG, as
+    on a full disk (SIGXFSZ, which would kill the process instead, is ignored)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return limit
+
+
+def kao(*args, check_exit=None, extra_env=None, timeout=300, max_file_bytes=None):
+    """Runs kao; returns (exit status, stdout + stderr). max_file_bytes: see file_size_limit."""
     e = env()
     if extra_env:
         e.update(extra_env)
     p = subprocess.run([KAO, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=e,
-                       timeout=timeout)
+                       timeout=timeout, preexec_fn=file_size_limit(max_file_bytes) if max_file_bytes else None)
     if check_exit is not None and p.returncode != check_exit:
         print(p.stdout, file=sys.stderr)
         check(False, f"kao {' '.join(args)}: exit {p.returncode}, expected {check_exit}")
