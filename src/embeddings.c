@@ -1,8 +1,10 @@
 #include "kao/embeddings.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kao/h5io.h"
 #include "kao/image.h"
@@ -39,7 +41,23 @@ static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk(path_list *l, const char *dir) {
+/* The folders from the input down to the one being walked: a folder that is its own ancestor
+ * (through a symbolic link) would be walked again and again. */
+typedef struct folder_chain {
+    dev_t dev;
+    ino_t ino;
+    const char *path;
+    const struct folder_chain *parent;
+} folder_chain;
+
+static int walk(path_list *l, const char *dir, const folder_chain *parent) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return kao_fail("%s: cannot open folder: %s", dir, strerror(errno));
+    for (const folder_chain *a = parent; a; a = a->parent)
+        if (a->dev == st.st_dev && a->ino == st.st_ino)
+            return kao_fail("%s: leads back to %s (a symbolic link loop); remove the link, or name the folders to "
+                            "search one by one", dir, a->path);
+    folder_chain here = {st.st_dev, st.st_ino, dir, parent};
     DIR *d = opendir(dir);
     if (!d) return kao_fail("%s: cannot open folder", dir);
     path_list names = {0};
@@ -53,7 +71,7 @@ static int walk(path_list *l, const char *dir) {
         size_t len = strlen(dir) + strlen(names.items[i]) + 2;
         char *full = kao_malloc(len, "path");
         snprintf(full, len, "%s/%s", dir, names.items[i]);
-        if (kao_is_dir(full)) rc = walk(l, full);
+        if (kao_is_dir(full)) rc = walk(l, full, &here);
         else if (is_png_name(full)) push(l, full);
         free(full);
     }
@@ -66,7 +84,7 @@ int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_i
     for (int i = 0; i < num_inputs; i++) {
         const char *in = inputs[i];
         int rc = KAO_OK;
-        if (kao_is_dir(in)) rc = walk(&l, in);
+        if (kao_is_dir(in)) rc = walk(&l, in, NULL);
         else if (!kao_file_exists(in)) rc = kao_fail("%s: No such file or directory", in);
         else if (!is_png_name(in)) rc = kao_fail("%s: not a PNG file name (kao reads *.png)", in);
         else push(&l, in);

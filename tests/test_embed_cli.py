@@ -158,6 +158,12 @@ expect_error("empty image", embed + [good, empty_png], "empty.png", out)
 expect_error("truncated image", embed + [truncated_png], "truncated.png", out)
 expect_error("non-PNG image", embed + [text_png], "text.png", out)
 expect_error("image that is not *.png", embed + [os.path.join(ORL, "README_ORL.txt")], "README_ORL.txt", out)
+looped = os.path.join(TMP, "looped", "a")  # a/up links back to looped: searched without end before
+os.makedirs(looped)
+shutil.copy(good, looped)
+os.symlink("..", os.path.join(looped, "up"))
+expect_error("folder that links back to its ancestor", embed + [os.path.dirname(looped)],
+             "looped/a/up: leads back to " + os.path.dirname(looped) + " (a symbolic link loop)", out)
 
 empty_h5 = os.path.join(TMP, "empty_weights.h5")
 open(empty_h5, "wb").close()

@@ -20,8 +20,8 @@ typedef enum { KAO_EMB_HDF5, KAO_EMB_NPY, KAO_EMB_CSV } kao_embedding_format;
 kao_embedding_format kao_embedding_format_for(const char *path);
 
 /* Lists the PNG files among inputs: files as given, folders searched recursively with their
- * entries in byte order. Fails on a missing input, on a file that is not *.png, or when no image
- * is found. Free with kao_free_paths. */
+ * entries in byte order (following symbolic links). Fails on a missing input, on a file that is
+ * not *.png, on a folder that links back to one of its ancestors, or when no image is found. Free with kao_free_paths. */
 int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_inputs);
 void kao_free_paths(char **paths, int count);
 
