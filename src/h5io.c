@@ -510,6 +510,8 @@ int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *n
     }
     if (rc == KAO_OK && strlen(value) >= out_size)
         rc = kao_fail("%s: attribute '%s'%s is longer than %zu bytes", f->path, name, where, out_size - 1);
+    if (rc == KAO_OK && !kao_valid_utf8(value)) /* it would reach messages as it is */
+        rc = kao_fail("%s: attribute '%s'%s is not UTF-8 text (damaged?)", f->path, name, where);
     if (rc == KAO_OK) strcpy(out, value);
     free(value);
     H5Tclose(type);

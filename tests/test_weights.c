@@ -476,6 +476,7 @@ static void test_h5io(void) {
     rc |= kao_h5_write_i64(&f, "n", n, 1, (int64_t[]){3});
     rc |= kao_h5_write_strings(&f, "paths", words, 3);
     rc |= kao_h5_write_attr_str(&f, "group/x", "units", "metres");
+    rc |= kao_h5_write_attr_str(&f, NULL, "sjis", "\x8a\xe7"); /* Shift_JIS, as a foreign file may hold */
     rc |= kao_h5_write_attr_i64(&f, NULL, "count", 7);
     rc |= kao_h5_write_attr_i64(&f, NULL, "count", 8); /* replaces */
     CHECK(rc == KAO_OK, "writing: %s", kao_last_error());
@@ -537,6 +538,7 @@ static void test_h5io(void) {
     CHECK_ERROR(kao_h5_read_attr_i64(&f, "group/x", "units", &c), "attribute 'units' on 'group/x' is string, expected an integer");
     CHECK_ERROR(kao_h5_read_attr_str(&f, NULL, "units", s, sizeof s), "missing attribute 'units'");
     CHECK_ERROR(kao_h5_read_attr_str(&f, "group/x", "units", s, 4), "is longer than 3 bytes");
+    CHECK_ERROR(kao_h5_read_attr_str(&f, NULL, "sjis", s, sizeof s), "attribute 'sjis' is not UTF-8 text (damaged?)");
     CHECK(kao_h5_list(&f, NULL, &strings, &count) == 0 && count == 4 && !strcmp(strings[0], "n") &&
               !strcmp(strings[1], "paths") && !strcmp(strings[2], "fixed") && !strcmp(strings[3], "wide"),
           "root lists the datasets in creation order, not the group");
