@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kao/h5io.h"
+#include "kao/trained_info.h"
 #include "kao/weights.h"
 
 char *kao_run_path(const kao_run *r, const char *name) {
@@ -153,6 +154,9 @@ int kao_run_save_weights(kao_run *r, const char *name) {
     if (rc == KAO_OK)
         rc = kao_checkpoint_write_arcface(&f, r->trainer.arcface_W, r->model.arch.embedding_dim, r->classes,
                                           r->ds.num_classes);
+    kao_trained_info info = {.input_height = r->cfg.model.input_size, .input_width = r->cfg.model.input_size};
+    snprintf(info.split_hash, sizeof info.split_hash, "%016" PRIx64, r->split.hash);
+    if (rc == KAO_OK) rc = kao_trained_info_write(&f, &info);
     if (rc == KAO_OK) rc = kao_h5_commit(&f);
     kao_h5_close(&f);
     return rc;

@@ -3,7 +3,9 @@
    pairs: chance accuracy 0.5, AUC 0.5);
  - the run folder holds what train_loop.h lists, metrics.csv has one row per step and per epoch,
    a checkpoint carries the layout of checkpoint.h;
- - best.h5 loads in kao embed;
+ - best.h5 loads in kao embed, and records what kao train knows (trained_info.h): kao embed and
+   kao export default to the input size it was trained at, and the export's metadata names its
+   identities and split;
  - early stopping triggers with a small patience, and best.h5 is the best epoch's model.
 """
 import os
@@ -11,6 +13,7 @@ import sys
 
 import h5py
 import numpy as np
+import onnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_common as t  # noqa: E402
@@ -89,10 +92,11 @@ keep = 2
     val = [line.split("\t")[2].strip() for line in open(os.path.join(run, "split.tsv")) if line.startswith("val\t")]
     images = [os.path.join(root, p) for p in val]
     emb = ws.path("emb.h5")
-    t.kao("embed", "--weights", os.path.join(run, "best.h5"), "--size", "48", "--quiet", *images, "--out", emb,
-          check_exit=0)
+    t.kao("embed", "--weights", os.path.join(run, "best.h5"), "--quiet", *images, "--out", emb, check_exit=0)
     with h5py.File(emb, "r") as f:
         e = f["embeddings"][()]
+        t.check(f.attrs["input_height"] == 48 and f.attrs["input_width"] == 48,
+                f"kao embed without --size: {f.attrs['input_height']}x{f.attrs['input_width']}, trained at 48x48")
     t.check(e.shape == (30, 32), f"embeddings {e.shape}")
     e = e / np.linalg.norm(e, axis=1, keepdims=True)
     ids = np.array([p.split("/")[0] for p in val])
@@ -103,6 +107,17 @@ keep = 2
     print(f"kao embed with best.h5: balanced verification accuracy {balanced:.3f} over {same.sum()} same and "
           f"{(~same).sum()} different pairs")
     t.check(balanced >= 0.75, f"balanced verification accuracy {balanced} (chance 0.5)")
+
+    # what best.h5 records, and kao export's defaults from it
+    split_hash = open(os.path.join(run, "split.tsv")).readline().split("hash=")[1].strip()
+    with h5py.File(os.path.join(run, "best.h5"), "r") as f:
+        recorded = (f.attrs["input_height"], f.attrs["input_width"], f.attrs["split_hash"], len(f["arcface/classes"]))
+    t.check(recorded == (48, 48, split_hash, 10), f"best.h5 records {recorded}, expected 48x48, {split_hash}, 10")
+    code, out = t.kao("export", "--weights", os.path.join(run, "best.h5"), "--out", ws.path("m.onnx"), check_exit=0)
+    meta = {m.key: m.value for m in onnx.load(ws.path("m.onnx")).metadata_props}
+    dims = [d.dim_value for d in onnx.load(ws.path("m.onnx")).graph.input[0].type.tensor_type.shape.dim[2:]]
+    t.check(dims == [48, 48] and meta["kao.num_identities"] == "10" and meta["kao.split_hash"] == split_hash,
+            f"kao export defaults: input {dims}, identities {meta['kao.num_identities']}, split {meta['kao.split_hash']}")
 
     # early stopping: nothing counts as an improvement after epoch 1 (min_delta is huge), patience 2
     es = ws.path("es")

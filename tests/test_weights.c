@@ -13,7 +13,9 @@
 
 #include "check.h"
 #include "kao/h5io.h"
+#include "kao/checkpoint.h"
 #include "kao/rng.h"
+#include "kao/trained_info.h"
 #include "kao/util.h"
 #include "kao/weights.h"
 
@@ -555,6 +557,37 @@ static void test_h5io(void) {
     CHECK(!kao_file_exists(path) && count_temp_files() == 0, "abandoned writer left a file");
 }
 
+/* What kao train records beside the weights (trained_info.h): read back; absent reads as zero; a
+ * recorded size out of range is refused by name. */
+static void test_trained_info(void) {
+    char path[600];
+    tmp_path(path, sizeof path, "trained.h5");
+    kao_trained_info in = {.input_height = 112, .input_width = 96, .split_hash = "0e856ce49b931cfb"}, out;
+    kao_h5_file f;
+    const char *classes[] = {"山田", "鈴木", "佐藤"};
+    float W[2 * 3] = {0};
+    int rc = kao_h5_create(&f, path);
+    rc |= kao_trained_info_write(&f, &in);
+    rc |= kao_checkpoint_write_arcface(&f, W, 2, (char *const *)classes, 3);
+    rc |= kao_h5_commit(&f);
+    CHECK(rc == KAO_OK, "write: %s", kao_last_error());
+    CHECK(kao_trained_info_read(path, &out) == KAO_OK && out.input_height == 112 && out.input_width == 96 &&
+              out.num_identities == 3 && !strcmp(out.split_hash, in.split_hash),
+          "read back: %dx%d, %d identities, split '%s'", out.input_height, out.input_width, out.num_identities,
+          out.split_hash);
+
+    tmp_path(path, sizeof path, "tiny.h5"); /* kao_weights_save: no training record */
+    CHECK(kao_trained_info_read(path, &out) == KAO_OK && out.input_height == 0 && out.num_identities == 0 &&
+              !out.split_hash[0], "a file without a record: %s", kao_last_error());
+
+    tmp_path(path, sizeof path, "bad_size.h5");
+    rc = kao_h5_create(&f, path);
+    rc |= kao_trained_info_write(&f, &(kao_trained_info){.input_height = 5, .input_width = 48});
+    rc |= kao_h5_commit(&f);
+    CHECK(rc == KAO_OK, "write: %s", kao_last_error());
+    CHECK_ERROR(kao_trained_info_read(path, &out), "bad_size.h5: attribute input_height = 5 is not an input size");
+}
+
 int main(void) {
     const char *tmp = getenv("TMPDIR");
     snprintf(tmp_root, sizeof tmp_root, "%s/kao_test_weights_XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -572,6 +605,7 @@ int main(void) {
     test_probe_variants();
     test_group();
     test_h5io();
+    test_trained_info();
     printf("test_weights: %.2f s\n", kao_now_seconds() - t0);
     nftw(tmp_root, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     return check_summary("test_weights");

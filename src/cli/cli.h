@@ -48,8 +48,9 @@ typedef struct {
     const char *device;    /* "cpu", "cuda", "cuda:N" */
     const char *precision; /* "fp32", "tf32", "bf16" */
 } kao_cli_forward_options;
+/* height, width 0: not given (kao_cli_forward_size fills them in) */
 #define KAO_CLI_FORWARD_DEFAULTS \
-    ((kao_cli_forward_options){.height = 224, .width = 224, .batch = 32, .device = "cpu", .precision = "fp32"})
+    ((kao_cli_forward_options){.height = 0, .width = 0, .batch = 32, .device = "cpu", .precision = "fp32"})
 /* As kao_cli_model_option, for the forward-pass options. */
 int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i);
 /* --help lines of the model options but --weights, and of the forward-pass options. */
@@ -57,12 +58,16 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
     "  --model NAME       architecture, e.g. tf_efficientnetv2_b0 (default: from the file)\n"                 \
     "  --width-mult X     custom channel multiplier (default: the file's or the variant's)\n"                \
     "  --depth-mult Y     custom depth multiplier\n"                                                         \
-    "  --size H[xW]       input size; images of another size are resized bilinearly (default 224)\n"         \
+    "  --size H[xW]       input size; images of another size are resized bilinearly (default: the size\n"   \
+    "                     the weights were trained at, as kao train records it; else 224)\n"                \
     "  --batch N          images per forward pass (default 32)\n"                                            \
     "  --threads N        CPU threads (default: all cores)\n"                                            \
     "  --device D         cpu, cuda or cuda:N (a GPU, where kao is built with CUDA; default cpu)\n"            \
     "  --precision P      fp32, or on a GPU tf32 or bf16 (as train.precision; default fp32)\n"
 
+/* The input size when --size was not given: the one the weights file records (trained_info.h),
+ * else 224. */
+int kao_cli_forward_size(kao_cli_forward_options *fo, const char *weights);
 /* kao_embed_images on the device and in the precision fo names, with fo's size and batch. */
 int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,
                          int count, bool progress);

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "kao/embeddings.h"
+#include "kao/trained_info.h"
 #include "kao/util.h"
 #include "kao/weights.h"
 
@@ -140,6 +141,15 @@ void kao_cli_set_threads(int threads) {
     if (threads <= 0) return;
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+}
+
+int kao_cli_forward_size(kao_cli_forward_options *fo, const char *weights) {
+    if (fo->height > 0) return KAO_OK;
+    kao_trained_info info;
+    if (kao_trained_info_read(weights, &info)) return KAO_ERR;
+    fo->height = info.input_height > 0 ? info.input_height : 224;
+    fo->width = info.input_width > 0 ? info.input_width : 224;
+    return KAO_OK;
 }
 
 int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_options *fo, char *const *paths,

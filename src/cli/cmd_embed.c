@@ -57,7 +57,8 @@ int kao_cmd_embed(int argc, char **argv) {
     char **paths = NULL;
     int count = 0;
     kao_model m;
-    if (kao_check_parent_dir(out) || kao_collect_images(&paths, &count, inputs, num_inputs)) {
+    if (kao_check_parent_dir(out) || kao_collect_images(&paths, &count, inputs, num_inputs) ||
+        kao_cli_forward_size(&fo, mo.weights)) {
         status = kao_cli_report_error();
         goto done;
     }

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "kao/model.h"
 #include "kao/onnx_export.h"
+#include "kao/trained_info.h"
 #include "kao/util.h"
 
 static void usage(FILE *out) {
@@ -24,12 +25,15 @@ static void usage(FILE *out) {
             "  --model NAME          architecture (default: the file's `architecture` attribute)\n"
             "  --width-mult X        channel multiplier (default: the file's, else the variant's)\n"
             "  --depth-mult Y        depth multiplier (default: the file's, else the variant's)\n"
-            "  --size H[xW]          input size the model is exported for, 8..4096 (default 224)\n"
+            "  --size H[xW]          input size the model is exported for, 8..4096 (default: the size\n"
+            "                        the weights were trained at, as kao train records it; else 224)\n"
             "  --opset 13|17         ONNX opset: 13 (IR 7, onnxruntime >= 1.6, default) or 17\n"
             "  --normalize           L2-normalise the embedding inside the model\n"
             "  --signature TEXT      free text stored as metadata `signature`\n"
-            "  --num-identities N    identities trained on (metadata kao.num_identities)\n"
-            "  --split-hash TEXT     train/validation split id (metadata kao.split_hash)\n"
+            "  --num-identities N    identities trained on (metadata kao.num_identities; default: the\n"
+            "                        weights file's, as kao train records it)\n"
+            "  --split-hash TEXT     train/validation split id (metadata kao.split_hash; default: the\n"
+            "                        weights file's)\n"
             "  --out FILE            the ONNX file to write (replaced atomically)\n"
             "  --check FILE          validate FILE and print its signature and metadata\n");
 }
@@ -37,7 +41,9 @@ static void usage(FILE *out) {
 typedef struct {
     kao_cli_model_options model; /* --weights, --model, --width-mult, --depth-mult */
     const char *out, *check;
+    bool size_given;
     kao_onnx_options onnx;
+    kao_trained_info trained; /* what the weights file records, for the defaults */
 } export_args;
 
 /* Returns 0, or the exit status of a usage error (2, message printed). */
@@ -60,7 +66,7 @@ static int parse_args(export_args *a, int argc, char **argv) {
         else if (!strcmp(flag, "--check")) a->check = v;
         else if (!strcmp(flag, "--signature")) a->onnx.signature = v;
         else if (!strcmp(flag, "--split-hash")) a->onnx.split_hash = v;
-        else if (!strcmp(flag, "--size")) ok = kao_cli_parse_size(v, &a->onnx.input_h, &a->onnx.input_w);
+        else if (!strcmp(flag, "--size")) ok = a->size_given = kao_cli_parse_size(v, &a->onnx.input_h, &a->onnx.input_w);
         else if (!strcmp(flag, "--opset")) ok = kao_cli_parse_int(v, 13, 17, &a->onnx.opset) &&
                                                 (a->onnx.opset == 13 || a->onnx.opset == 17);
         else if (!strcmp(flag, "--num-identities")) ok = kao_cli_parse_int(v, 1, 1 << 30, &a->onnx.num_identities);
@@ -74,10 +80,22 @@ static int parse_args(export_args *a, int argc, char **argv) {
     return 0;
 }
 
+/* The options not given, from what the weights file records (trained_info.h). */
+static int apply_trained_defaults(export_args *a) {
+    if (kao_trained_info_read(a->model.weights, &a->trained)) return KAO_ERR;
+    if (!a->size_given && a->trained.input_height > 0) {
+        a->onnx.input_h = a->trained.input_height;
+        a->onnx.input_w = a->trained.input_width;
+    }
+    if (a->onnx.num_identities <= 0) a->onnx.num_identities = a->trained.num_identities;
+    if (!a->onnx.split_hash || !a->onnx.split_hash[0]) a->onnx.split_hash = a->trained.split_hash;
+    return KAO_OK;
+}
+
 /* Loads the weights and writes the ONNX file; KAO_ERR with the message recorded. */
-static int run_export(const export_args *a) {
+static int run_export(export_args *a) {
     /* The output folder is checked before the (slow) load, so a typo costs nothing. */
-    if (kao_check_parent_dir(a->out) != KAO_OK) return KAO_ERR;
+    if (kao_check_parent_dir(a->out) != KAO_OK || apply_trained_defaults(a) != KAO_OK) return KAO_ERR;
     double t0 = kao_now_seconds();
     kao_model m;
     if (kao_cli_load_model(&m, &a->model) != KAO_OK) return KAO_ERR;

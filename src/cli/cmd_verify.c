@@ -240,7 +240,8 @@ int kao_cmd_verify(int argc, char **argv) {
     if (rc == KAO_OK && o.embeddings) rc = load_embeddings(o.embeddings, &emb, &count, &dim, &paths);
     if (rc == KAO_OK) rc = make_pairs(&o, &paths, &count, &pairs, &num_pairs);
     if (rc == KAO_OK && !o.embeddings) {
-        rc = kao_cli_load_model(&m, &o.model);
+        rc = kao_cli_forward_size(&o.forward, o.model.weights);
+        if (rc == KAO_OK) rc = kao_cli_load_model(&m, &o.model);
         have_model = rc == KAO_OK;
         if (have_model) {
             dim = m.arch.embedding_dim;
