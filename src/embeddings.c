@@ -5,9 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "kao/augment.h"
 #include "kao/h5io.h"
 #include "kao/image.h"
+#include "kao/loader.h"
 #include "kao/embedder.h"
 #include "kao/util.h"
 
@@ -110,22 +113,28 @@ void kao_free_paths(char **paths, int count) {
 
 /* ---- the forward pass over files ---------------------------------------------------------- */
 
-int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
-                     int width, int batch, bool progress) {
-    int E = m->arch.embedding_dim;
-    if (batch > count) batch = count;
+/* The progress line, rewritten after each batch; ended when all are done or (ended) an error
+ * stops the pass, so that the error starts a line of its own. */
+static void report_progress(bool progress, int done, int count, double start) {
+    if (!progress) return;
+    fprintf(stderr, "\rembedded %d/%d images (%.1f images/s)", done, count, done / (kao_now_seconds() - start));
+    if (done == count) fputc('\n', stderr);
+}
+
+static int end_progress(bool progress, int done, int count, int rc) {
+    if (progress && rc != KAO_OK && done > 0 && done < count) fputc('\n', stderr);
+    return rc;
+}
+
+/* Each batch decoded by all the threads, then run: on the CPU the forward pass uses every core. */
+static int embed_decoding_first(float *out, kao_embedder *embedder, kao_backend *be, char *const *paths, int count,
+                                int E, int height, int width, int batch, bool progress) {
     size_t image_floats = (size_t)height * width * 3;
-    /* the backend's host memory: page-locked for a GPU, so the batch's copy is a fast DMA */
     float *input = be->host_alloc(be, (size_t)batch * image_floats * sizeof(float), "input batch");
-    kao_net_weights weights;
-    kao_net_weights_create(&weights, m, be);
-    kao_embedder embedder;
-    kao_embedder_init(&embedder, m, &weights, height, width);
-    int rc = KAO_OK;
+    int rc = KAO_OK, done = 0;
     double start = kao_now_seconds();
     for (int first = 0; first < count && rc == KAO_OK; first += batch) {
         int n = count - first < batch ? count - first : batch;
-        /* Decoding is independent per image: spread it over the threads. */
         int failed = -1;
         char message[1024] = "";
 #pragma omp parallel for schedule(dynamic)
@@ -142,16 +151,60 @@ int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *cons
             rc = kao_fail("%s", message);
             break;
         }
-        kao_embedder_run(&embedder, out + (size_t)first * E, input, n);
-        if (progress) {
-            double elapsed = kao_now_seconds() - start;
-            fprintf(stderr, "\rembedded %d/%d images (%.1f images/s)", first + n, count, (first + n) / elapsed);
-            if (first + n == count) fputc('\n', stderr);
-        }
+        kao_embedder_run(embedder, out + (size_t)first * E, input, n);
+        report_progress(progress, first + n, count, start);
+        done = first + n;
     }
+    be->host_release(be, input);
+    return end_progress(progress, done, count, rc);
+}
+
+/* On a device with memory of its own (a GPU) the host only decodes: the training loader's worker
+ * threads (without augmentation: the same values as kao_load_input) prepare the next batches in
+ * page-locked memory while the device runs this one. */
+static int embed_decoding_ahead(float *out, kao_embedder *embedder, kao_backend *be, char *const *paths, int count,
+                                int E, int height, int width, int batch, bool progress) {
+    kao_dataset list = {.num_images = count};
+    list.images = kao_calloc((size_t)count, sizeof *list.images, "image list");
+    int *items = kao_malloc((size_t)count * sizeof *items, "image list");
+    for (int i = 0; i < count; i++) {
+        list.images[i].path = paths[i];
+        items[i] = i;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int workers = cores > 2 ? (int)(cores > 33 ? 32 : cores - 1) : 1; /* one core launches the kernels */
+    kao_loader *L = kao_loader_create(&list, workers, workers + 1, batch, height, width, be);
+    kao_augment_cfg none = kao_augment_none();
+    kao_loader_start(L, items, count, batch, 0, &none, 0, 0);
+    int rc = KAO_OK, first = 0;
+    double start = kao_now_seconds();
+    for (const kao_batch *b; rc == KAO_OK && (b = kao_loader_next(L, NULL));) {
+        if (b->num_failed > 0) {
+            rc = kao_fail("%s", b->failed_message[0]);
+            break;
+        }
+        kao_embedder_run(embedder, out + (size_t)first * E, b->input, b->count);
+        first += b->count;
+        report_progress(progress, first, count, start);
+    }
+    kao_loader_free(L);
+    free(items);
+    free(list.images);
+    return end_progress(progress, first, count, rc);
+}
+
+int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
+                     int width, int batch, bool progress) {
+    if (batch > count) batch = count;
+    kao_net_weights weights;
+    kao_net_weights_create(&weights, m, be);
+    kao_embedder embedder;
+    kao_embedder_init(&embedder, m, &weights, height, width);
+    int E = m->arch.embedding_dim;
+    int rc = be->host_memory ? embed_decoding_first(out, &embedder, be, paths, count, E, height, width, batch, progress)
+                             : embed_decoding_ahead(out, &embedder, be, paths, count, E, height, width, batch, progress);
     kao_embedder_free(&embedder);
     kao_net_weights_free(&weights);
-    be->host_release(be, input);
     return rc;
 }
 

@@ -74,9 +74,10 @@ emb_npy = np.load(os.path.join(TMP, "s1.npy"))
 listed = open(os.path.join(TMP, "s1.npy.paths.txt")).read().split("\n")[:-1]
 check(p.returncode == 0 and emb_npy.shape == (10, 32) and len(listed) == 10, f"folder input to .npy: {p.stderr}")
 check(listed == sorted(listed), "folder images in byte order")
-# --device: the device path (weights, batches copied over, embeddings back; a short last batch)
-# with the CPU's ops through the stand-in device gives the CPU's embeddings exactly (at the same
-# batch size: the CPU kernels' blocking, hence rounding, depends on it).
+# --device: the device path (images decoded ahead on the loader's worker threads, weights and
+# batches copied over, embeddings back; a short last batch) with the CPU's ops through the stand-in
+# device gives the CPU's embeddings exactly (at the same batch size: the CPU kernels' blocking,
+# hence rounding, depends on it).
 by_device = {}
 for device in ["cpu", "cpu-detached"]:
     path = os.path.join(TMP, f"s1_{device}.npy")
@@ -156,6 +157,9 @@ embed = ["embed", "--weights", tiny_h5, "--size", "64", "--quiet", "--out", out]
 expect_error("missing image", embed + [os.path.join(TMP, "missing.png")], "missing.png", out)
 expect_error("empty image", embed + [good, empty_png], "empty.png", out)
 expect_error("truncated image", embed + [truncated_png], "truncated.png", out)
+expect_error("truncated image, decoded ahead (a device's path)",
+             embed + ["--device", "cpu-detached", "--batch", "2", good, good, good, truncated_png, good],
+             "truncated.png", out)
 expect_error("non-PNG image", embed + [text_png], "text.png", out)
 expect_error("image that is not *.png", embed + [os.path.join(ORL, "README_ORL.txt")], "README_ORL.txt", out)
 looped = os.path.join(TMP, "looped", "a")  # a/up links back to looped: searched without end before

@@ -26,7 +26,9 @@ int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_i
 void kao_free_paths(char **paths, int count);
 
 /* Embeds every image (decoded, resized to height×width if needed, normalised as kao_load_input)
- * with m in eval mode on backend be, batch images at a time. out: (count, E) host. progress: print
+ * with m in eval mode on backend be, batch images at a time. On the CPU each batch is decoded by
+ * all the threads and then run; on a device with memory of its own (a GPU) worker threads decode
+ * the next batches while the device runs this one. out: (count, E) host. progress: print
  * a line per batch to stderr when true. A bad image stops with an error naming it. */
 int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
                      int width, int batch, bool progress);
