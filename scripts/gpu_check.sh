@@ -22,7 +22,8 @@
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
 #          fp32 and AMP bf16 eager, then torch.compile while time is left); pytorch-metric-learning
 #          comes from the bundle's wheel where the machine lacks it;
-#          Nsight Compute's per-kernel times of one kao training step, when ncu is there;
+#          Nsight Compute's per-kernel times of one kao training step, when ncu is there; kao embed
+#          end to end on 4,000 PNGs (decoding ahead on worker threads while the GPU runs);
 #       4. compute-sanitizer memcheck of test_cuda_ops in the time that is left (reported, not
 #          failed, when it runs out of time);
 #       5. prints a table last: each step's result, then the benchmark (images/s, kao/PyTorch,
@@ -314,6 +315,18 @@ if [ -n "$bin" ]; then
     KAO_CUDA_SYNC=1 KAO_CUDA_VERBOSE=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 \
         --warmup 1 --profile >"$logs/profile.txt" 2>&1 || true
     row "kao profile (train 128, synced)" "logs/profile.txt" "$(since "$t")"
+    # kao embed end to end: the ORL faces ten times over (4,000 PNGs) at 224x224 in bf16, decoded
+    # ahead on worker threads while the GPU runs; with the demo's tiny network the GPU waits for the
+    # decoding, so this is what the host side delivers (compare the loader row)
+    t=$(date +%s.%N)
+    rc=0
+    orl10=()
+    for _ in $(seq 10); do orl10+=("$here/data/orl"); done
+    timeout 120 "$bin/kao" embed --weights "$build/run_cuda_bf16/best.h5" --device cuda --precision bf16 --size 224 \
+        --batch 256 "${orl10[@]}" --out "$build/embed.npy" >"$logs/embed.log" 2>&1 || rc=$?
+    rate="$(tr '\r' '\n' <"$logs/embed.log" | sed -n 's/^embedded \([0-9]*\)\/.*(\([0-9.]*\) images\/s)/\1 images, \2 img\/s/p' | tail -1)"
+    row "kao embed --device cuda (4,000, bf16)" "$([ "$rc" -eq 0 ] && echo "$rate" || echo "rc $rc (logs/embed.log)")" \
+        "$(since "$t")"
     # Per-kernel GPU times of one training step (Nsight Compute replays each kernel: slow, bounded).
     if command -v ncu >/dev/null && [ "$(left)" -gt 240 ]; then
         t=$(date +%s.%N)
