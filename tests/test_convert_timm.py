@@ -104,6 +104,14 @@ def check_seals(python_written, kao_written):
         check(rc == 1 and f"{name}: damaged: CRC-32" in err, f"to-timm {name}: rc {rc}, {err.strip()}")
         r = subprocess.run([TOOL, path(name), path("y.h5")], capture_output=True, text=True)
         check(r.returncode != 0 and f"{name}: damaged: CRC-32" in r.stderr, f"kao on {name}: {r.stderr.strip()}")
+    # a change made on purpose is accepted once resealed, by kao and by Python
+    kao = os.path.join(BINARY_DIR, "kao")
+    r = subprocess.run([kao, "info", "--reseal", path("py_damaged.h5")], capture_output=True, text=True)
+    check(r.returncode == 0 and "sealed for its present contents" in r.stdout, f"kao info --reseal: {r.stderr.strip()}")
+    r = subprocess.run([kao, "info", path("py_damaged.h5")], capture_output=True, text=True)
+    check(r.returncode == 0 and "seal:          length and CRC-32 match" in r.stdout,
+          f"kao info after --reseal: {r.stdout[-200:]} {r.stderr.strip()}")
+    check(kao_seal.check(path("py_damaged.h5")) is None, "the resealed file, as Python reads it")
 
 
 def main():
