@@ -20,6 +20,7 @@ enum {
     F_MIN_OPEN = 1, /* the minimum itself is not accepted */
     F_NO_HASH = 2,  /* may change on a resume: left out of kao_config_hash */
     F_VARIANT = 4,  /* string that must name a kao_arch variant */
+    F_AUTO = 8,     /* int that also takes "auto", stored as KAO_CONFIG_AUTO */
 };
 
 typedef struct {
@@ -90,8 +91,9 @@ static const key_def keys[] = {
          "batches: shuffled images, or m_per_class images of batch_size/m_per_class identities"),
     INT("train.m_per_class", train.m_per_class, "4", 1, 1024, 0, "images per identity in an m_per_class batch"),
     INT("train.threads", train.threads, "0", 0, 1024, F_NO_HASH, "compute threads (0: all cores)"),
-    INT("train.workers", train.workers, "2", 0, 64, F_NO_HASH,
-        "image decoding threads (0: decode on the training thread; a GPU run wants most cores)"),
+    INT("train.workers", train.workers, "auto", 0, 64, F_NO_HASH | F_AUTO,
+        "image decoding threads (0: decode on the training thread; auto: 2 on the CPU, whose cores "
+        "compute, and all cores but one for a GPU)"),
     INT("train.seed", train.seed, "0", 0, INT_MAX, 0, "seed of initialisation, sampling and augmentation"),
     STR("train.device", train.device, "cpu", F_NO_HASH,
         "where the steps and validation run: cpu, cuda or cuda:N (a run may resume on another device)"),
@@ -207,7 +209,7 @@ static void describe_accepted(char *out, size_t size, const key_def *k) {
     format_double(lo, sizeof lo, k->min);
     format_double(hi, sizeof hi, k->max);
     switch (k->type) {
-    case T_INT: snprintf(out, size, "an integer in [%s, %s]", lo, hi); break;
+    case T_INT: snprintf(out, size, "an integer in [%s, %s]%s", lo, hi, k->flags & F_AUTO ? " or auto" : ""); break;
     case T_FLOAT: snprintf(out, size, "a number in %s%s, %s]", k->flags & F_MIN_OPEN ? "(" : "[", lo, hi); break;
     case T_BOOL: snprintf(out, size, "true|false (or yes|no, on|off, 1|0)"); break;
     case T_ENUM: snprintf(out, size, "one of %s", k->values); break;
@@ -274,6 +276,10 @@ static int set_value(kao_config *c, const key_def *k, const char *value, const c
     bool bad_start = !value[0] || isspace((unsigned char)value[0]);
     switch (k->type) {
     case T_INT: {
+        if (k->flags & F_AUTO && strcmp(value, "auto") == 0) {
+            *(int *)field = KAO_CONFIG_AUTO;
+            return KAO_OK;
+        }
         errno = 0;
         long v = bad_start ? 0 : strtol(value, &end, 10);
         if (bad_start || *end || errno || !in_range(k, (double)v)) return fail_value(origin, k, value);
@@ -313,7 +319,10 @@ static int set_value(kao_config *c, const key_def *k, const char *value, const c
 static void format_value(char *out, size_t size, const kao_config *c, const key_def *k) {
     const char *field = (const char *)c + k->offset;
     switch (k->type) {
-    case T_INT: snprintf(out, size, "%d", *(const int *)field); break;
+    case T_INT:
+        if (*(const int *)field == KAO_CONFIG_AUTO) snprintf(out, size, "auto");
+        else snprintf(out, size, "%d", *(const int *)field);
+        break;
     case T_FLOAT: format_double(out, size, *(const double *)field); break;
     case T_BOOL: snprintf(out, size, "%s", *(const bool *)field ? "true" : "false"); break;
     case T_ENUM: {

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "kao/augment.h"
 #include "kao/h5io.h"
@@ -171,8 +170,7 @@ static int embed_decoding_ahead(float *out, kao_embedder *embedder, kao_backend 
         list.images[i].path = paths[i];
         items[i] = i;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int workers = cores > 2 ? (int)(cores > 33 ? 32 : cores - 1) : 1; /* one core launches the kernels */
+    int workers = kao_loader_device_workers();
     kao_loader *L = kao_loader_create(&list, workers, workers + 1, batch, height, width, be);
     kao_augment_cfg none = kao_augment_none();
     kao_loader_start(L, items, count, batch, 0, &none, 0, 0);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kao/image.h"
 #include "kao/util.h"
@@ -244,4 +245,9 @@ const kao_batch *kao_loader_next(kao_loader *L, double *waited) {
     L->next_deliver = b + 1;
     pthread_mutex_unlock(&L->mutex);
     return &L->slots[slot];
+}
+
+int kao_loader_device_workers(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 3 ? 1 : cores > 33 ? 32 : (int)cores - 1;
 }

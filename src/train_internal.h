@@ -53,6 +53,7 @@ typedef struct {
     bool has_trainer;
     kao_sampler sampler;
     kao_loader *loader;
+    int workers;                /* its worker threads (train.workers, auto resolved) */
     kao_early_stop early_stop;
     bool can_verify;            /* validation holds a same-identity pair and two identities */
     int epoch;                  /* epochs completed */

@@ -162,10 +162,10 @@ int kao_train_run(const kao_train_args *args) {
     bool stop = kao_early_stop_should_stop(&r->early_stop);
     if (stop) kao_say(r, "this run already stopped early at epoch %d", r->epoch);
     kao_say(r, "training: %d epochs of %d batches of %d (%s sampler), %d training and %d validation images, "
-               "%d identities, %d loader workers",
+               "%d identities, %d loader worker%s",
             r->cfg.train.epochs, r->sampler.num_batches, r->cfg.train.batch_size,
             r->sampler.type == KAO_SAMPLE_M_PER_CLASS ? "m_per_class" : "shuffle", r->split.num_train,
-            r->split.num_val, r->ds.num_classes, r->cfg.train.workers);
+            r->split.num_val, r->ds.num_classes, r->workers, r->workers == 1 ? "" : "s");
     /* A new run's starting point is its first checkpoint: resumable from the start, and a record of
      * the initial weights and ArcFace centres (carried-over identities included). */
     if (!args->resume) rc = save_checkpoint(r);

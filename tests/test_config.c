@@ -37,6 +37,7 @@ static void test_defaults(void) {
     CHECK(c.train.optimizer == KAO_OPTIMIZER_ADAMW && c.train.schedule == KAO_SCHEDULE_COSINE, "train enums");
     CHECK(c.early_stop.metric == KAO_METRIC_VAL_LOSS, "metric");
     CHECK(c.data.root[0] == '\0' && c.augment.hflip, "root / hflip");
+    CHECK(c.train.workers == KAO_CONFIG_AUTO, "workers %d", c.train.workers);
     CHECK(kao_config_validate(&c) == KAO_OK, "defaults invalid: %s", kao_last_error());
     CHECK(kao_config_has_key("train.lr") && !kao_config_has_key("train") && !kao_config_has_key("lr"), "has_key");
 }
@@ -67,6 +68,16 @@ static void test_parse(void) {
     CHECK(strcmp(c.data.root, "/data/顔 画像") == 0 && !c.data.strict, "data root '%s'", c.data.root);
     CHECK(c.arcface.margin == 30 && c.arcface.scale == 64, "arcface");
     CHECK(c.train.batch_size == 32, "untouched key changed");
+    /* "auto" where a key takes it (train.workers), a number otherwise */
+    CHECK(parse(&c, "[train]\nworkers = 3\n") == KAO_OK && c.train.workers == 3, "workers 3: %s", kao_last_error());
+    CHECK(parse(&c, "[train]\nworkers = auto\n") == KAO_OK && c.train.workers == KAO_CONFIG_AUTO, "workers auto: %s",
+          kao_last_error());
+    CHECK(parse(&c, "[train]\nworkers = -1\n") == KAO_ERR &&
+              error_is("test.ini:2: train.workers = '-1' is not accepted; expected an integer in [0, 64] or auto"),
+          "workers -1: %s", kao_last_error());
+    CHECK(parse(&c, "[train]\nthreads = auto\n") == KAO_ERR &&
+              error_is("test.ini:2: train.threads = 'auto' is not accepted; expected an integer in [0, 1024]"),
+          "threads auto: %s", kao_last_error());
 }
 
 static void test_parse_errors(void) {
@@ -192,6 +203,7 @@ static void test_dump(void) {
     CHECK(strstr(text, "\n[train]\n") && strstr(text, "\nlr = 0.30000000000000004\n"), "dump:\n%s", text);
     CHECK(strstr(text, "\nweight_decay = 1e-07\n") && strstr(text, "\nmargin = 0.1\n"), "shortest floats:\n%s", text);
     CHECK(strstr(text, "\nroot = ./データ/顔\n") && strstr(text, "\nstrict = false\n"), "dump:\n%s", text);
+    CHECK(strstr(text, "\nworkers = auto\n"), "workers dumped as auto:\n%s", text);
 
     kao_config_defaults(&d);
     CHECK(kao_config_parse_string(&d, text, "dump") == KAO_OK, "reparse: %s", kao_last_error());

@@ -38,6 +38,8 @@
 
 /* String keys hold at most this many bytes with their terminator (a config line is at most 198). */
 #define KAO_CONFIG_STRING 200
+/* An integer key set to "auto" (train.workers): the program decides (kao_train_workers). */
+#define KAO_CONFIG_AUTO (-1)
 
 /* Enum keys are stored as int; the accepted words are in this order. */
 enum kao_optimizer { KAO_OPTIMIZER_ADAMW, KAO_OPTIMIZER_SGD };
@@ -76,10 +78,10 @@ typedef struct {
         double grad_clip, drop_path_rate;
         int sampler;                     /* enum kao_sampler */
         int m_per_class;
-        int threads, workers;
+        int threads, workers;            /* workers: KAO_CONFIG_AUTO allowed */
         int seed;
         char device[64];                 /* "cpu", "cuda", "cuda:N" */
-        int precision;                   /* kao_precision (backend.h): fp32|tf32 */
+        int precision;                   /* kao_precision (backend.h): fp32|tf32|bf16 */
     } train;
     struct {
         double margin; /* degrees */

@@ -40,6 +40,10 @@ typedef struct {
 
 typedef struct kao_loader kao_loader;
 
+/* The workers that feed a device (a GPU) best: all cores but the one that launches its work (at
+ * most 32), at least 1. */
+int kao_loader_device_workers(void);
+
 /* workers: 0 prepares batches on the caller's thread inside kao_loader_next. depth: batches
  * prepared ahead (>= 1; ignored without workers). max_batch: the largest batch of any pass.
  * ds is borrowed (only paths and labels are read) and must outlive the loader. be: the backend the
