@@ -88,6 +88,30 @@ static int check_initializer(const Onnx__TensorProto *t, const char *path) {
     return KAO_OK;
 }
 
+/* ONNX strings are UTF-8 (protobuf's rule); a damaged one must not reach a message as raw bytes. */
+static int check_strings_utf8(const Onnx__ModelProto *m, const char *path) {
+    const Onnx__GraphProto *g = m->graph;
+    const char *bad = NULL;
+#define CHECK_TEXT(s, what) \
+    if (!bad && (s) && !kao_valid_utf8(s)) bad = what
+    for (size_t i = 0; i < g->n_input; i++) CHECK_TEXT(g->input[i]->name, "a graph input's name");
+    for (size_t i = 0; i < g->n_output; i++) CHECK_TEXT(g->output[i]->name, "a graph output's name");
+    for (size_t i = 0; i < g->n_initializer; i++) CHECK_TEXT(g->initializer[i]->name, "an initializer's name");
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *n = g->node[i];
+        CHECK_TEXT(n->name, "a node's name");
+        CHECK_TEXT(n->op_type, "a node's op_type");
+        for (size_t j = 0; j < n->n_input; j++) CHECK_TEXT(n->input[j], "a node's input");
+        for (size_t j = 0; j < n->n_output; j++) CHECK_TEXT(n->output[j], "a node's output");
+    }
+    for (size_t i = 0; i < m->n_metadata_props; i++) {
+        CHECK_TEXT(m->metadata_props[i]->key, "a metadata key");
+        CHECK_TEXT(m->metadata_props[i]->value, "a metadata value");
+    }
+#undef CHECK_TEXT
+    return bad ? kao_fail("%s: not a valid ONNX model: %s is not UTF-8 text (damaged?)", path, bad) : KAO_OK;
+}
+
 static int check_model(const Onnx__ModelProto *m, const char *path) {
     if (!m->has_ir_version || m->ir_version < 1)
         return kao_fail("%s: not a valid ONNX model (no IR version; truncated or not ONNX?)", path);
@@ -100,6 +124,7 @@ static int check_model(const Onnx__ModelProto *m, const char *path) {
     }
     if (!default_opset) return kao_fail("%s: not a valid ONNX model (no opset for the default domain)", path);
     if (g->n_output == 0) return kao_fail("%s: not a valid ONNX model (the graph has no outputs)", path);
+    if (check_strings_utf8(m, path) != KAO_OK) return KAO_ERR;
     for (size_t i = 0; i < g->n_input; i++)
         if (check_value(g->input[i], "input", path) != KAO_OK) return KAO_ERR;
     for (size_t i = 0; i < g->n_output; i++)

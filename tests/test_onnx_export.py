@@ -174,6 +174,7 @@ def main():
             "cut in the metadata": data[: data.rfind(b"kao.export_time") - 4],
             "garbage": np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
             "empty": b"",
+            "a name that is not UTF-8": data.replace(b"conv_stem", b"conv\xffstem", 1),
         }
         for what, content in broken.items():
             path = os.path.join(tmp, "broken.onnx")
@@ -182,6 +183,7 @@ def main():
             print(f"  --check {what}: exit {r.returncode}: {r.stderr.strip()}")
             check(r.returncode != 0 and "not a valid" in r.stderr and "broken.onnx" in r.stderr,
                   f"--check {what}: exit {r.returncode}, stderr {r.stderr!r}")
+        check("is not UTF-8 text" in r.stderr, f"--check of a name that is not UTF-8: {r.stderr!r}")
 
         # Output folder missing: an error naming it, nothing written.
         missing = os.path.join(tmp, "no_such_dir", "x.onnx")
