@@ -6,6 +6,8 @@ speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP b
 the data loaders' images/s (`kao bench --mode load`, tools/bench_loader_torch.py).
 PyTorch's "fp32" lets cuDNN use TF32 (its default; the tf32_conv field says so): kao tf32 is the
 like-for-like comparison in fp32 data, kao bf16 against PyTorch's AMP bf16 in mixed precision.
+PyTorch runs with cudnn.benchmark (it times cuDNN's algorithms and keeps the fastest, whether
+deterministic or not); kao takes the first deterministic algorithm of cuDNN's heuristics.
 
 With --ncu FILE (the CSV of `ncu --csv --metrics gpu__time_duration.sum` over one kao training
 step) it also prints where the GPU time goes: the kernels with the most total time.

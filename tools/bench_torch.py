@@ -8,8 +8,10 @@
          original's setup), channels-last.
 Prints one JSON line per configuration: images/s, ms per batch (median of --steps timed runs after
 --warmup). On the CPU also peak RSS (MiB, from getrusage: the whole process, including the framework
-itself). On CUDA (PyTorch's default cuDNN/matmul settings, reported as tf32_* fields) each timed step
-is bracketed by torch.cuda.synchronize(), and peak_gpu_mib is torch.cuda.max_memory_allocated() over
+itself). On CUDA (PyTorch's default cuDNN/matmul precision, reported as tf32_* fields, with
+torch.backends.cudnn.benchmark on, as timm's train.py sets it: cuDNN times its algorithms for each
+shape during the warm-up steps and keeps the fastest) each timed step is bracketed by
+torch.cuda.synchronize(), and peak_gpu_mib is torch.cuda.max_memory_allocated() over
 the whole configuration, warm-up and compilation included. --precision bf16 runs forward and loss
 under torch.autocast(bfloat16) with fp32 weights and no loss scaling; --compile wraps the network in
 torch.compile. A configuration that runs out of GPU memory or fails to compile prints a line with
@@ -125,6 +127,7 @@ def bench_cpu(args):
 
 def bench_cuda(args):
     """One CUDA configuration, one JSON line; False if it failed other than by OOM or compilation."""
+    torch.backends.cudnn.benchmark = True  # PyTorch's fastest eager convolutions (see above)
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -133,7 +136,8 @@ def bench_cuda(args):
             "mode": args.mode, "model": args.model, "size": args.size, "batch": args.batch,
             "precision": args.precision, "compile": args.compile,
             "tf32_conv": torch.backends.cudnn.allow_tf32,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32}
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
     ok = True
     try:
         torch.manual_seed(0)
