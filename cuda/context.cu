@@ -87,6 +87,8 @@ kao_cuda_ctx *kao_cuda_create(int device) {
     ctx->sync_each_op = sync && strcmp(sync, "1") == 0;
     const char *verbose = getenv("KAO_CUDA_VERBOSE");
     ctx->verbose = verbose && strcmp(verbose, "1") == 0;
+    const char *autotune = getenv("KAO_CUDA_AUTOTUNE");
+    ctx->autotune = autotune && strcmp(autotune, "1") == 0;
     return ctx;
 }
 
@@ -115,8 +117,9 @@ void kao_cuda_sync(kao_cuda_ctx *ctx) {
 void kao_cuda_describe(kao_cuda_ctx *ctx, char *out, size_t n) {
     cudaDeviceProp p;
     KAO_CUDA_CHECK(cudaGetDeviceProperties(&p, ctx->device), "kao_cuda_describe", "device %d", ctx->device);
-    snprintf(out, n, "%s, compute %d.%d, %d SMs, cuDNN %zu, cuBLAS %d", p.name, p.major, p.minor,
-             p.multiProcessorCount, cudnnGetVersion(), CUBLAS_VERSION);
+    snprintf(out, n, "%s, compute %d.%d, %d SMs, cuDNN %zu, cuBLAS %d%s", p.name, p.major, p.minor,
+             p.multiProcessorCount, cudnnGetVersion(), CUBLAS_VERSION,
+             ctx->autotune ? ", convolutions autotuned" : "");
 }
 
 void *kao_cuda_workspace(kao_cuda_ctx *ctx, size_t bytes) {

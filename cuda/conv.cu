@@ -4,8 +4,8 @@
  *  - 1×1 stride 1: one cuBLAS GEMM over the M = B·H·W pixel rows, out [M, Co] = inp [M, Ci] ·
  *    W [Co, Ci]ᵀ; backward dinp = dout · W and dW += doutᵀ · inp (NHWC needs no copy; a 1×1 OIHW
  *    weight is already [Co, Ci]).
- *  - everything else: cuDNN (legacy v7 API: the heuristics' list, the first algorithm that is
- *    deterministic and supported in the math mode: FMA, i.e. true fp32, by default; tensor-op
+ *  - everything else: cuDNN (legacy v7 API: the heuristics' list, or with KAO_CUDA_AUTOTUNE=1
+ *    cuDNN's timing of each algorithm, and the first algorithm on it that is deterministic and supported in the math mode: FMA, i.e. true fp32, by default; tensor-op
  *    math, i.e. TF32, after kao_cuda_set_tf32). The descriptors and the algorithms chosen are
  *    kept per shape and math mode in the context (a plan): the heuristics' query costs far more
  *    host time than the launches, and the network repeats the same few shapes every step. Activations are
@@ -173,9 +173,14 @@ static void descs_destroy(conv_descs *d, const kao_conv_shape *s, const char *op
     KAO_CUDNN_CHECK(cudnnDestroyTensorDescriptor(d->x), op, SHAPE_FMT, SHAPE_ARGS(s));
 }
 
-/* cuDNN's ranking of algorithms and its workspace query, one overload per direction (perf type). */
+/* cuDNN's ranking of algorithms and its workspace query, one overload per direction (perf type).
+ * The ranking is the heuristics' (no device work), or with KAO_CUDA_AUTOTUNE=1 the measured one:
+ * cuDNN runs every algorithm once on buffers of its own and sorts them by time, as PyTorch's
+ * cudnn.benchmark does. Timing can rank two close algorithms differently from one process to the
+ * next, and with them the last bits of the results, so it is not the default. */
 static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgoPerf_t *perf, int count,
                           int *n) {
+    if (ctx->autotune) return cudnnFindConvolutionForwardAlgorithm(ctx->cudnn, d->x, d->w, d->conv, d->y, count, n, perf);
     return cudnnGetConvolutionForwardAlgorithm_v7(ctx->cudnn, d->x, d->w, d->conv, d->y, count, n, perf);
 }
 static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionFwdAlgo_t algo, size_t *size) {
@@ -183,6 +188,8 @@ static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConv
 }
 static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgoPerf_t *perf, int count,
                           int *n) {
+    if (ctx->autotune)
+        return cudnnFindConvolutionBackwardDataAlgorithm(ctx->cudnn, d->w, d->y, d->conv, d->x, count, n, perf);
     return cudnnGetConvolutionBackwardDataAlgorithm_v7(ctx->cudnn, d->w, d->y, d->conv, d->x, count, n, perf);
 }
 static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdDataAlgo_t algo,
@@ -191,6 +198,8 @@ static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConv
 }
 static cudnnStatus_t rank(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgoPerf_t *perf,
                           int count, int *n) {
+    if (ctx->autotune)
+        return cudnnFindConvolutionBackwardFilterAlgorithm(ctx->cudnn, d->x, d->y, d->conv, d->w, count, n, perf);
     return cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->cudnn, d->x, d->y, d->conv, d->w, count, n, perf);
 }
 static cudnnStatus_t workspace(kao_cuda_ctx *ctx, const conv_descs *d, cudnnConvolutionBwdFilterAlgo_t algo,

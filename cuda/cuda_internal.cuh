@@ -31,6 +31,7 @@ struct kao_cuda_ctx {
     size_t workspace_bytes;
     bool sync_each_op;      /* KAO_CUDA_SYNC=1: every op waits for its kernels (error locality) */
     bool verbose;           /* KAO_CUDA_VERBOSE=1: each convolution plan's choice on stderr */
+    bool autotune;          /* KAO_CUDA_AUTOTUNE=1: plans time cuDNN's algorithms instead of ranking */
     bool tf32;              /* TF32 tensor-core math in cuDNN and cuBLAS (kao_cuda_set_tf32) */
     struct kao_conv_plan *conv_plans; /* (num_conv_plans) cuDNN set-ups by shape (conv.cu) */
     int num_conv_plans, conv_plans_capacity;

@@ -13,10 +13,12 @@
 #          reported by the op that caused it), test_backend_ops likewise (the bf16 map ops against
 #          the CPU's bf16 emulation), test_cuda_network (the network, training steps,
 #          checkpoints and embeddings against the CPU), test_cuda_ops asynchronously and with the
-#          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1), and the
+#          convolutions' NCHW fallback forced (KAO_CUDA_CONV_NCHW=1) and with cuDNN's timing
+#          choosing their algorithms (KAO_CUDA_AUTOTUNE=1), and the
 #          demo's training run for 8 epochs with --device cuda and --device cpu (losses side by side);
 #       3. benchmarks, on the same GPU one after the other: `kao bench --device cuda` (training at
-#          224×224 batch 128 and 256, inference at batch 256; fp32, tf32 and bf16; the data loader with
+#          224×224 batch 128 and 256, inference at batch 256; fp32, tf32 and bf16, and bf16 training with
+#          KAO_CUDA_AUTOTUNE=1 (cuDNN's timing picks the convolution algorithms); the data loader with
 #          all but two cores, against PyTorch's DataLoader), a per-op profile of a
 #          training step (KAO_CUDA_SYNC=1), and tools/bench_torch.py --all-gpu (timm
 #          tf_efficientnetv2_b0 + 512-d head + ArcFace over 1,000 classes + AdamW, channels-last,
@@ -264,6 +266,9 @@ if [ -n "$bin" ]; then
     # cuDNN's NCHW fallback (conv.cu), which runs only where NHWC has no deterministic algorithm
     run_test "test_cuda_ops, NCHW fallback forced" "$logs/test_ops_nchw.log" test_cuda_ops \
         env KAO_CUDA_CONV_NCHW=1 "$ops"
+    # the convolutions with the algorithms cuDNN's timing picks (KAO_CUDA_AUTOTUNE=1)
+    run_test "test_cuda_ops, autotuned" "$logs/test_ops_autotune.log" test_cuda_ops \
+        env KAO_CUDA_AUTOTUNE=1 KAO_CUDA_VERBOSE=1 "$ops"
     grep -m1 '^test_cuda_ops: [^0-9]' "$logs/test_ops_async.log" || true # the device it ran on
 
     # ---- kao train end to end: the demo's run (configs/demo.ini: tiny b0, 64×64, ORL s1–s30) for 8
@@ -298,19 +303,21 @@ if [ -n "$bin" ]; then
     bench="$logs/bench.jsonl"
     : >"$bench"
     t=$(date +%s.%N)
+    # the last two: convolution algorithms chosen by cuDNN's timing instead of its heuristics
     configs=("train 128 fp32" "train 256 fp32" "infer 256 fp32" "train 128 tf32" "train 256 tf32" "infer 256 tf32"
-        "train 128 bf16" "train 256 bf16" "infer 256 bf16")
+        "train 128 bf16" "train 256 bf16" "infer 256 bf16" "train 128 bf16 autotune" "train 256 bf16 autotune")
     for config in "${configs[@]}"; do
-        read -r mode batch precision <<<"$config"
-        timeout 120 "$bin/kao" bench --device cuda --mode "$mode" --batch "$batch" --precision "$precision" \
-            --steps 10 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench $config failed (logs/bench.err)"
+        read -r mode batch precision autotune <<<"$config"
+        KAO_CUDA_AUTOTUNE=$([ -n "$autotune" ] && echo 1 || echo 0) timeout 120 "$bin/kao" bench --device cuda \
+            --mode "$mode" --batch "$batch" --precision "$precision" --steps 10 --warmup 3 >>"$bench" \
+            2>>"$logs/bench.err" || note "kao bench $config failed (logs/bench.err)"
     done
     # The training data loader on this machine's cores, into page-locked memory: can it feed the GPU?
     workers=$(($(nproc) > 3 ? $(nproc) - 2 : 1))
     timeout 60 "$bin/kao" bench --mode load --device cuda --data "$here/data/orl" --workers "$workers" --batch 128 \
         --steps 20 --warmup 3 >>"$bench" 2>>"$logs/bench.err" || note "kao bench --mode load failed (logs/bench.err)"
     done_configs=$(grep '"engine": "kao' "$bench" | grep -vc '"mode": "load"' || true)
-    row "kao bench (fp32, tf32, bf16, load)" "$done_configs of ${#configs[@]} configurations" "$(since "$t")"
+    row "kao bench (fp32, tf32, bf16, tuned, load)" "$done_configs of ${#configs[@]} configurations" "$(since "$t")"
     t=$(date +%s.%N)
     KAO_CUDA_SYNC=1 KAO_CUDA_VERBOSE=1 timeout 120 "$bin/kao" bench --device cuda --mode train --batch 128 --steps 3 \
         --warmup 1 --profile >"$logs/profile.txt" 2>&1 || true

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """The GPU benchmark's summary: JSON lines from `kao bench --device cuda` and
 `tools/bench_torch.py --all-gpu` (scripts/gpu_check.sh collects both in one file) as one table per
-workload: images/s and peak GPU memory of kao (fp32, tf32, bf16) and of each PyTorch setting, and kao's
-speed as a multiple of PyTorch's fp32 eager and of its best eager setting (AMP bf16 as a rule); then
-the data loaders' images/s (`kao bench --mode load`, tools/bench_loader_torch.py).
+workload: images/s and peak GPU memory of kao (fp32, tf32, bf16, and bf16 with KAO_CUDA_AUTOTUNE=1)
+and of each PyTorch setting, and kao's speed as a multiple of PyTorch's fp32 eager and of its best
+eager setting (AMP bf16 as a rule); then the data loaders' images/s (`kao bench --mode load`,
+tools/bench_loader_torch.py).
 PyTorch's "fp32" lets cuDNN use TF32 (its default; the tf32_conv field says so): kao tf32 is the
 like-for-like comparison in fp32 data, kao bf16 against PyTorch's AMP bf16 in mixed precision.
 PyTorch runs with cudnn.benchmark (it times cuDNN's algorithms and keeps the fastest, whether
-deterministic or not); kao takes the first deterministic algorithm of cuDNN's heuristics.
+deterministic or not); kao takes the first deterministic algorithm of cuDNN's heuristics, or with
+KAO_CUDA_AUTOTUNE=1 the fastest deterministic one by cuDNN's timing.
 
 With --ncu FILE (the CSV of `ncu --csv --metrics gpu__time_duration.sum` over one kao training
 step) it also prints where the GPU time goes: the kernels with the most total time.
@@ -49,7 +51,8 @@ def print_kernels(path, top=15):
 
 def setting(line):
     if line["engine"].startswith("kao"):
-        return f"kao {line.get('precision', 'fp32')}"
+        tuned = " autotuned" if "autotuned" in line.get("device", "") else ""  # KAO_CUDA_AUTOTUNE=1
+        return f"kao {line.get('precision', 'fp32')}{tuned}"
     name = f"torch {line['precision']}"
     return name + (" compiled" if line.get("compile") else " eager")
 
@@ -65,7 +68,7 @@ def main():
             loads.append(line)
             continue
         rows.setdefault((line["mode"], line["batch"]), {})[setting(line)] = line
-    kaos = ["kao fp32", "kao tf32", "kao bf16"]
+    kaos = ["kao fp32", "kao tf32", "kao bf16", "kao bf16 autotuned"]
     torches = ["torch fp32 eager", "torch bf16 eager", "torch bf16 compiled"]
     order = kaos + torches
     print(f"\n{'workload':<14} {'setting':<20} {'images/s':>10} {'ms/batch':>9} {'peak GPU MiB':>13}  note")

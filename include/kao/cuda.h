@@ -12,7 +12,11 @@
  * ready. With the environment variable KAO_CUDA_SYNC=1 every op waits for its own kernels, so an
  * error in a kernel is reported by the op that launched it (debugging; slower). With
  * KAO_CUDA_VERBOSE=1 each convolution's cuDNN choice (layout, algorithm, math type, workspace, and
- * the candidates passed over with the reason) is printed to stderr when it is first made.
+ * the candidates passed over with the reason) is printed to stderr when it is first made. With
+ * KAO_CUDA_AUTOTUNE=1 that choice is made by timing: cuDNN runs each algorithm once and the fastest
+ * deterministic one is kept (as PyTorch's cudnn.benchmark, but deterministic algorithms only);
+ * faster where the heuristics misjudge, but two processes may choose differently, and so differ in
+ * the last bits.
  *
  * Errors: every CUDA, cuBLAS and cuDNN status is checked; a failure is an internal error (the
  * shapes were computed by kao) and aborts through kao_abort with file and line, the op, the call
