@@ -68,12 +68,13 @@ int kao_h5_seal(const char *file, const char *path) {
     uint64_t bytes;
     uint32_t crc;
     char block[KAO_H5_SEAL_BYTES];
+    errno = 0;
     bool ok = crc_from(fd, KAO_H5_SEAL_BYTES, &bytes, &crc) == 0;
     if (ok) {
         format_seal(block, crc, bytes);
         ok = pwrite(fd, block, sizeof block, 0) == (ssize_t)sizeof block;
     }
-    int err = errno;
+    int err = errno ? errno : EIO; /* a short write sets none */
     if (close(fd) != 0 && ok) ok = false, err = errno;
     if (!ok) return kao_fail("%s: cannot seal '%s': %s", path, file, strerror(err));
     return KAO_OK;
@@ -89,12 +90,16 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
         close(fd);
         return KAO_OK; /* no seal: HDF5 judges the file alone */
     }
+    if (got < KAO_H5_SEAL_BYTES) {
+        close(fd);
+        return kao_fail("%s: truncated: %zd bytes, less than its kao seal's %d", path, got, KAO_H5_SEAL_BYTES);
+    }
     /* Past its first line the block must be exactly what kao_h5_seal writes, zeros included. */
     uint32_t want_crc;
     uint64_t want_bytes;
     char canonical[KAO_H5_SEAL_BYTES];
-    bool readable = got == KAO_H5_SEAL_BYTES &&
-                    sscanf(block + strlen(seal_magic), "crc32 %8" SCNx32 "\nbytes %" SCNu64, &want_crc, &want_bytes) == 2;
+    bool readable =
+        sscanf(block + strlen(seal_magic), "crc32 %8" SCNx32 "\nbytes %" SCNu64, &want_crc, &want_bytes) == 2;
     if (readable) format_seal(canonical, want_crc, want_bytes);
     if (!readable || memcmp(block, canonical, KAO_H5_SEAL_BYTES) != 0) {
         close(fd);

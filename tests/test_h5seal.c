@@ -131,6 +131,10 @@ int main(void) {
     snprintf(want, sizeof want, "cut.h5: truncated: %zu of its %zu bytes are there", b.size - 16, b.size);
     CHECK_ERROR(kao_weights_load(&loaded, cut, NULL, NULL), want);
 
+    const char *stub = file_in_tmp("stub.h5"); /* cut inside the seal itself */
+    write_blob(stub, b.bytes, 100);
+    CHECK_ERROR(kao_weights_load(&loaded, stub, NULL, NULL), "stub.h5: truncated: 100 bytes, less than its kao seal's 512");
+
     const char *longer = file_in_tmp("longer.h5");
     unsigned char *grown = kao_calloc(1, b.size + 1, "grown copy");
     memcpy(grown, b.bytes, b.size);
@@ -152,7 +156,7 @@ int main(void) {
     free(b.bytes);
     kao_model_free(&saved);
     kao_model_free(&loaded);
-    const char *names[] = {"good.h5", "damaged.h5", "unsealed.h5", "cut.h5", "longer.h5", "garbled.h5"};
+    const char *names[] = {"good.h5", "damaged.h5", "unsealed.h5", "cut.h5", "stub.h5", "longer.h5", "garbled.h5"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(file_in_tmp(names[i]));
     rmdir(tmp_root);
     return check_summary("test_h5seal");

@@ -21,13 +21,17 @@ def _crc_after_block(f):
     return crc, total
 
 
+def _block(crc, total):
+    """The whole user block of a seal: the text, then zeros."""
+    return (MAGIC + f"crc32 {crc:08x}\nbytes {total}\n".encode()).ljust(BLOCK, b"\0")
+
+
 def seal(path):
     """Writes the seal of a closed HDF5 file made with userblock_size=512, and flushes it to disk."""
     with open(path, "r+b") as f:
         crc, total = _crc_after_block(f)
-        text = MAGIC + f"crc32 {crc:08x}\nbytes {total}\n".encode()
         f.seek(0)
-        f.write(text.ljust(BLOCK, b"\0"))
+        f.write(_block(crc, total))
         f.flush()
         os.fsync(f.fileno())
 
@@ -38,11 +42,15 @@ def check(path):
         block = f.read(BLOCK)
         if not block.startswith(MAGIC):
             return None
+        if len(block) < BLOCK:
+            return f"truncated: {len(block)} bytes, less than its kao seal's {BLOCK}"
         try:
             lines = block[len(MAGIC):].split(b"\0", 1)[0].decode().split("\n")
             want_crc = int(lines[0].removeprefix("crc32 "), 16)
             want_total = int(lines[1].removeprefix("bytes "))
         except (UnicodeDecodeError, ValueError, IndexError):
+            want_crc = want_total = -1
+        if want_crc < 0 or want_total < 0 or block != _block(want_crc, want_total):
             return f"damaged: its kao seal (the first {BLOCK} bytes) is unreadable"
         crc, total = _crc_after_block(f)
     if total < want_total:
