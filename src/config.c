@@ -93,7 +93,7 @@ static const key_def keys[] = {
     INT("train.threads", train.threads, "0", 0, 1024, F_NO_HASH, "compute threads (0: all cores)"),
     INT("train.workers", train.workers, "auto", 0, 64, F_NO_HASH | F_AUTO,
         "image decoding threads (0: decode on the training thread; auto: 2 on the CPU, whose cores "
-        "compute, and all cores but one for a GPU)"),
+        "compute, and all cores but one (at most 16) for a GPU)"),
     INT("train.seed", train.seed, "0", 0, INT_MAX, 0, "seed of initialisation, sampling and augmentation"),
     STR("train.device", train.device, "cpu", F_NO_HASH,
         "where the steps and validation run: cpu, cuda or cuda:N (a run may resume on another device)"),
@@ -254,6 +254,8 @@ static bool is_variant(const char *value) {
 
 static int set_string(char *field, const key_def *k, const char *value, const char *origin) {
     size_t n = strlen(value);
+    if (!kao_valid_utf8(value)) /* config.ini must read back (and resume) as it was written */
+        return kao_fail("%s: %s is not UTF-8 text (kao's configs and run folders are UTF-8)", origin, k->name);
     if (k->flags & F_VARIANT) {
         if (!is_variant(value)) return fail_value(origin, k, value);
     } else if (strpbrk(value, ";\n\r") ||

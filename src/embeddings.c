@@ -34,6 +34,20 @@ static void push(path_list *l, const char *path) {
     l->items[l->count++] = kao_strdup(path);
 }
 
+/* Image paths go into embeddings files and reports as UTF-8 text. One that is not is named with
+ * its bytes above 0x7F written as \xNN (a message must be UTF-8 itself). */
+static int push_image(path_list *l, const char *path) {
+    if (kao_valid_utf8(path)) {
+        push(l, path);
+        return KAO_OK;
+    }
+    char shown[1024];
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p && n + 5 < sizeof shown; p++)
+        n += (size_t)snprintf(shown + n, sizeof shown - n, *p < 0x80 ? "%c" : "\\x%02x", *p);
+    return kao_fail("%s: the path is not UTF-8 text; rename it", shown);
+}
+
 static bool is_png_name(const char *name) {
     size_t n = strlen(name);
     return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
@@ -74,7 +88,7 @@ static int walk(path_list *l, const char *dir, const folder_chain *parent) {
         char *full = kao_malloc(len, "path");
         snprintf(full, len, "%s/%s", dir, names.items[i]);
         if (kao_is_dir(full)) rc = walk(l, full, &here);
-        else if (is_png_name(full)) push(l, full);
+        else if (is_png_name(full)) rc = push_image(l, full);
         free(full);
     }
     kao_free_paths(names.items, names.count);
@@ -89,7 +103,7 @@ int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_i
         if (kao_is_dir(in)) rc = walk(&l, in, NULL);
         else if (!kao_file_exists(in)) rc = kao_fail("%s: No such file or directory", in);
         else if (!is_png_name(in)) rc = kao_fail("%s: not a PNG file name (kao reads *.png)", in);
-        else push(&l, in);
+        else rc = push_image(&l, in);
         if (rc) {
             kao_free_paths(l.items, l.count);
             return KAO_ERR;

@@ -248,6 +248,11 @@ int kao_h5_list(const kao_h5_file *f, const char *group, char ***names, int *cou
         kao_h5_free_names(l.names, l.count);
         return kao_fail("%s: cannot list group '%s' (corrupt?)", f->path, g_name);
     }
+    for (int i = 0; i < l.count; i++)
+        if (!kao_valid_utf8(l.names[i])) {
+            kao_h5_free_names(l.names, l.count);
+            return kao_fail("%s: a dataset name in group '%s' is not UTF-8 text (damaged?)", f->path, g_name);
+        }
     *names = l.names;
     *count = l.count;
     return KAO_OK;
@@ -402,6 +407,9 @@ int kao_h5_read_strings(const kao_h5_file *f, const char *name, char ***strings,
     }
     H5Tclose(type);
     H5Dclose(d);
+    for (int i = 0; i < n && rc == KAO_OK; i++)
+        if (!kao_valid_utf8(out[i])) /* it would reach messages and files as it is */
+            rc = kao_fail("%s: entry %d of dataset '%s' is not UTF-8 text (damaged?)", f->path, i, name);
     if (rc != KAO_OK) {
         kao_h5_free_names(out, n);
         return rc;

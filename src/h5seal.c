@@ -100,6 +100,7 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
     char canonical[KAO_H5_SEAL_BYTES];
     bool readable =
         sscanf(block + strlen(seal_magic), "crc32 %8" SCNx32 "\nbytes %" SCNu64, &want_crc, &want_bytes) == 2;
+    readable = readable && want_bytes <= (uint64_t)INT64_MAX; /* a file size, with room for the block */
     if (readable) format_seal(canonical, want_crc, want_bytes);
     if (!readable || memcmp(block, canonical, KAO_H5_SEAL_BYTES) != 0) {
         close(fd);
@@ -112,8 +113,8 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
     close(fd);
     if (rc != 0) return kao_fail("%s: %s", path, strerror(err));
     if (bytes < want_bytes)
-        return kao_fail("%s: truncated: %" PRIu64 " of its %" PRIu64 " bytes are there (an interrupted copy?)", path,
-                        bytes + KAO_H5_SEAL_BYTES, want_bytes + KAO_H5_SEAL_BYTES);
+        return kao_fail("%s: truncated: %" PRIu64 " of its %" PRIu64 " bytes are there (an interrupted copy?; %s)",
+                        path, bytes + KAO_H5_SEAL_BYTES, want_bytes + KAO_H5_SEAL_BYTES, deliberate);
     if (bytes > want_bytes)
         return kao_fail("%s: changed: %" PRIu64 " bytes, its seal says %" PRIu64 " (%s)", path,
                         bytes + KAO_H5_SEAL_BYTES, want_bytes + KAO_H5_SEAL_BYTES, deliberate);

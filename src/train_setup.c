@@ -44,7 +44,8 @@ static int make_dirs(const char *path) {
 static void make_absolute(char *path, size_t size) {
     if (!path[0] || path[0] == '/') return;
     char resolved[PATH_MAX];
-    if (realpath(path, resolved) && strlen(resolved) < size) snprintf(path, size, "%s", resolved);
+    if (realpath(path, resolved) && strlen(resolved) < size && kao_valid_utf8(resolved))
+        snprintf(path, size, "%s", resolved); /* else config.ini keeps the path as given (UTF-8) */
 }
 
 /* One kao train per run folder at a time: an advisory lock held until the process ends. */

@@ -12,11 +12,21 @@
 
 static _Thread_local char error_message[2048];
 
+void kao_utf8_trim(char *s) {
+    size_t n = strlen(s), start = n;
+    while (start > 0 && n - start < 4 && ((unsigned char)s[start - 1] & 0xC0) == 0x80) start--;
+    if (start == 0) return;
+    unsigned lead = (unsigned char)s[start - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (start - 1) < need) s[start - 1] = '\0'; /* a character cut short by a byte limit */
+}
+
 int kao_fail(const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
     vsnprintf(error_message, sizeof error_message, fmt, args);
     va_end(args);
+    kao_utf8_trim(error_message);
     return KAO_ERR;
 }
 
@@ -32,6 +42,7 @@ int kao_fail_context(const char *fmt, ...) {
         joined[n + (int)strnlen(error_message, room - 1)] = '\0';
     }
     memcpy(error_message, joined, sizeof error_message);
+    kao_utf8_trim(error_message);
     return KAO_ERR;
 }
 

@@ -158,6 +158,7 @@ int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_i
         char copy[2048];
         snprintf(copy, sizeof copy, "%s", line);
         copy[strcspn(copy, "\r\n")] = '\0';
+        kao_utf8_trim(copy);
         char *field[5];
         int fields = 0;
         for (char *save, *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save))

@@ -126,6 +126,9 @@ static void test_parse_errors(void) {
     /* Text in another encoding: Shift_JIS "顔" (0x8A 0xE7) in a path; UTF-8 Japanese is fine. */
     CHECK(parse(&c, "[train]\nepochs = 3\n[data]\nroot = /data/\x8a\xe7\n") == KAO_ERR &&
               error_is("test.ini:4: not UTF-8 text (save the file as UTF-8)"), "Shift_JIS: %s", kao_last_error());
+    CHECK(kao_config_set(&c, "data.root", "/data/caf\xe9", "--set") == KAO_ERR &&
+              error_is("--set: data.root is not UTF-8 text (kao's configs and run folders are UTF-8)"),
+          "a Latin-1 --set value: %s", kao_last_error());
     CHECK(parse(&c, "[data]\nroot = /データ/顔\n") == KAO_OK && !strcmp(c.data.root, "/データ/顔"), "UTF-8 path: %s",
           kao_last_error());
 

@@ -108,6 +108,10 @@ def check_seals(python_written, kao_written):
     kao = os.path.join(BINARY_DIR, "kao")
     r = subprocess.run([kao, "info", "--reseal", path("py_damaged.h5")], capture_output=True, text=True)
     check(r.returncode == 0 and "sealed for its present contents" in r.stdout, f"kao info --reseal: {r.stderr.strip()}")
+    r = subprocess.run([kao, "info", path("kao_damaged.h5"), "--reseal", path("py_damaged.h5")], capture_output=True,
+                       text=True)
+    check(r.returncode == 2 and "--reseal takes one file and nothing else" in r.stderr,
+          f"--reseal after another argument: {r.returncode} {r.stderr.strip()}")
     r = subprocess.run([kao, "info", path("py_damaged.h5")], capture_output=True, text=True)
     check(r.returncode == 0 and "seal:          length and CRC-32 match" in r.stdout,
           f"kao info after --reseal: {r.stdout[-200:]} {r.stderr.strip()}")

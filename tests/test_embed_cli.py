@@ -166,6 +166,11 @@ looped = os.path.join(TMP, "looped", "a")  # a/up links back to looped: searched
 os.makedirs(looped)
 shutil.copy(good, looped)
 os.symlink("..", os.path.join(looped, "up"))
+latin1 = os.path.join(TMP, "latin1").encode() + b"/caf\xe9"  # a folder name that is not UTF-8
+os.makedirs(latin1)
+shutil.copy(good, latin1 + b"/1.png")
+expect_error("image path that is not UTF-8", embed + [os.path.join(TMP, "latin1")],
+             "latin1/caf\\xe9/1.png: the path is not UTF-8 text; rename it", out)
 expect_error("folder that links back to its ancestor", embed + [os.path.dirname(looped)],
              "looped/a/up: leads back to " + os.path.dirname(looped) + " (a symbolic link loop)", out)
 

@@ -155,6 +155,16 @@ static void check_pairs_file(void) {
     write_text(file, "Ann_Lee 1 2\nBob 1 \x8a\xe7 1\n"); /* Shift_JIS */
     CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
               error_has(":2: not UTF-8 text (save the file as UTF-8)"), "Shift_JIS: %s", kao_last_error());
+    /* A UTF-8 line too long for the message: cut at a character, never inside one. */
+    char *long_line = kao_malloc(3000 * 3 + 16, "long line");
+    size_t at = (size_t)sprintf(long_line, "Ann_Lee 1 2\n");
+    for (int i = 0; i < 3000; i++) at += (size_t)sprintf(long_line + at, "顔");
+    sprintf(long_line + at, "\n");
+    write_text(file, long_line);
+    free(long_line);
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+              error_has(":2: expected 'name n1 n2'") && kao_valid_utf8(kao_last_error()),
+          "a long line's message is cut inside a character");
     FILE *f = fopen(file, "wb");
     static const char with_nul[] = "Ann_Lee 1 2\nBob 1\0 Ann 1\n"; /* a NUL would cut the line short */
     fwrite(with_nul, 1, sizeof with_nul - 1, f);

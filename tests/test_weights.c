@@ -479,6 +479,8 @@ static void test_h5io(void) {
     rc |= kao_h5_write_strings(&f, "paths", words, 3);
     rc |= kao_h5_write_attr_str(&f, "group/x", "units", "metres");
     rc |= kao_h5_write_attr_str(&f, NULL, "sjis", "\x8a\xe7"); /* Shift_JIS, as a foreign file may hold */
+    rc |= kao_h5_write_strings(&f, "latin1", (const char *const[]){"ok", "caf\xe9"}, 2);
+    rc |= kao_h5_write_f32(&f, "odd/caf\xe9", x, 1, (int64_t[]){6});
     rc |= kao_h5_write_attr_i64(&f, NULL, "count", 7);
     rc |= kao_h5_write_attr_i64(&f, NULL, "count", 8); /* replaces */
     CHECK(rc == KAO_OK, "writing: %s", kao_last_error());
@@ -541,8 +543,11 @@ static void test_h5io(void) {
     CHECK_ERROR(kao_h5_read_attr_str(&f, NULL, "units", s, sizeof s), "missing attribute 'units'");
     CHECK_ERROR(kao_h5_read_attr_str(&f, "group/x", "units", s, 4), "is longer than 3 bytes");
     CHECK_ERROR(kao_h5_read_attr_str(&f, NULL, "sjis", s, sizeof s), "attribute 'sjis' is not UTF-8 text (damaged?)");
-    CHECK(kao_h5_list(&f, NULL, &strings, &count) == 0 && count == 4 && !strcmp(strings[0], "n") &&
-              !strcmp(strings[1], "paths") && !strcmp(strings[2], "fixed") && !strcmp(strings[3], "wide"),
+    CHECK_ERROR(kao_h5_read_strings(&f, "latin1", &strings, &count), "entry 1 of dataset 'latin1' is not UTF-8 text");
+    CHECK_ERROR(kao_h5_list(&f, "odd", &strings, &count), "a dataset name in group 'odd' is not UTF-8 text");
+    CHECK(kao_h5_list(&f, NULL, &strings, &count) == 0 && count == 5 && !strcmp(strings[0], "n") &&
+              !strcmp(strings[1], "paths") && !strcmp(strings[2], "latin1") && !strcmp(strings[3], "fixed") &&
+              !strcmp(strings[4], "wide"),
           "root lists the datasets in creation order, not the group");
     if (count) kao_h5_free_names(strings, count);
     CHECK(kao_h5_list(&f, "group", &strings, &count) == 0 && count == 1 && !strcmp(strings[0], "x"), "group list");

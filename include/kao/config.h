@@ -38,7 +38,7 @@
 
 /* String keys hold at most this many bytes with their terminator (a config line is at most 198). */
 #define KAO_CONFIG_STRING 200
-/* An integer key set to "auto" (train.workers): the program decides (kao_train_workers). */
+/* An integer key set to "auto" (train.workers): the program decides (train_setup.c). */
 #define KAO_CONFIG_AUTO (-1)
 
 /* Enum keys are stored as int; the accepted words are in this order. */

@@ -24,7 +24,7 @@
 #include "kao/backend.h"
 #include "kao/dataset.h"
 
-#define KAO_LOADER_MESSAGE 512
+#define KAO_LOADER_MESSAGE 2048 /* as long as any kao error message */
 
 typedef struct {
     int index;                  /* batch number in the pass */
@@ -40,8 +40,8 @@ typedef struct {
 
 typedef struct kao_loader kao_loader;
 
-/* The workers that feed a device (a GPU) best: all cores but the one that launches its work (at
- * most 32), at least 1. */
+/* The workers that feed a device (a GPU) best: all the cores this process may use but the one that
+ * launches the device's work, at most 16, at least 1. */
 int kao_loader_device_workers(void);
 
 /* workers: 0 prepares batches on the caller's thread inside kao_loader_next. depth: batches

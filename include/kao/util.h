@@ -65,6 +65,9 @@ bool kao_is_dir(const char *path);
 bool kao_ends_with(const char *s, const char *suffix);
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
 bool kao_valid_utf8(const char *str);
+/* Cuts off a UTF-8 character left incomplete at the end of s (by a byte limit such as snprintf's).
+ * Messages are trimmed so (kao_fail); a string cut to fit elsewhere should be too. */
+void kao_utf8_trim(char *s);
 
 double kao_now_seconds(void);
 /* Peak resident set size of this process in MiB (from getrusage). */

@@ -30,7 +30,7 @@ int kao_cmd_info(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(argv[i], "--reseal")) {
-            if (i + 2 != argc) return kao_cli_usage_error("info", "--reseal takes one file and nothing else");
+            if (i != 1 || argc != 3) return kao_cli_usage_error("info", "--reseal takes one file and nothing else");
             if (kao_h5_reseal(argv[i + 1])) return kao_cli_report_error();
             printf("%s: sealed for its present contents\n", argv[i + 1]);
             return 0;
