@@ -147,6 +147,21 @@ int main(void) {
     write_blob(garbled, b.bytes, b.size);
     CHECK_ERROR(kao_weights_load(&loaded, garbled, NULL, NULL), "garbled.h5: damaged: its kao seal (the first 512 bytes) is unreadable");
 
+    /* A file checked once and changed in place afterwards is read through again, not taken on trust
+     * (the reader remembers the last file that matched, by device, inode, size and times). */
+    const char *edited = file_in_tmp("edited.h5");
+    write_blob(edited, b.bytes, b.size);
+    CHECK_ERROR(kao_h5_check_seal(edited, &state), "edited.h5: damaged: its kao seal"); /* b is garbled */
+    free(b.bytes);
+    b = read_blob(good);
+    write_blob(edited, b.bytes, b.size);
+    CHECK(kao_h5_check_seal(edited, &state) == KAO_OK && state == KAO_H5_SEALED, "edited.h5: %s", kao_last_error());
+    FILE *in_place = fopen(edited, "r+b");
+    fseek(in_place, (long)(b.size / 2), SEEK_SET);
+    fputc(b.bytes[b.size / 2] ^ 0x01, in_place);
+    fclose(in_place);
+    CHECK_ERROR(kao_h5_check_seal(edited, &state), "edited.h5: damaged: CRC-32");
+
     /* The generic reader checks the seal too (checkpoints, embeddings, reference files). */
     kao_h5_file f;
     CHECK_ERROR(kao_h5_open(&f, cut), "cut.h5: truncated");
@@ -156,7 +171,8 @@ int main(void) {
     free(b.bytes);
     kao_model_free(&saved);
     kao_model_free(&loaded);
-    const char *names[] = {"good.h5", "damaged.h5", "unsealed.h5", "cut.h5", "stub.h5", "longer.h5", "garbled.h5"};
+    const char *names[] = {"good.h5",  "damaged.h5", "unsealed.h5", "cut.h5",
+                           "stub.h5", "longer.h5",  "garbled.h5",  "edited.h5"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(file_in_tmp(names[i]));
     rmdir(tmp_root);
     return check_summary("test_h5seal");
