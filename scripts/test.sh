@@ -3,7 +3,8 @@
 #   1. system packages and the Python tools environment;
 #   2. a Release build with warnings as errors, and its ctest suite;
 #   3. an ASan/UBSan build and the same suite under the sanitizers;
-#   4. a compile-and-link check of the CUDA backend when nvcc is present.
+#   4. where the CUDA toolkit is installed: a compile-and-link check of the CUDA backend, and the
+#      backend's GPU tests run on the CPU emulator (tests/cuda_emu) under ASan/UBSan.
 # KAO_SKIP_SANITIZE=1 skips step 3 (quicker local runs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,4 +29,9 @@ if command -v nvcc >/dev/null 2>&1; then
     cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DKAO_WERROR=ON >/dev/null
     cmake --build build-cuda -j "$jobs"
     echo "test: CUDA backend compiled and linked (its GPU tests run only on a machine with a GPU)"
+    cmake -S . -B build-cuda-emu -DCMAKE_BUILD_TYPE=Debug -DKAO_CUDA_EMULATOR=ON -DKAO_SANITIZE=ON \
+        -DKAO_WERROR=ON >/dev/null
+    cmake --build build-cuda-emu -j "$jobs" --target cuda_emulator_tests
+    (cd build-cuda-emu && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -L cuda_emulator)
+    echo "test: the CUDA backend's host code and kernels ran on the CPU emulator (not a GPU check)"
 fi

@@ -1,0 +1,82 @@
+/* emu.h — CUDA C++'s device language for a host compiler: force-included (g++ -include) into
+ * the backend's sources (the .cu and .cuh files of cuda/), with each launch `kernel<<<grid, block,
+ * shared, stream>>>(args)` rewritten by rewrite_launches.cmake into kao_emu::launch(...)(args).
+ *
+ * A launch queues its grid (emu_runtime.h); when the queue runs, every block runs in turn and its
+ * threads are fibers on one host thread: each runs until it reaches __syncthreads() or ends, and a
+ * barrier releases when every thread of the block has reached it. __shared__ variables become
+ * function statics, which all threads of the (one running) block share. */
+#ifndef KAO_CUDA_EMU_H
+#define KAO_CUDA_EMU_H
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+
+#include <functional>
+
+namespace kao_emu {
+
+/* The built-in variables of the CUDA thread now running. */
+struct thread_state {
+    uint3 thread_idx, block_idx;
+    dim3 block_dim, grid_dim;
+};
+extern const thread_state *current; /* set only by the host thread running queued work */
+
+/* Checks the launch configuration (cudaGetLastError reports a bad one, and nothing is queued)
+ * and queues the grid. sync_seen: per launch site; cleared after a run in which no thread reached
+ * a barrier, after which the site's threads run as plain calls (no fibers). */
+void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                 std::function<void()> thread_body, bool *sync_seen);
+
+/* __syncthreads(): the running thread waits for the rest of its block. */
+void sync_threads();
+
+template <class Kernel> struct launcher {
+    Kernel kernel;
+    dim3 grid, block;
+    size_t shared_bytes;
+    cudaStream_t stream;
+    /* The arguments are copied now, as a launch copies them, and every thread calls the kernel
+     * with the copies. */
+    template <class... Args> void operator()(Args... args) {
+        static bool sync_seen = true;
+        Kernel k = kernel;
+        launch_grid(grid, block, shared_bytes, stream, [k, args...]() { k(args...); }, &sync_seen);
+    }
+};
+
+template <class Kernel>
+launcher<Kernel> launch(Kernel kernel, dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = 0) {
+    return launcher<Kernel>{kernel, grid, block, shared_bytes, stream};
+}
+
+} // namespace kao_emu
+
+#undef __global__
+#define __global__
+#undef __shared__
+#define __shared__ static
+#define threadIdx (kao_emu::current->thread_idx)
+#define blockIdx (kao_emu::current->block_idx)
+#define blockDim (kao_emu::current->block_dim)
+#define gridDim (kao_emu::current->grid_dim)
+#define __syncthreads() kao_emu::sync_threads()
+
+/* Device intrinsics: IEEE single-precision operations, rounded to nearest (the emulator builds with
+ * -ffp-contract=off, so nothing is fused either). */
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+/* Threads of a block run one at a time, so a plain read-modify-write is atomic here. */
+template <class T> static inline T atomicAdd(T *address, T value) {
+    T old = *address;
+    *address = old + value;
+    return old;
+}
+
+#endif

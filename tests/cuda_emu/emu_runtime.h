@@ -1,0 +1,34 @@
+/* emu_runtime.h — what the CUDA emulator's parts share (runtime.cpp, cublas.cpp, cudnn.cpp).
+ *
+ * The emulator runs the CUDA backend (the sources in cuda/: kernels, cuBLAS and cuDNN calls) on the
+ * CPU, so that its host logic, launch shapes, indexing and stream ordering are exercised — under
+ * ASan/UBSan — on machines without a GPU. Device memory is host memory from malloc. All streams
+ * share one queue: a kernel, an async copy or a library call is queued and runs when the host
+ * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
+ * the real device would run it some time later; host code that reads a result before waiting for
+ * it sees stale memory here, as it could on a GPU. It is not a GPU: no real concurrency, no
+ * warp-level behaviour, and cuBLAS/cuDNN are plain reference loops. */
+#ifndef KAO_CUDA_EMU_RUNTIME_H
+#define KAO_CUDA_EMU_RUNTIME_H
+
+#include <cuda_runtime_api.h>
+
+#include <stddef.h>
+
+#include <functional>
+
+namespace kao_emu {
+
+/* Queues stream-ordered work; it runs at the next synchronisation, in queue order. */
+void enqueue(std::function<void()> work);
+/* Runs everything queued. */
+void drain();
+/* Whether [p, p + bytes) lies inside one live cudaMalloc block. */
+bool is_device(const void *p, size_t bytes);
+/* "cuda emulator: <message>" on stderr, then abort(): a use of the API that a GPU would reject or
+ * that would fault there (a host pointer passed as device memory, a workspace too small). */
+[[noreturn]] void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+} // namespace kao_emu
+
+#endif

@@ -1,0 +1,330 @@
+/* runtime.cpp — the CUDA emulator's runtime: the stream queue, device and pinned memory, kernel
+ * grids run as fibers, and the CUDA runtime API calls the backend makes (emu_runtime.h says what
+ * the emulator is and is not). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "emu.h"
+#include "emu_runtime.h"
+#include "fiber.h"
+
+namespace kao_emu {
+
+void fail(const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    fputs("cuda emulator: ", stderr);
+    vfprintf(stderr, fmt, args);
+    fputc('\n', stderr);
+    va_end(args);
+    abort();
+}
+
+/* ---- the queue --------------------------------------------------------------------------- */
+
+static std::mutex queue_mutex;            /* guards queue */
+static std::recursive_mutex device_mutex; /* one host thread runs queued work at a time */
+static std::deque<std::function<void()>> queue;
+
+void enqueue(std::function<void()> work) {
+    std::lock_guard<std::mutex> lock(queue_mutex);
+    queue.push_back(std::move(work));
+}
+
+void drain() {
+    std::lock_guard<std::recursive_mutex> device(device_mutex);
+    for (;;) {
+        std::function<void()> work;
+        {
+            std::lock_guard<std::mutex> lock(queue_mutex);
+            if (queue.empty()) return;
+            work = std::move(queue.front());
+            queue.pop_front();
+        }
+        work();
+    }
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+static const size_t DEVICE_BYTES = (size_t)16 << 30; /* the emulated card's memory */
+static std::mutex memory_mutex;                      /* guards the two maps and device_used */
+static std::map<uintptr_t, size_t> device_blocks, pinned_blocks; /* start → bytes */
+static size_t device_used;
+
+/* The block of map holding [p, p + bytes), or map.end(). */
+static std::map<uintptr_t, size_t>::const_iterator find_block(const std::map<uintptr_t, size_t> &map,
+                                                              const void *p, size_t bytes) {
+    uintptr_t a = (uintptr_t)p;
+    auto it = map.upper_bound(a);
+    if (it == map.begin()) return map.end();
+    --it;
+    if (a + bytes > it->first + it->second) return map.end();
+    return it;
+}
+
+bool is_device(const void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    return find_block(device_blocks, p, bytes) != device_blocks.end();
+}
+
+static bool is_pinned(const void *p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    return find_block(pinned_blocks, p, bytes) != pinned_blocks.end();
+}
+
+/* ---- kernel grids ------------------------------------------------------------------------ */
+
+const thread_state *current;
+
+static cudaError_t last_error = cudaSuccess; /* cudaGetLastError's */
+
+/* The CUDA threads of the block now running as fibers, and whether each waits at a barrier. Only
+ * the host thread holding device_mutex touches these. */
+static std::vector<fiber> fibers;
+static std::vector<char> waiting;
+static const std::function<void()> *running_body;
+static int running_fiber = -1; /* -1: threads run as plain calls */
+
+static void run_thread_body() { (*running_body)(); }
+
+void sync_threads() {
+    if (running_fiber < 0)
+        fail("__syncthreads() in a kernel whose first launch from this site reached no barrier");
+    waiting[running_fiber] = 1;
+    fiber_yield(&fibers[running_fiber]);
+}
+
+/* One block's threads as fibers: rounds in which each thread runs to its next barrier or its end;
+ * a barrier releases once every thread of the block waits at it. Returns whether any did. */
+static bool run_block_fibers(std::vector<thread_state> &threads, const std::function<void()> &body) {
+    size_t n = threads.size();
+    if (fibers.size() < n) fibers.resize(n), waiting.resize(n);
+    for (size_t i = 0; i < n; i++) fiber_prepare(&fibers[i], run_thread_body);
+    running_body = &body;
+    bool synced = false;
+    for (;;) {
+        size_t at_barrier = 0, finished = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (fibers[i].finished) {
+                finished++;
+                continue;
+            }
+            waiting[i] = 0;
+            running_fiber = (int)i;
+            current = &threads[i];
+            fiber_resume(&fibers[i]);
+            if (waiting[i]) at_barrier++;
+            else finished++;
+        }
+        running_fiber = -1;
+        if (at_barrier == 0) return synced;
+        synced = true;
+        if (finished > 0) /* undefined behaviour in CUDA: a barrier not every thread of the block reaches */
+            fail("a __syncthreads() reached by %zu of the %zu threads of block (%u, %u, %u); the others had returned",
+                 at_barrier, n, threads[0].block_idx.x, threads[0].block_idx.y, threads[0].block_idx.z);
+    }
+}
+
+static void run_grid(dim3 grid, dim3 block, const std::function<void()> &body, bool *sync_seen) {
+    size_t per_block = (size_t)block.x * block.y * block.z;
+    std::vector<thread_state> threads(per_block);
+    bool any_sync = false;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                size_t t = 0;
+                for (unsigned z = 0; z < block.z; z++)
+                    for (unsigned y = 0; y < block.y; y++)
+                        for (unsigned x = 0; x < block.x; x++, t++)
+                            threads[t] = thread_state{{x, y, z}, {bx, by, bz}, block, grid};
+                if (*sync_seen) {
+                    any_sync |= run_block_fibers(threads, body);
+                } else {
+                    for (const thread_state &s : threads) {
+                        current = &s;
+                        body();
+                    }
+                }
+            }
+    current = nullptr;
+    *sync_seen = any_sync;
+}
+
+void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, std::function<void()> thread_body,
+                 bool *sync_seen) {
+    (void)stream; /* one queue for every stream */
+    bool ok = grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= 2147483647u && grid.y <= 65535 &&
+              grid.z <= 65535 && block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 &&
+              block.y <= 1024 && block.z <= 64 && (size_t)block.x * block.y * block.z <= 1024 &&
+              shared_bytes <= 48 * 1024;
+    if (!ok) {
+        last_error = cudaErrorInvalidConfiguration;
+        return;
+    }
+    enqueue([grid, block, body = std::move(thread_body), sync_seen]() { run_grid(grid, block, body, sync_seen); });
+}
+
+} // namespace kao_emu
+
+/* ---- the runtime API --------------------------------------------------------------------- */
+
+using namespace kao_emu;
+
+extern "C" {
+
+cudaError_t cudaGetDeviceCount(int *count) {
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
+    if (device != 0) return cudaErrorInvalidDevice;
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "kao CUDA emulator (CPU)");
+    prop->major = 9;
+    prop->minor = 0;
+    prop->multiProcessorCount = 1;
+    prop->totalGlobalMem = DEVICE_BYTES;
+    prop->maxThreadsPerBlock = 1024;
+    prop->warpSize = 32;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void) {
+    cudaError_t e = last_error;
+    last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return last_error; }
+
+const char *cudaGetErrorString(cudaError_t error) {
+    switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    default: return "unknown error (emulator)";
+    }
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags) {
+    (void)flags;
+    static char streams; /* every stream is the one queue; the handle only has to be non-null */
+    *stream = (cudaStream_t)&streams;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    (void)stream;
+    drain();
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+    (void)stream;
+    drain();
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+    drain();
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **ptr, size_t size) {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    if (size > DEVICE_BYTES - device_used) return cudaErrorMemoryAllocation;
+    void *p = nullptr; /* cudaMalloc's alignment; exactly size bytes, so ASan sees a read past the end */
+    if (posix_memalign(&p, 256, size ? size : 1) != 0) return cudaErrorMemoryAllocation;
+    memset(p, 0xff, size); /* as NaNs (float and bf16): a read of memory nothing wrote shows */
+    device_blocks[(uintptr_t)p] = size;
+    device_used += size;
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *ptr) {
+    if (!ptr) return cudaSuccess;
+    drain(); /* cudaFree waits for the device */
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    auto it = device_blocks.find((uintptr_t)ptr);
+    if (it == device_blocks.end()) return cudaErrorInvalidDevicePointer;
+    device_used -= it->second;
+    device_blocks.erase(it);
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **ptr, size_t size) {
+    void *p = malloc(size ? size : 1);
+    if (!p) return cudaErrorMemoryAllocation;
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    pinned_blocks[(uintptr_t)p] = size;
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *ptr) {
+    if (!ptr) return cudaSuccess;
+    drain();
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    if (pinned_blocks.erase((uintptr_t)ptr) == 0) return cudaErrorInvalidValue;
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
+    std::lock_guard<std::mutex> lock(memory_mutex);
+    *free_bytes = DEVICE_BYTES - device_used;
+    *total_bytes = DEVICE_BYTES;
+    return cudaSuccess;
+}
+
+/* Copies as the device orders them: between device blocks and pinned host memory, queued;
+ * from pageable memory, staged at the call (the caller may reuse its buffer at once); into
+ * pageable memory, after everything queued before it (the call returns when the copy is done). */
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
+    (void)stream;
+    if (count == 0) return cudaSuccess;
+    bool dst_dev = is_device(dst, count), src_dev = is_device(src, count);
+    if (kind == cudaMemcpyDefault) kind = dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                                  : (src_dev ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+    bool want_dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+    bool want_src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+    if (want_dst_dev != dst_dev || want_src_dev != src_dev)
+        fail("cudaMemcpyAsync of %zu bytes, kind %d: destination %p is %sdevice memory, source %p is %sdevice memory",
+             count, (int)kind, dst, dst_dev ? "" : "not ", src, src_dev ? "" : "not ");
+    if (kind == cudaMemcpyHostToDevice && !is_pinned(src, count)) {
+        std::vector<char> staged((const char *)src, (const char *)src + count);
+        enqueue([dst, staged = std::move(staged)]() { memcpy(dst, staged.data(), staged.size()); });
+    } else if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, count)) {
+        drain();
+        memcpy(dst, src, count);
+    } else {
+        enqueue([dst, src, count]() { memcpy(dst, src, count); });
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream) {
+    (void)stream;
+    if (count == 0) return cudaSuccess;
+    if (!is_device(dst, count)) fail("cudaMemsetAsync of %zu bytes at %p: not device memory", count, dst);
+    enqueue([dst, value, count]() { memset(dst, value, count); });
+    return cudaSuccess;
+}
+
+} /* extern "C" */
