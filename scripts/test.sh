@@ -29,7 +29,7 @@ if command -v nvcc >/dev/null 2>&1; then
     cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DKAO_CUDA=ON -DKAO_WERROR=ON >/dev/null
     cmake --build build-cuda -j "$jobs"
     echo "test: CUDA backend compiled and linked (its GPU tests run only on a machine with a GPU)"
-    cmake -S . -B build-cuda-emu -DCMAKE_BUILD_TYPE=Debug -DKAO_CUDA_EMULATOR=ON -DKAO_SANITIZE=ON \
+    cmake -S . -B build-cuda-emu -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKAO_CUDA_EMULATOR=ON -DKAO_SANITIZE=ON \
         -DKAO_WERROR=ON >/dev/null
     cmake --build build-cuda-emu -j "$jobs" --target cuda_emulator_tests
     (cd build-cuda-emu && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs" -L cuda_emulator)

@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "emu_runtime.h"
 
@@ -73,14 +74,20 @@ cublasStatus_t gemm(const char *fn, cublasOperation_t transa, cublasOperation_t 
     }
     check_operand(fn, "C", C, ct, m, n, ldc, CUBLAS_OP_N);
     kao_emu::enqueue([=]() {
+        /* op(A)'s rows and op(B)'s columns as doubles, each contiguous along the k of the sums. */
+        int kk = product ? k : 0;
+        std::vector<double> a_rows_d((size_t)m * kk), b_cols_d((size_t)n * kk);
+        for (int l = 0; l < kk; l++) {
+            for (int i = 0; i < m; i++)
+                a_rows_d[(size_t)i * kk + l] = load(A, at, ta ? l + (size_t)i * lda : i + (size_t)l * lda);
+            for (int j = 0; j < n; j++)
+                b_cols_d[(size_t)j * kk + l] = load(B, bt, tb ? j + (size_t)l * ldb : l + (size_t)j * ldb);
+        }
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
+                const double *ar = a_rows_d.data() + (size_t)i * kk, *bc = b_cols_d.data() + (size_t)j * kk;
                 double acc = 0.0;
-                for (int l = 0; product && l < k; l++) {
-                    size_t ai = ta ? l + (size_t)i * lda : i + (size_t)l * lda;
-                    size_t bi = tb ? j + (size_t)l * ldb : l + (size_t)j * ldb;
-                    acc += load(A, at, ai) * load(B, bt, bi);
-                }
+                for (int l = 0; l < kk; l++) acc += ar[l] * bc[l];
                 size_t ci = i + (size_t)j * ldc;
                 /* beta = 0: C is not read (it may hold NaN or Inf). */
                 double old = beta != 0.0f ? (double)beta * load(C, ct, ci) : 0.0;

@@ -124,23 +124,32 @@ cudnnStatus_t make_geometry(const cudnnTensorStruct *x, const cudnnFilterStruct 
 }
 
 /* f(i) for every product of the cross-correlation, i = its x, w and y canonical indices: all three
- * directions are sums of these products (into y, x or w). */
+ * directions are sums of these products (into y, x or w). The loops run (n, k, c, r, s, p, q) with
+ * each operand's offset built up as they go: the emulator spends most of its time here. */
 template <class F> void each_product(const geometry &g, F f) {
     const dims4 &x = g.d[0], &w = g.d[1], &y = g.d[2];
     const cudnnConvolutionStruct &cv = g.conv;
     for (int n = 0; n < y.n; n++)
         for (int k = 0; k < y.c; k++)
-            for (int p = 0; p < y.h; p++)
-                for (int q = 0; q < y.w; q++)
-                    for (int c = 0; c < x.c; c++)
-                        for (int r = 0; r < w.h; r++)
-                            for (int s = 0; s < w.w; s++) {
-                                int ih = p * cv.u - cv.pad_h + r * cv.dil_h, iw = q * cv.v - cv.pad_w + s * cv.dil_w;
-                                if (ih < 0 || ih >= x.h || iw < 0 || iw >= x.w) continue; /* padding */
-                                const size_t i[3] = {canon(x, n, c, ih, iw), canon(w, k, c, r, s),
-                                                     canon(y, n, k, p, q)};
+            for (int c = 0; c < x.c; c++) {
+                size_t x_plane = canon(x, n, c, 0, 0), y_plane = canon(y, n, k, 0, 0);
+                for (int r = 0; r < w.h; r++)
+                    for (int s = 0; s < w.w; s++) {
+                        size_t i[3];
+                        i[1] = canon(w, k, c, r, s);
+                        for (int p = 0; p < y.h; p++) {
+                            int ih = p * cv.u - cv.pad_h + r * cv.dil_h;
+                            if (ih < 0 || ih >= x.h) continue; /* padding */
+                            for (int q = 0; q < y.w; q++) {
+                                int iw = q * cv.v - cv.pad_w + s * cv.dil_w;
+                                if (iw < 0 || iw >= x.w) continue;
+                                i[0] = x_plane + (size_t)ih * x.w + iw;
+                                i[2] = y_plane + (size_t)p * y.w + q;
                                 f(i);
                             }
+                        }
+                    }
+            }
 }
 
 /* A new T (a handle or descriptor) in *p. */
