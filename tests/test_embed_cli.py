@@ -180,6 +180,8 @@ corrupt_h5 = os.path.join(TMP, "corrupt_weights.h5")
 open(corrupt_h5, "wb").write(open(tiny_h5, "rb").read()[:5000])
 weights_args = ["embed", "--size", "64", "--quiet", "--out", out, good, "--weights"]
 expect_error("missing weights", weights_args + [os.path.join(TMP, "nothing.h5")], "nothing.h5", out)
+expect_error("missing weights, no --size (the size is read from the weights)",
+             ["embed", "--quiet", "--out", out, good, "--weights", os.path.join(TMP, "nothing.h5")], "nothing.h5", out)
 expect_error("empty weights", weights_args + [empty_h5], "empty_weights.h5", out)
 expect_error("corrupt weights", weights_args + [corrupt_h5], "corrupt_weights.h5", out)
 expect_error("weights for another variant", weights_args + [tiny_h5, "--model", "tf_efficientnetv2_s"],

@@ -1,6 +1,6 @@
 """kao train on a GPU (--device cuda), through the whole program: the loader's pinned batches
 copied while the GPU computes, validation and checkpoints from device memory.
- - A run on the device finishes, names the device, and its losses are finite.
+ - A run on the device finishes, names the device, and its losses are finite; in bf16 too.
  - Its weights do not depend on the run: a second run, killed while writing a checkpoint and
    resumed on the device, ends with the first run's weights bit for bit (deterministic
    algorithms only, one seed).
@@ -39,6 +39,12 @@ try:
     print(next(line for line in out.splitlines() if "device: " in line).strip())
     losses = [row["loss"] for row in t.metrics(ref)[0]]
     t.check(losses and all(math.isfinite(float(v)) for v in losses), f"device run: step losses {losses}")
+
+    code, out = t.kao("train", *opts, "--out", ws.path("bf16"), "--set", "train.precision=bf16", timeout=900)
+    t.check(code == 0 and "precision: bf16" in out, f"bf16 on the device: exit {code}:\n{out[-800:]}")
+    if code == 0:
+        losses = [float(row["loss"]) for row in t.metrics(ws.path("bf16"))[0]]
+        t.check(all(math.isfinite(v) for v in losses), f"bf16 on the device: step losses {losses}")
 
     # Killed (SIGKILL) while writing its second checkpoint — at the same step however fast the
     # device is — then resumed from the first.

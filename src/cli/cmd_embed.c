@@ -59,6 +59,7 @@ int kao_cmd_embed(int argc, char **argv) {
     kao_model m;
     if (kao_check_parent_dir(out) || kao_collect_images(&paths, &count, inputs, num_inputs) ||
         kao_cli_forward_size(&fo, mo.weights)) {
+        kao_free_paths(paths, count);
         status = kao_cli_report_error();
         goto done;
     }
