@@ -1,8 +1,10 @@
-/* emu_runtime.h — what the CUDA emulator's parts share (runtime.cpp, cublas.cpp, cudnn.cpp).
+/* emu_runtime.h — what the CUDA emulator's parts share (runtime.cpp, device_memory.cpp, cublas.cpp,
+ * cudnn.cpp).
  *
  * The emulator runs the CUDA backend (the sources in cuda/: kernels, cuBLAS and cuDNN calls) on the
  * CPU, so that its host logic, launch shapes, indexing and stream ordering are exercised — under
- * ASan/UBSan — on machines without a GPU. Device memory is host memory from malloc. All streams
+ * ASan/UBSan — on machines without a GPU. Device memory is host memory that only queued work may
+ * touch (device_memory.h). All streams
  * share one queue: a kernel, an async copy or a library call is queued and runs when the host
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
  * the real device would run it some time later; host code that reads a result before waiting for

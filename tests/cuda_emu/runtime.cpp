@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "emu.h"
+#include "device_memory.h"
 #include "emu_runtime.h"
 #include "fiber.h"
 
@@ -44,40 +45,28 @@ void drain() {
         std::function<void()> work;
         {
             std::lock_guard<std::mutex> lock(queue_mutex);
-            if (queue.empty()) return;
+            if (queue.empty()) break;
             work = std::move(queue.front());
             queue.pop_front();
         }
+        device_access(true);
         work();
     }
+    device_access(false);
 }
 
-/* ---- memory ------------------------------------------------------------------------------ */
+/* ---- page-locked host memory -------------------------------------------------------------- */
 
-static const size_t DEVICE_BYTES = (size_t)16 << 30; /* the emulated card's memory */
-static std::mutex memory_mutex;                      /* guards the two maps and device_used */
-static std::map<uintptr_t, size_t> device_blocks, pinned_blocks; /* start → bytes */
-static size_t device_used;
-
-/* The block of map holding [p, p + bytes), or map.end(). */
-static std::map<uintptr_t, size_t>::const_iterator find_block(const std::map<uintptr_t, size_t> &map,
-                                                              const void *p, size_t bytes) {
-    uintptr_t a = (uintptr_t)p;
-    auto it = map.upper_bound(a);
-    if (it == map.begin()) return map.end();
-    --it;
-    if (a + bytes > it->first + it->second) return map.end();
-    return it;
-}
-
-bool is_device(const void *p, size_t bytes) {
-    std::lock_guard<std::mutex> lock(memory_mutex);
-    return find_block(device_blocks, p, bytes) != device_blocks.end();
-}
+static std::mutex pinned_mutex;                  /* guards pinned_blocks */
+static std::map<uintptr_t, size_t> pinned_blocks; /* start → bytes */
 
 static bool is_pinned(const void *p, size_t bytes) {
-    std::lock_guard<std::mutex> lock(memory_mutex);
-    return find_block(pinned_blocks, p, bytes) != pinned_blocks.end();
+    std::lock_guard<std::mutex> lock(pinned_mutex);
+    uintptr_t a = (uintptr_t)p;
+    auto it = pinned_blocks.upper_bound(a);
+    if (it == pinned_blocks.begin()) return false;
+    --it;
+    return a + bytes <= it->first + it->second;
 }
 
 /* ---- kernel grids ------------------------------------------------------------------------ */
@@ -194,7 +183,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     prop->major = 9;
     prop->minor = 0;
     prop->multiProcessorCount = 1;
-    prop->totalGlobalMem = DEVICE_BYTES;
+    size_t used;
+    device_usage(&used, &prop->totalGlobalMem);
     prop->maxThreadsPerBlock = 1024;
     prop->warpSize = 32;
     return cudaSuccess;
@@ -245,13 +235,8 @@ cudaError_t cudaDeviceSynchronize(void) {
 }
 
 cudaError_t cudaMalloc(void **ptr, size_t size) {
-    std::lock_guard<std::mutex> lock(memory_mutex);
-    if (size > DEVICE_BYTES - device_used) return cudaErrorMemoryAllocation;
-    void *p = nullptr; /* cudaMalloc's alignment; exactly size bytes, so ASan sees a read past the end */
-    if (posix_memalign(&p, 256, size ? size : 1) != 0) return cudaErrorMemoryAllocation;
-    memset(p, 0xff, size); /* as NaNs (float and bf16): a read of memory nothing wrote shows */
-    device_blocks[(uintptr_t)p] = size;
-    device_used += size;
+    void *p = device_alloc(size);
+    if (!p) return cudaErrorMemoryAllocation;
     *ptr = p;
     return cudaSuccess;
 }
@@ -259,19 +244,13 @@ cudaError_t cudaMalloc(void **ptr, size_t size) {
 cudaError_t cudaFree(void *ptr) {
     if (!ptr) return cudaSuccess;
     drain(); /* cudaFree waits for the device */
-    std::lock_guard<std::mutex> lock(memory_mutex);
-    auto it = device_blocks.find((uintptr_t)ptr);
-    if (it == device_blocks.end()) return cudaErrorInvalidDevicePointer;
-    device_used -= it->second;
-    device_blocks.erase(it);
-    free(ptr);
-    return cudaSuccess;
+    return device_free(ptr) ? cudaSuccess : cudaErrorInvalidDevicePointer;
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t size) {
     void *p = malloc(size ? size : 1);
     if (!p) return cudaErrorMemoryAllocation;
-    std::lock_guard<std::mutex> lock(memory_mutex);
+    std::lock_guard<std::mutex> lock(pinned_mutex);
     pinned_blocks[(uintptr_t)p] = size;
     *ptr = p;
     return cudaSuccess;
@@ -280,16 +259,16 @@ cudaError_t cudaMallocHost(void **ptr, size_t size) {
 cudaError_t cudaFreeHost(void *ptr) {
     if (!ptr) return cudaSuccess;
     drain();
-    std::lock_guard<std::mutex> lock(memory_mutex);
+    std::lock_guard<std::mutex> lock(pinned_mutex);
     if (pinned_blocks.erase((uintptr_t)ptr) == 0) return cudaErrorInvalidValue;
     free(ptr);
     return cudaSuccess;
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
-    std::lock_guard<std::mutex> lock(memory_mutex);
-    *free_bytes = DEVICE_BYTES - device_used;
-    *total_bytes = DEVICE_BYTES;
+    size_t used;
+    device_usage(&used, total_bytes);
+    *free_bytes = *total_bytes - used;
     return cudaSuccess;
 }
 
@@ -311,8 +290,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpy
         std::vector<char> staged((const char *)src, (const char *)src + count);
         enqueue([dst, staged = std::move(staged)]() { memcpy(dst, staged.data(), staged.size()); });
     } else if (kind == cudaMemcpyDeviceToHost && !is_pinned(dst, count)) {
+        enqueue([dst, src, count]() { memcpy(dst, src, count); });
         drain();
-        memcpy(dst, src, count);
     } else {
         enqueue([dst, src, count]() { memcpy(dst, src, count); });
     }
