@@ -14,8 +14,8 @@ int main(void) {
     gpu = kao_backend_cpu_detached();
     expect_exact = true;
     kao_rng_seed(&rng, 20261128, 0);
-    run_parity_checks(false);
-    run_bf16_checks(false);
+    run_parity_checks(0);
+    run_bf16_checks(0);
     kao_backend_free(gpu);
     kao_backend_free(cpu);
     return check_summary("test_backend_copies");
