@@ -53,6 +53,12 @@ void check_operand(const char *fn, const char *name, const void *p, cudaDataType
                       rows, cols, op_name(op), ld, p, bytes);
 }
 
+/* kao's calls must run on its stream: without one, a GPU runs them on the legacy default stream,
+ * unordered with kao's non-blocking one. */
+void require_stream(cublasHandle_t handle, const char *fn) {
+    if (!handle->stream) kao_emu::fail("%s: the handle has no stream (cublasSetStream)", fn);
+}
+
 /* Both GEMMs, past the handle and scalar checks: validation as cuBLAS, then the product queued. */
 cublasStatus_t gemm(const char *fn, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
                     float alpha, const void *A, cudaDataType_t at, int lda, const void *B, cudaDataType_t bt, int ldb,
@@ -135,6 +141,7 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, c
                               const float *beta, float *C, int ldc) {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    require_stream(handle, "cublasSgemm");
     return gemm("cublasSgemm", transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C,
                 CUDA_R_32F, ldc);
 }
@@ -146,6 +153,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     (void)algo; /* every algorithm computes the same product here */
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (computeType != CUBLAS_COMPUTE_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    require_stream(handle, "cublasGemmEx");
     if (!supported_types(Atype, Btype, Ctype)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
     /* Compute type 32F: the scalars are floats. */

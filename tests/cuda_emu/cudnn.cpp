@@ -253,6 +253,8 @@ cudnnStatus_t execute(const char *fn, direction dir, cudnnHandle_t h, const void
                       const cudnnTensorStruct *yd, const void *y, const cudnnConvolutionStruct *conv, int algo,
                       void *ws, size_t ws_bytes) {
     if (!h || !alpha || !beta) return CUDNN_STATUS_BAD_PARAM;
+    if (!h->stream) /* on a GPU: the legacy default stream, unordered with a non-blocking one */
+        kao_emu::fail("%s: the handle has no stream (cudnnSetStream)", fn);
     geometry g;
     cudnnStatus_t s = make_geometry(xd, wd, conv, yd, &g);
     if (s != CUDNN_STATUS_SUCCESS) return s;

@@ -2,9 +2,10 @@
  * the backend's sources (the .cu and .cuh files of cuda/), with each launch `kernel<<<grid, block,
  * shared, stream>>>(args)` rewritten by rewrite_launches.cmake into kao_emu::launch(...)(args).
  *
- * A launch queues its grid (emu_runtime.h); when the queue runs, every block runs in turn and its
- * threads are fibers on one host thread: each runs until it reaches __syncthreads() or ends, and a
- * barrier releases when every thread of the block has reached it. __shared__ variables become
+ * A launch checks its pointer arguments and queues its grid (emu_runtime.h); when the queue runs,
+ * every block runs in turn, in an order of the launch's own, and its threads are fibers on one
+ * host thread: each runs until it reaches __syncthreads() or ends, and a barrier releases when
+ * every thread of the block has reached it. __shared__ variables become
  * function statics, which all threads of the (one running) block share. */
 #ifndef KAO_CUDA_EMU_H
 #define KAO_CUDA_EMU_H
@@ -15,6 +16,7 @@
 #include <math.h>
 
 #include <functional>
+#include <type_traits>
 
 namespace kao_emu {
 
@@ -34,14 +36,25 @@ void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream
 /* __syncthreads(): the running thread waits for the rest of its block. */
 void sync_threads();
 
+/* Fails unless p is null, device memory or page-locked host memory: what a kernel may be given. */
+void check_kernel_pointer(const void *p, int index, const char *site, int line);
+
+template <class A> void check_argument(const A &a, int index, const char *site, int line) {
+    if constexpr (std::is_pointer<A>::value) check_kernel_pointer((const void *)a, index, site, line);
+}
+
 template <class Kernel> struct launcher {
     Kernel kernel;
     dim3 grid, block;
     size_t shared_bytes;
     cudaStream_t stream;
-    /* The arguments are copied now, as a launch copies them, and every thread calls the kernel
-     * with the copies. */
+    const char *site; /* the launching function and line, for messages */
+    int line;
+    /* The arguments are checked and copied now, as a launch copies them, and every thread calls
+     * the kernel with the copies. */
     template <class... Args> void operator()(Args... args) {
+        int index = 0;
+        (check_argument(args, index++, site, line), ...);
         static bool sync_seen = true;
         Kernel k = kernel;
         launch_grid(grid, block, shared_bytes, stream, [k, args...]() { k(args...); }, &sync_seen);
@@ -49,8 +62,9 @@ template <class Kernel> struct launcher {
 };
 
 template <class Kernel>
-launcher<Kernel> launch(Kernel kernel, dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = 0) {
-    return launcher<Kernel>{kernel, grid, block, shared_bytes, stream};
+launcher<Kernel> launch(Kernel kernel, dim3 grid, dim3 block, size_t shared_bytes = 0, cudaStream_t stream = 0,
+                        const char *site = __builtin_FUNCTION(), int line = __builtin_LINE()) {
+    return launcher<Kernel>{kernel, grid, block, shared_bytes, stream, site, line};
 }
 
 } // namespace kao_emu

@@ -7,9 +7,11 @@
  * touch (device_memory.h). All streams
  * share one queue: a kernel, an async copy or a library call is queued and runs when the host
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
- * the real device would run it some time later; host code that reads a result before waiting for
- * it sees stale memory here, as it could on a GPU. It is not a GPU: no real concurrency, no
- * warp-level behaviour, and cuBLAS/cuDNN are plain reference loops. */
+ * the real device would run it some time later: a page-locked buffer read before the wait holds
+ * stale data, as it could on a GPU. It is not a GPU: no real concurrency (blocks and threads run
+ * one at a time, in a shuffled order), no warp-level behaviour, shared memory that starts as the
+ * previous block left it, fp32 arithmetic without FMA contraction or TF32 rounding, and
+ * cuBLAS/cuDNN as plain reference loops. */
 #ifndef KAO_CUDA_EMU_RUNTIME_H
 #define KAO_CUDA_EMU_RUNTIME_H
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -38,7 +39,6 @@ static void *scheduler_sp;                /* the scheduler's saved stack pointer
 static const void *scheduler_stack_bottom; /* its stack, for AddressSanitizer */
 static size_t scheduler_stack_size;
 static fiber *running;                    /* the fiber now running */
-static void (*running_entry)();           /* its entry, read when it starts */
 
 /* AddressSanitizer's fiber API around each switch; no-ops otherwise. */
 static void before_switch(void **fake_stack, const void *bottom, size_t size) {
@@ -60,7 +60,7 @@ static void after_switch(void *fake_stack, const void **old_bottom, size_t *old_
 static void fiber_start() {
     after_switch(nullptr, &scheduler_stack_bottom, &scheduler_stack_size);
     fiber *f = running;
-    running_entry();
+    f->entry();
     f->finished = true;
 #if defined(__SANITIZE_ADDRESS__)
     __asan_handle_no_return(); /* this frame never returns: clear its poison for the stack's next fiber */
@@ -72,9 +72,12 @@ static void fiber_start() {
 }
 
 void fiber_prepare(fiber *f, void (*entry)()) {
-    if (!f->stack) {
-        f->stack = mmap(nullptr, FIBER_STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (f->stack == MAP_FAILED) fail("no memory for a fiber stack");
+    if (!f->stack) { /* below the stack, a page nothing may touch: an overflow faults */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        char *map = (char *)mmap(nullptr, FIBER_STACK_BYTES + page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (map == MAP_FAILED || mprotect(map + page, FIBER_STACK_BYTES, PROT_READ | PROT_WRITE) != 0)
+            fail("no memory for a fiber stack");
+        f->stack = map + page;
     }
     /* From the top: a zero return address for fiber_start (entered as if called: the stack
      * pointer is 8 mod 16), fiber_start's address for the switch's ret, six zero registers. */
@@ -84,7 +87,7 @@ void fiber_prepare(fiber *f, void (*entry)()) {
     sp[6] = (uintptr_t)fiber_start;
     f->saved_sp = sp;
     f->finished = false;
-    running_entry = entry;
+    f->entry = entry;
 }
 
 void fiber_resume(fiber *f) {

@@ -11,7 +11,8 @@
 namespace kao_emu {
 
 struct fiber {
-    void *stack;       /* FIBER_STACK_BYTES, mapped once and reused */
+    void *stack;       /* FIBER_STACK_BYTES above a guard page, mapped once and reused */
+    void (*entry)();   /* what it runs */
     void *saved_sp;    /* where the fiber's registers were saved when it last yielded */
     void *asan_fake_stack;
     bool finished;

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <vector>
 
 #include "emu.h"
@@ -73,7 +74,45 @@ static bool is_pinned(const void *p, size_t bytes) {
 
 const thread_state *current;
 
-static cudaError_t last_error = cudaSuccess; /* cudaGetLastError's */
+/* cudaGetLastError's: per host thread, set by a bad launch or any call that fails. */
+static thread_local cudaError_t last_error = cudaSuccess;
+
+static cudaError_t record(cudaError_t e) {
+    if (e != cudaSuccess) last_error = e;
+    return e;
+}
+
+/* ---- the order threads and blocks run in -------------------------------------------------
+ * A GPU promises none, so each launch runs its blocks, and each round of a block's threads, in
+ * an order of its own: i → (a·i + b) mod n with a coprime to n, drawn from the launch's number
+ * and KAO_EMU_SEED. A kernel whose result depends on the order (a race between threads or
+ * blocks) then gives different results from one launch to the next, which the tests' run-twice
+ * checks see. */
+struct order {
+    size_t a, b, n;
+    size_t operator[](size_t i) const { return (a * (i % n) + b) % n; }
+};
+
+static uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30, x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27, x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t order_state;
+
+static order next_order(size_t n) {
+    static const uint64_t seed = getenv("KAO_EMU_SEED") ? strtoull(getenv("KAO_EMU_SEED"), nullptr, 10) : 1;
+    order o = {1, 0, n ? n : 1};
+    uint64_t r = mix(seed ^ ++order_state);
+    o.b = r % o.n;
+    for (size_t a = (mix(r) % o.n) | 1; a < o.n; a += 2)
+        if (std::gcd(a, o.n) == 1) {
+            o.a = a;
+            break;
+        }
+    return o;
+}
 
 /* The CUDA threads of the block now running as fibers, and whether each waits at a barrier. Only
  * the host thread holding device_mutex touches these. */
@@ -85,8 +124,8 @@ static int running_fiber = -1; /* -1: threads run as plain calls */
 static void run_thread_body() { (*running_body)(); }
 
 void sync_threads() {
-    if (running_fiber < 0)
-        fail("__syncthreads() in a kernel whose first launch from this site reached no barrier");
+    if (running_fiber < 0) /* the site's threads run as plain calls since a launch reached no barrier */
+        fail("__syncthreads() in a kernel launched from a site whose previous launch reached none");
     waiting[running_fiber] = 1;
     fiber_yield(&fibers[running_fiber]);
 }
@@ -101,7 +140,9 @@ static bool run_block_fibers(std::vector<thread_state> &threads, const std::func
     bool synced = false;
     for (;;) {
         size_t at_barrier = 0, finished = 0;
-        for (size_t i = 0; i < n; i++) {
+        order turn = next_order(n);
+        for (size_t k = 0; k < n; k++) {
+            size_t i = turn[k];
             if (fibers[i].finished) {
                 finished++;
                 continue;
@@ -126,23 +167,25 @@ static void run_grid(dim3 grid, dim3 block, const std::function<void()> &body, b
     size_t per_block = (size_t)block.x * block.y * block.z;
     std::vector<thread_state> threads(per_block);
     bool any_sync = false;
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                size_t t = 0;
-                for (unsigned z = 0; z < block.z; z++)
-                    for (unsigned y = 0; y < block.y; y++)
-                        for (unsigned x = 0; x < block.x; x++, t++)
-                            threads[t] = thread_state{{x, y, z}, {bx, by, bz}, block, grid};
-                if (*sync_seen) {
-                    any_sync |= run_block_fibers(threads, body);
-                } else {
-                    for (const thread_state &s : threads) {
-                        current = &s;
-                        body();
-                    }
-                }
+    size_t blocks = (size_t)grid.x * grid.y * grid.z;
+    order block_order = next_order(blocks);
+    for (size_t k = 0; k < blocks; k++) {
+        size_t b = block_order[k];
+        uint3 block_idx = {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / grid.x / grid.y)};
+        size_t t = 0;
+        for (unsigned z = 0; z < block.z; z++)
+            for (unsigned y = 0; y < block.y; y++)
+                for (unsigned x = 0; x < block.x; x++, t++) threads[t] = thread_state{{x, y, z}, block_idx, block, grid};
+        if (*sync_seen) {
+            any_sync |= run_block_fibers(threads, body);
+        } else {
+            order turn = next_order(per_block);
+            for (size_t i = 0; i < per_block; i++) {
+                current = &threads[turn[i]];
+                body();
             }
+        }
+    }
     current = nullptr;
     *sync_seen = any_sync;
 }
@@ -155,10 +198,16 @@ void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream
               block.y <= 1024 && block.z <= 64 && (size_t)block.x * block.y * block.z <= 1024 &&
               shared_bytes <= 48 * 1024;
     if (!ok) {
-        last_error = cudaErrorInvalidConfiguration;
+        record(cudaErrorInvalidConfiguration);
         return;
     }
     enqueue([grid, block, body = std::move(thread_body), sync_seen]() { run_grid(grid, block, body, sync_seen); });
+}
+
+void check_kernel_pointer(const void *p, int index, const char *site, int line) {
+    if (p && !is_device(p, 0) && !is_pinned(p, 0))
+        fail("a kernel launched in %s (line %d) takes argument %d = %p, host memory that is neither page-locked nor "
+             "device memory: a GPU faults on it", site, line, index, p);
 }
 
 } // namespace kao_emu
@@ -174,10 +223,10 @@ cudaError_t cudaGetDeviceCount(int *count) {
     return cudaSuccess;
 }
 
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int device) { return record(device == 0 ? cudaSuccess : cudaErrorInvalidDevice); }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
-    if (device != 0) return cudaErrorInvalidDevice;
+    if (device != 0) return record(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "kao CUDA emulator (CPU)");
     prop->major = 9;
@@ -236,20 +285,21 @@ cudaError_t cudaDeviceSynchronize(void) {
 
 cudaError_t cudaMalloc(void **ptr, size_t size) {
     void *p = device_alloc(size);
-    if (!p) return cudaErrorMemoryAllocation;
+    if (!p) return record(cudaErrorMemoryAllocation);
     *ptr = p;
     return cudaSuccess;
 }
 
 cudaError_t cudaFree(void *ptr) {
     if (!ptr) return cudaSuccess;
+    std::lock_guard<std::recursive_mutex> device(device_mutex); /* no work starts between the two */
     drain(); /* cudaFree waits for the device */
-    return device_free(ptr) ? cudaSuccess : cudaErrorInvalidDevicePointer;
+    return record(device_free(ptr) ? cudaSuccess : cudaErrorInvalidDevicePointer);
 }
 
 cudaError_t cudaMallocHost(void **ptr, size_t size) {
     void *p = malloc(size ? size : 1);
-    if (!p) return cudaErrorMemoryAllocation;
+    if (!p) return record(cudaErrorMemoryAllocation);
     std::lock_guard<std::mutex> lock(pinned_mutex);
     pinned_blocks[(uintptr_t)p] = size;
     *ptr = p;
@@ -258,9 +308,10 @@ cudaError_t cudaMallocHost(void **ptr, size_t size) {
 
 cudaError_t cudaFreeHost(void *ptr) {
     if (!ptr) return cudaSuccess;
+    std::lock_guard<std::recursive_mutex> device(device_mutex); /* no work starts between the two */
     drain();
     std::lock_guard<std::mutex> lock(pinned_mutex);
-    if (pinned_blocks.erase((uintptr_t)ptr) == 0) return cudaErrorInvalidValue;
+    if (pinned_blocks.erase((uintptr_t)ptr) == 0) return record(cudaErrorInvalidValue);
     free(ptr);
     return cudaSuccess;
 }

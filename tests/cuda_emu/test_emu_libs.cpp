@@ -86,7 +86,9 @@ static bool close_f32(double got, double want) { return fabs(got - want) <= ldex
 
 static void test_gemm() {
     cublasHandle_t h;
-    CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "create");
+    cudaStream_t stream;
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess, "stream");
+    CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS && cublasSetStream(h, stream) == CUBLAS_STATUS_SUCCESS, "create");
     cublasMath_t math = (cublasMath_t)(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
     CHECK(cublasSetMathMode(h, math) == CUBLAS_STATUS_SUCCESS, "math mode");
     const int m = 5, n = 4, k = 3, ldc = m + 3;
@@ -362,7 +364,9 @@ int main() {
     kao_emu::device_access(true);
     test_gemm();
     cudnnHandle_t h;
-    CHECK(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS && cudnnSetStream(h, nullptr) == CUDNN_STATUS_SUCCESS, "handle");
+    cudaStream_t stream;
+    CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess, "stream");
+    CHECK(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS && cudnnSetStream(h, stream) == CUDNN_STATUS_SUCCESS, "handle");
     CHECK(strcmp(cudnnGetErrorString(CUDNN_STATUS_NOT_SUPPORTED), "CUDNN_STATUS_NOT_SUPPORTED") == 0, "names");
     for (bool integers : {false, true})
         for (conv_case cc : {conv_case{false, 1, CUDNN_DATA_FLOAT}, conv_case{true, 1, CUDNN_DATA_FLOAT},
