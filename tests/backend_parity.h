@@ -163,6 +163,13 @@ static float *fetch(const float *dev, size_t n) {
     return h;
 }
 
+/* The largest |a − b| over n values. */
+static double max_distance(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
 /* The largest |a − b| (b NULL: |a|) over the parameters of tensor i's module (the names up to the
  * last '.'); a and b are laid out as the model's parameters (a gradient, parameters at two times). */
 static double module_max(const kao_model *m, int i, const float *a, const float *b) {
@@ -172,10 +179,8 @@ static double module_max(const kao_model *m, int i, const float *a, const float 
     for (int k = 0; k < m->num_tensors; k++) {
         const kao_tensor *t = &m->tensors[k];
         if (t->role != KAO_ROLE_PARAM || strncmp(t->name, name, prefix) != 0 || strchr(t->name + prefix, '.')) continue;
-        for (size_t e = 0; e < t->numel; e++) {
-            double v = fabs((double)a[t->offset + e] - (b ? b[t->offset + e] : 0.0));
-            scale = v > scale ? v : scale;
-        }
+        double v = b ? max_distance(a + t->offset, b + t->offset, t->numel) : max_abs(a + t->offset, t->numel);
+        scale = v > scale ? v : scale;
     }
     return scale;
 }
@@ -305,12 +310,6 @@ static rig_start rig_start_take(const rig *r) {
 
 static void rig_start_free(rig_start *s) { free(s->params), free(s->buffers), free(s->W); }
 
-/* The largest |a − b| over n values. */
-static double max_distance(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
 
 static void rig_create(rig *r, const model_spec *spec, kao_backend *be, int classes, const kao_trainer_cfg *cfg, int B,
                        int H, int W) {

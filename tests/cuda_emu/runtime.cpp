@@ -1,6 +1,6 @@
-/* runtime.cpp — the CUDA emulator's runtime: the stream queue, device and pinned memory, kernel
- * grids run as fibers, and the CUDA runtime API calls the backend makes (emu_runtime.h says what
- * the emulator is and is not). */
+/* runtime.cpp — the CUDA emulator's runtime: the stream queue, page-locked host memory, kernel
+ * grids run as fibers (device memory: device_memory.cpp), and the CUDA runtime API calls the
+ * backend makes (emu_runtime.h says what the emulator is and is not). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
