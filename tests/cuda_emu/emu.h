@@ -79,12 +79,18 @@ launcher<Kernel> launch(Kernel kernel, dim3 grid, dim3 block, size_t shared_byte
 #define gridDim (kao_emu::current->grid_dim)
 #define __syncthreads() kao_emu::sync_threads()
 
-/* Device intrinsics: IEEE single-precision operations, rounded to nearest (the emulator builds with
- * -ffp-contract=off, so nothing is fused either). */
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fdiv_rn(float a, float b) { return a / b; }
+/* Device intrinsics: IEEE single-precision operations, rounded to nearest and never fused into an
+ * FMA (nvcc promises that for the _rn intrinsics while it contracts other a·b + c, as the emulator
+ * does where the CPU has FMA: CMakeLists.txt). The empty asm hides a value from GCC's contraction:
+ * a product's result, so no add takes it into an FMA, and a sum's operands, so it takes no product. */
+static inline float kao_emu_opaque(float x) {
+    __asm__("" : "+x"(x));
+    return x;
+}
+static inline float __fadd_rn(float a, float b) { return kao_emu_opaque(a) + kao_emu_opaque(b); }
+static inline float __fsub_rn(float a, float b) { return kao_emu_opaque(a) - kao_emu_opaque(b); }
+static inline float __fmul_rn(float a, float b) { return kao_emu_opaque(a * b); }
+static inline float __fdiv_rn(float a, float b) { return kao_emu_opaque(a / b); }
 static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 /* Threads of a block run one at a time, so a plain read-modify-write is atomic here. */
 template <class T> static inline T atomicAdd(T *address, T value) {
