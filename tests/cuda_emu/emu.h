@@ -6,7 +6,9 @@
  * every block runs in turn, in an order of the launch's own, and its threads are fibers on one
  * host thread: each runs until it reaches __syncthreads() or ends, and a barrier releases when
  * every thread of the block has reached it. __shared__ variables become
- * function statics, which all threads of the (one running) block share. */
+ * function statics, which all threads of the (one running) block share; as a block's shared memory
+ * starts undefined on a GPU, they hold NaN bytes at the start of each block that runs as fibers
+ * (runtime.cpp), so a read before any write shows. */
 #ifndef KAO_CUDA_EMU_H
 #define KAO_CUDA_EMU_H
 
@@ -72,7 +74,8 @@ launcher<Kernel> launch(Kernel kernel, dim3 grid, dim3 block, size_t shared_byte
 #undef __global__
 #define __global__
 #undef __shared__
-#define __shared__ static
+/* In a section of their own, which the runtime fills with 0xff bytes before each block runs. */
+#define __shared__ static __attribute__((section("kao_emu_shared")))
 #define threadIdx (kao_emu::current->thread_idx)
 #define blockIdx (kao_emu::current->block_idx)
 #define blockDim (kao_emu::current->block_dim)

@@ -9,8 +9,9 @@
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
  * the real device would run it some time later: a page-locked buffer read before the wait holds
  * stale data, as it could on a GPU. It is not a GPU: no real concurrency (blocks and threads run
- * one at a time, in a shuffled order), no warp-level behaviour, shared memory that starts as the
- * previous block left it, no TF32 rounding, and cuBLAS/cuDNN as plain reference loops. The kernels'
+ * one at a time, in a shuffled order), no warp-level behaviour, no TF32 rounding, and cuBLAS/cuDNN
+ * as plain reference loops. Shared memory holds NaN bytes at the start of each block that has a
+ * barrier (emu.h). The kernels'
  * a·b + c are contracted into FMAs as nvcc's are by default, where the CPU has FMA (CMakeLists.txt),
  * though not always at the same places. */
 #ifndef KAO_CUDA_EMU_RUNTIME_H

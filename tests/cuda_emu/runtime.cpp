@@ -104,7 +104,7 @@ static uint64_t order_state;
 static order next_order(size_t n) {
     static const uint64_t seed = getenv("KAO_EMU_SEED") ? strtoull(getenv("KAO_EMU_SEED"), nullptr, 10) : 1;
     order o = {1, 0, n ? n : 1};
-    uint64_t r = mix(seed ^ ++order_state);
+    uint64_t r = mix(seed + 0x9e3779b97f4a7c15ull * ++order_state); /* splitmix64: never mix(0) = 0 */
     o.b = r % o.n;
     for (size_t a = (mix(r) % o.n) | 1; a < o.n; a += 2)
         if (std::gcd(a, o.n) == 1) {
@@ -130,12 +130,25 @@ void sync_threads() {
     fiber_yield(&fibers[running_fiber]);
 }
 
+/* The __shared__ variables of every kernel (emu.h puts them in this section; the linker names its
+ * bounds). Filled with 0xff bytes (NaN as float, double and bf16; −1 as an integer) before each
+ * block that runs as fibers: a block's shared memory starts undefined on a GPU, and this way a read
+ * before any write shows. Kernels without a barrier run as plain calls and keep what the previous
+ * block left, which a GPU may do too. */
+extern "C" char __start_kao_emu_shared[] __attribute__((weak));
+extern "C" char __stop_kao_emu_shared[] __attribute__((weak));
+
+static void poison_shared() {
+    if (__start_kao_emu_shared) memset(__start_kao_emu_shared, 0xff, (size_t)(__stop_kao_emu_shared - __start_kao_emu_shared));
+}
+
 /* One block's threads as fibers: rounds in which each thread runs to its next barrier or its end;
  * a barrier releases once every thread of the block waits at it. Returns whether any did. */
 static bool run_block_fibers(std::vector<thread_state> &threads, const std::function<void()> &body) {
     size_t n = threads.size();
     if (fibers.size() < n) fibers.resize(n), waiting.resize(n);
     for (size_t i = 0; i < n; i++) fiber_prepare(&fibers[i], run_thread_body);
+    poison_shared();
     running_body = &body;
     bool synced = false;
     for (;;) {

@@ -7,31 +7,17 @@
 #include <cudnn.h>
 
 #include <math.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <functional>
-#include <string>
 #include <vector>
 
 #include "device_memory.h"
+#include "emu_check.h"
 #include "emu_runtime.h"
-
-static int failures = 0;
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                        \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 /* ---- device memory: the emulator's, which this test fills and reads straight from the host (it
  * checks the libraries, not the host/device boundary), so it keeps the host's access open ---- */
@@ -50,27 +36,6 @@ template <class T> static T *dev(size_t n) {
 }
 static void free_all() {
     for (void *p : blocks) cudaFree(p);
-}
-
-/* Runs f in a child; it must abort with a message containing want on stderr. */
-template <class F> static void expect_fail(const char *want, F f) {
-    int fds[2];
-    if (pipe(fds) != 0) abort();
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        f();
-        _exit(0);
-    }
-    close(fds[1]);
-    std::string text;
-    char buf[256];
-    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, (size_t)n);
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "expected an abort for '%s'", want);
-    CHECK(text.find(want) != std::string::npos, "message '%s' lacks '%s'", text.c_str(), want);
 }
 
 static uint32_t seed = 12345;
