@@ -74,15 +74,19 @@ if [ "${1:-}" = "--prepare" ]; then
     mkdir -p "$stage/lib" "$stage/tests" "$bundle_dir"
     for p in "${programs[@]}"; do cp "$prep/$p" "$stage/$p"; done
     # Every shared library they load except the C/C++ runtime (the machine's own is newer), the
-    # driver, cuBLAS and cuDNN.
+    # driver, cuBLAS and cuDNN. A library that uses GLIBC_PRIVATE symbols is part of glibc itself
+    # (libresolv, which HDF5's curl pulls in through Kerberos): it works only with the glibc it
+    # was built with, so the machine's own is used; bundled, it would stop every program loading.
     for p in "${programs[@]}"; do ldd "$prep/$p"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
         while read -r name path; do
             case "$name" in
             linux-vdso* | ld-linux* | libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | \
                 libstdc++.so* | libgcc_s.so* | libcuda.so* | libcublas* | libcudnn*) ;;
-            *) cp -L "$path" "$stage/lib/$name" ;;
+            *) objdump -T "$path" | grep -c GLIBC_PRIVATE >/dev/null || cp -L "$path" "$stage/lib/$name" ;;
             esac
         done
+    # The newest glibc any of them needs: the GPU machine's must be at least that.
+    glibc_needed="$(objdump -T "$stage"/lib/* "${programs[@]/#/$stage/}" | grep -o 'GLIBC_2\.[0-9]*' | sort -V | tail -1)"
     source_stamp >"$stage/source_stamp"
     tar -C "$stage" -cJf "$bundle" .
     rm -rf "$stage"
@@ -92,7 +96,8 @@ if [ "${1:-}" = "--prepare" ]; then
         note "could not fetch the pytorch-metric-learning wheel: PyTorch training will not be benchmarked"
     mkdir -p .git/info
     grep -qx "/$bundle_dir/" .git/info/exclude 2>/dev/null || echo "/$bundle_dir/" >>.git/info/exclude
-    note "wrote $bundle ($(du -h "$bundle" | cut -f1)): ${programs[*]}, $(tar -tJf "$bundle" | grep -c 'lib/') libraries;" \
+    note "wrote $bundle ($(du -h "$bundle" | cut -f1)): ${programs[*]}, $(tar -tJf "$bundle" | grep -c 'lib/') libraries" \
+        "(needing $glibc_needed or newer);" \
         "wheels: $(ls "$bundle_dir/wheels" 2>/dev/null | tr '\n' ' '); carry $bundle_dir"
     exit 0
 fi
@@ -222,6 +227,13 @@ if [ -z "$bin" ]; then
         state="ok, built from these sources"
         [ "$(cat "$build/bundle/source_stamp")" = "$(source_stamp)" ] ||
             state="ok, but STALE: built from other sources (rerun --prepare)"
+        # Whether the programs load here at all (a library missing or too new for this glibc).
+        for p in "${programs[@]}"; do ldd "$bin/$p"; done >"$logs/bundle_ldd.log" 2>&1 || true
+        if ! "$bin/kao" --version >"$logs/bundle_load.log" 2>&1; then
+            state="FAILED to load: $(head -c 120 "$logs/bundle_load.log" | tr '\n' ' ')"
+            grep 'not found' "$logs/bundle_ldd.log" | sort -u | head -5 || true
+            failed=1
+        fi
         row "prepared bundle" "$state" "$(since "$t")"
     else
         row "bundle" "MISSING: run --prepare where kao builds, carry $bundle_dir" "0.0"
