@@ -76,7 +76,7 @@ if [ "${1:-}" = "--prepare" ]; then
     # Every shared library they load except the C/C++ runtime (the machine's own is newer), the
     # driver, cuBLAS and cuDNN. A library that uses GLIBC_PRIVATE symbols is part of glibc itself
     # (libresolv, which HDF5's curl pulls in through Kerberos): it works only with the glibc it
-    # was built with, so the machine's own is used; bundled, it would stop every program loading.
+    # was built with, so the machine's own is used; bundled, it could stop every program loading.
     for p in "${programs[@]}"; do ldd "$prep/$p"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
         while read -r name path; do
             case "$name" in
