@@ -347,10 +347,11 @@ if [ -n "$bin" ]; then
     row "kao embed --device cuda (4,000, bf16)" "$([ "$rc" -eq 0 ] && echo "$rate" || echo "rc $rc (logs/embed.log)")" \
         "$(since "$t")"
     # Per-kernel GPU times of one training step (Nsight Compute replays each kernel: slow, bounded).
+    # --clock-control none: the card's clocks stay as found (ncu's default locks them to base).
     if command -v ncu >/dev/null && [ "$(left)" -gt 240 ]; then
         t=$(date +%s.%N)
         rc=0
-        timeout 90 ncu --csv --metrics gpu__time_duration.sum "$bin/kao" bench --device cuda --mode train \
+        timeout 90 ncu --clock-control none --csv --metrics gpu__time_duration.sum "$bin/kao" bench --device cuda --mode train \
             --batch 128 --steps 1 --warmup 0 >"$logs/ncu.csv" 2>"$logs/ncu.err" || rc=$?
         row "ncu kernel times (train 128)" "$([ "$rc" -eq 0 ] && echo "ok, logs/ncu.csv" || echo "rc $rc (logs/ncu.err)")" \
             "$(since "$t")"
