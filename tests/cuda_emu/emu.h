@@ -29,11 +29,12 @@ struct thread_state {
 };
 extern const thread_state *current; /* set only by the host thread running queued work */
 
-/* Checks the launch configuration (cudaGetLastError reports a bad one, and nothing is queued)
- * and queues the grid. sync_seen: per launch site; cleared after a run in which no thread reached
- * a barrier, after which the site's threads run as plain calls (no fibers). */
+/* Checks the launch configuration (cudaGetLastError reports a bad one, and nothing is queued) and
+ * the stream (not the default one), and queues the grid. sync_seen: per launch site (site, line:
+ * the launching function, for messages); cleared after a run in which no thread reached a barrier,
+ * after which the site's threads run as plain calls (no fibers). */
 void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
-                 std::function<void()> thread_body, bool *sync_seen);
+                 std::function<void()> thread_body, bool *sync_seen, const char *site, int line);
 
 /* __syncthreads(): the running thread waits for the rest of its block. */
 void sync_threads();
@@ -59,7 +60,7 @@ template <class Kernel> struct launcher {
         (check_argument(args, index++, site, line), ...);
         static bool sync_seen = true;
         Kernel k = kernel;
-        launch_grid(grid, block, shared_bytes, stream, [k, args...]() { k(args...); }, &sync_seen);
+        launch_grid(grid, block, shared_bytes, stream, [k, args...]() { k(args...); }, &sync_seen, site, line);
     }
 };
 

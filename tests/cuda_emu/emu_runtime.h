@@ -5,7 +5,8 @@
  * CPU, so that its host logic, launch shapes, indexing and stream ordering are exercised — under
  * ASan/UBSan — on machines without a GPU. Device memory is host memory that only queued work may
  * touch (device_memory.h). All streams
- * share one queue: a kernel, an async copy or a library call is queued and runs when the host
+ * share one queue, so work on the legacy default stream, which a GPU would not order with kao's
+ * non-blocking stream, is refused rather than silently serialised: a kernel, an async copy or a library call is queued and runs when the host
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
  * the real device would run it some time later: a page-locked buffer read before the wait holds
  * stale data, as it could on a GPU. It is not a GPU: no real concurrency (blocks and threads run

@@ -203,9 +203,19 @@ static void run_grid(dim3 grid, dim3 block, const std::function<void()> &body, b
     *sync_seen = any_sync;
 }
 
+/* kao's device work goes on its context's stream, a non-blocking one. On a GPU, work on the legacy
+ * default stream (0) is unordered with it, a race the emulator's one queue would hide: refused. */
+static void require_stream(cudaStream_t stream, const char *what, const char *site = nullptr, int line = 0) {
+    if (stream) return;
+    if (site)
+        fail("%s in %s (line %d) on the default stream, which does not order with kao's non-blocking stream", what,
+             site, line);
+    fail("%s on the default stream, which does not order with kao's non-blocking stream", what);
+}
+
 void launch_grid(dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, std::function<void()> thread_body,
-                 bool *sync_seen) {
-    (void)stream; /* one queue for every stream */
+                 bool *sync_seen, const char *site, int line) {
+    require_stream(stream, "a kernel launched", site, line); /* then, one queue for every stream */
     bool ok = grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= 2147483647u && grid.y <= 65535 &&
               grid.z <= 65535 && block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 &&
               block.y <= 1024 && block.z <= 64 && (size_t)block.x * block.y * block.z <= 1024 &&
@@ -340,7 +350,7 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
  * from pageable memory, staged at the call (the caller may reuse its buffer at once); into
  * pageable memory, after everything queued before it (the call returns when the copy is done). */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpyKind kind, cudaStream_t stream) {
-    (void)stream;
+    require_stream(stream, "cudaMemcpyAsync");
     if (count == 0) return cudaSuccess;
     bool dst_dev = is_device(dst, count), src_dev = is_device(src, count);
     if (kind == cudaMemcpyDefault) kind = dst_dev ? (src_dev ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
@@ -363,7 +373,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, cudaMemcpy
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t count, cudaStream_t stream) {
-    (void)stream;
+    require_stream(stream, "cudaMemsetAsync");
     if (count == 0) return cudaSuccess;
     if (!is_device(dst, count)) fail("cudaMemsetAsync of %zu bytes at %p: not device memory", count, dst);
     enqueue([dst, value, count]() { memset(dst, value, count); });

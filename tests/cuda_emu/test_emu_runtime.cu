@@ -16,6 +16,8 @@
 
 enum { BLOCKS = 64, THREADS = 64 };
 
+static cudaStream_t stream; /* a non-blocking stream, as kao's context has: everything runs on it */
+
 /* ---- kernels ----------------------------------------------------------------------------- */
 
 /* log[k] = the block (by_block) or thread that ran k-th */
@@ -51,16 +53,16 @@ static __global__ void fill_kernel(float *p, float value) { p[threadIdx.x] = val
 
 /* A copy that returns once done (the emulator has the asynchronous calls the backend makes). */
 static void copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
-    cudaMemcpyAsync(dst, src, bytes, kind, 0);
-    cudaDeviceSynchronize();
+    cudaMemcpyAsync(dst, src, bytes, kind, stream);
+    cudaStreamSynchronize(stream);
 }
 
 static std::vector<int> run_order(int blocks, int threads, bool by_block) {
     int n = by_block ? blocks : threads, *log = nullptr, *next = nullptr;
     cudaMalloc(&log, n * sizeof(int));
     cudaMalloc(&next, sizeof(int));
-    cudaMemsetAsync(next, 0, sizeof(int), 0);
-    order_kernel<<<blocks, threads>>>(log, next, by_block);
+    cudaMemsetAsync(next, 0, sizeof(int), stream);
+    order_kernel<<<blocks, threads, 0, stream>>>(log, next, by_block);
     std::vector<int> out((size_t)n);
     copy(out.data(), log, n * sizeof(int), cudaMemcpyDeviceToHost);
     cudaFree(log);
@@ -69,12 +71,12 @@ static std::vector<int> run_order(int blocks, int threads, bool by_block) {
 }
 
 static void launch_partial_barrier(void) {
-    partial_barrier_kernel<<<1, 32>>>();
-    cudaDeviceSynchronize();
+    partial_barrier_kernel<<<1, 32, 0, stream>>>();
+    cudaStreamSynchronize(stream);
 }
 
-static void launch_fill(float *p, unsigned threads, cudaStream_t stream) {
-    fill_kernel<<<1, threads, 0, stream>>>(p, 1.0f);
+static void launch_fill(float *p, unsigned threads, cudaStream_t on) {
+    fill_kernel<<<1, threads, 0, on>>>(p, 1.0f);
 }
 
 /* ---- the checks -------------------------------------------------------------------------- */
@@ -109,7 +111,7 @@ static void test_order(void) {
 static void test_shared_poisoned(void) {
     uint32_t *d = nullptr;
     cudaMalloc(&d, BLOCKS * sizeof(uint32_t));
-    shared_kernel<<<BLOCKS, THREADS>>>(d);
+    shared_kernel<<<BLOCKS, THREADS, 0, stream>>>(d);
     std::vector<uint32_t> bits(BLOCKS);
     copy(bits.data(), d, BLOCKS * sizeof(uint32_t), cudaMemcpyDeviceToHost);
     cudaFree(d);
@@ -125,8 +127,8 @@ static void test_contraction(void) {
     cudaMalloc(&d_in, sizeof in);
     cudaMalloc(&d_out, sizeof out);
     copy(d_in, in, sizeof in, cudaMemcpyHostToDevice);
-    fma_kernel<<<1, 1>>>(d_out, d_in, false);
-    fma_kernel<<<1, 1>>>(d_out + 1, d_in, true);
+    fma_kernel<<<1, 1, 0, stream>>>(d_out, d_in, false);
+    fma_kernel<<<1, 1, 0, stream>>>(d_out + 1, d_in, true);
     copy(out, d_out, sizeof out, cudaMemcpyDeviceToHost);
     cudaFree(d_in);
     cudaFree(d_out);
@@ -140,8 +142,6 @@ static void test_contraction(void) {
 
 /* Work runs at the next synchronisation: page-locked memory read before it holds what it held. */
 static void test_queue(void) {
-    cudaStream_t stream;
-    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
     float *pinned = nullptr, *d = nullptr;
     cudaMallocHost((void **)&pinned, 4 * sizeof(float));
     cudaMalloc(&d, 4 * sizeof(float));
@@ -165,14 +165,23 @@ static void test_queue(void) {
     cudaFree(fresh);
     cudaFree(d);
     cudaFreeHost(pinned);
-    cudaStreamDestroy(stream);
 }
 
 static void test_failures(void) {
     expect_fail("a __syncthreads() reached by 16 of the 32 threads", launch_partial_barrier);
     expect_fail("host memory that is neither page-locked nor device memory", [] {
         static float pageable[4];
-        launch_fill(pageable, 4, 0);
+        launch_fill(pageable, 4, stream);
+    });
+    expect_fail("a kernel launched in launch_fill (line", [] {
+        float *d = nullptr;
+        cudaMalloc(&d, 4 * sizeof(float));
+        launch_fill(d, 4, 0);
+    });
+    expect_fail("cudaMemsetAsync on the default stream", [] {
+        float *d = nullptr;
+        cudaMalloc(&d, sizeof(float));
+        cudaMemsetAsync(d, 0, sizeof(float), 0);
     });
     expect_fail("host code reading device memory", [] {
         float *d = nullptr;
@@ -183,11 +192,13 @@ static void test_failures(void) {
 }
 
 int main(void) {
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
     test_order();
     test_shared_poisoned();
     test_contraction();
     test_queue();
     test_failures();
+    cudaStreamDestroy(stream);
     printf("test_emu_runtime: %s (%d failure%s)\n", failures ? "FAILED" : "passed", failures, failures == 1 ? "" : "s");
     return failures ? 1 : 0;
 }
