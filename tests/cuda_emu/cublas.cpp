@@ -2,8 +2,9 @@
  * (cublasSgemm, cublasGemmEx), as reference loops on host memory (emu_runtime.h).
  *
  * Column-major C = alpha·op(A)·op(B) + beta·C, arguments validated as cuBLAS does. Each dot
- * product is accumulated in double and rounded once to C's type (fp32, or bf16 to nearest even),
- * so any math mode's result is within its tolerance of this one. Alpha and beta are host
+ * product is accumulated in double and rounded once to C's type (fp32, or bf16 to nearest even).
+ * Under CUBLAS_TF32_TENSOR_OP_MATH fp32 A and B are first rounded to TF32, as tensor cores take
+ * them; in the other modes the fp32 math is exact up to the final rounding. Alpha and beta are host
  * pointers (pointer mode host) read at call time; the product runs in stream order, queued. */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -15,7 +16,7 @@
 
 struct cublasContext {
     cudaStream_t stream;
-    cublasMath_t math; /* recorded only: the loops are exact up to the final rounding */
+    cublasMath_t math; /* TF32 mode: fp32 operands rounded to TF32 */
 };
 
 namespace {
@@ -60,9 +61,9 @@ void require_stream(cublasHandle_t handle, const char *fn) {
 }
 
 /* Both GEMMs, past the handle and scalar checks: validation as cuBLAS, then the product queued. */
-cublasStatus_t gemm(const char *fn, cublasOperation_t transa, cublasOperation_t transb, int m, int n, int k,
-                    float alpha, const void *A, cudaDataType_t at, int lda, const void *B, cudaDataType_t bt, int ldb,
-                    float beta, void *C, cudaDataType_t ct, int ldc) {
+cublasStatus_t gemm(cublasHandle_t handle, const char *fn, cublasOperation_t transa, cublasOperation_t transb, int m,
+                    int n, int k, float alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                    cudaDataType_t bt, int ldb, float beta, void *C, cudaDataType_t ct, int ldc) {
     bool ops_ok = (transa == CUBLAS_OP_N || transa == CUBLAS_OP_T || transa == CUBLAS_OP_C) &&
                   (transb == CUBLAS_OP_N || transb == CUBLAS_OP_T || transb == CUBLAS_OP_C);
     if (!ops_ok || m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
@@ -79,15 +80,21 @@ cublasStatus_t gemm(const char *fn, cublasOperation_t transa, cublasOperation_t 
         check_operand(fn, "B", B, bt, b_rows, b_cols, ldb, transb);
     }
     check_operand(fn, "C", C, ct, m, n, ldc, CUBLAS_OP_N);
+    int base = (int)handle->math & ~(int)CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
+    bool tf32 = base == CUBLAS_TF32_TENSOR_OP_MATH && at == CUDA_R_32F;
+    /* an operand element as the product takes it */
+    auto operand = [tf32](const void *p, cudaDataType_t t, size_t i) {
+        return tf32 ? (double)kao_emu::round_tf32((float)load(p, t, i)) : load(p, t, i);
+    };
     kao_emu::enqueue([=]() {
         /* op(A)'s rows and op(B)'s columns as doubles, each contiguous along the k of the sums. */
         int kk = product ? k : 0;
         std::vector<double> a_rows_d((size_t)m * kk), b_cols_d((size_t)n * kk);
         for (int l = 0; l < kk; l++) {
             for (int i = 0; i < m; i++)
-                a_rows_d[(size_t)i * kk + l] = load(A, at, ta ? l + (size_t)i * lda : i + (size_t)l * lda);
+                a_rows_d[(size_t)i * kk + l] = operand(A, at, ta ? l + (size_t)i * lda : i + (size_t)l * lda);
             for (int j = 0; j < n; j++)
-                b_cols_d[(size_t)j * kk + l] = load(B, bt, tb ? j + (size_t)l * ldb : l + (size_t)j * ldb);
+                b_cols_d[(size_t)j * kk + l] = operand(B, bt, tb ? j + (size_t)l * ldb : l + (size_t)j * ldb);
         }
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
@@ -142,7 +149,7 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa, c
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
     require_stream(handle, "cublasSgemm");
-    return gemm("cublasSgemm", transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C,
+    return gemm(handle, "cublasSgemm", transa, transb, m, n, k, *alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, *beta, C,
                 CUDA_R_32F, ldc);
 }
 
@@ -157,7 +164,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     if (!supported_types(Atype, Btype, Ctype)) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
     /* Compute type 32F: the scalars are floats. */
-    return gemm("cublasGemmEx", transa, transb, m, n, k, *static_cast<const float *>(alpha), A, Atype, lda, B,
+    return gemm(handle, "cublasGemmEx", transa, transb, m, n, k, *static_cast<const float *>(alpha), A, Atype, lda, B,
                 Btype, ldb, *static_cast<const float *>(beta), C, Ctype, ldc);
 }
 

@@ -5,7 +5,9 @@
  * Tensors are NCHW or NHWC, fp32 or bf16; a filter (k, c, r, s) in format NCHW is laid out KCRS,
  * in NHWC KRSC. Cross-correlation, groups 1, any padding, stride and dilation, fp32 compute. Each
  * output element is accumulated in double and rounded once to the tensor's type, whatever the
- * algorithm or math type. Calls are validated as cuDNN does (descriptors that disagree: BAD_PARAM;
+ * algorithm. fp32 operands are first rounded to TF32 unless the math type is CUDNN_FMA_MATH: the
+ * default and tensor-op math types allow TF32 on this GPU generation, so only FMA math promises
+ * true fp32. Calls are validated as cuDNN does (descriptors that disagree: BAD_PARAM;
  * an algorithm not offered: NOT_SUPPORTED; too small a workspace: BAD_PARAM); memory that is not
  * device memory is a fault (kao_emu::fail). The computation runs in stream order, queued, on
  * copies of the descriptors and scalars.
@@ -275,9 +277,13 @@ cudnnStatus_t execute(const char *fn, direction dir, cudnnHandle_t h, const void
     /* Host scalars of the compute type (float for fp32 and bf16 data), read now. */
     double a = *static_cast<const float *>(alpha), b = *static_cast<const float *>(beta);
     int out = WRITTEN[dir], in1 = (out + 1) % 3, in2 = (out + 2) % 3;
+    bool tf32 = conv->math != CUDNN_FMA_MATH && g.d[in1].dtype == CUDNN_DATA_FLOAT;
     kao_emu::enqueue([=]() {
         if (need) memset(ws, 0xff, need); /* the algorithm's scratch: NaN in fp32 and bf16 */
         std::vector<double> u = load(g.d[in1], mem[in1]), v = load(g.d[in2], mem[in2]), sum(count(g.d[out]));
+        if (tf32)
+            for (auto *operand : {&u, &v})
+                for (double &e : *operand) e = kao_emu::round_tf32((float)e);
         each_product(g, [&](const size_t *i) { sum[i[out]] += u[i[in1]] * v[i[in2]]; });
         store(g.d[out], mem[out], sum, a, b);
     });
@@ -360,7 +366,7 @@ cudnnStatus_t cudnnSetConvolutionMathType(conv_t c, cudnnMathType_t math) {
     if (!c || (math != CUDNN_DEFAULT_MATH && math != CUDNN_TENSOR_OP_MATH &&
                math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION && math != CUDNN_FMA_MATH))
         return CUDNN_STATUS_BAD_PARAM;
-    c->math = math; /* reported back by the queries; the loops are exact whatever it is */
+    c->math = math; /* reported back by the queries; all but FMA math round fp32 operands to TF32 */
     return CUDNN_STATUS_SUCCESS;
 }
 

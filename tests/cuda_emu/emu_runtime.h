@@ -10,8 +10,8 @@
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
  * the real device would run it some time later: a page-locked buffer read before the wait holds
  * stale data, as it could on a GPU. It is not a GPU: no real concurrency (blocks and threads run
- * one at a time, in a shuffled order), no warp-level behaviour, no TF32 rounding, and cuBLAS/cuDNN
- * as plain reference loops. Shared memory holds NaN bytes at the start of each block that has a
+ * one at a time, in a shuffled order), no warp-level behaviour, and cuBLAS/cuDNN
+ * as plain reference loops (which round fp32 operands to TF32 where the math mode allows it). Shared memory holds NaN bytes at the start of each block that has a
  * barrier (emu.h). The kernels'
  * a·b + c are contracted into FMAs as nvcc's are by default, where the CPU has FMA (CMakeLists.txt),
  * though not always at the same places. */
@@ -21,6 +21,8 @@
 #include <cuda_runtime_api.h>
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <functional>
 
@@ -35,6 +37,17 @@ bool is_device(const void *p, size_t bytes);
 /* "cuda emulator: <message>" on stderr, then abort(): a use of the API that a GPU would reject or
  * that would fault there (a host pointer passed as device memory, a workspace too small). */
 [[noreturn]] void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* x as a TF32 tensor-core operand: its mantissa rounded to 10 bits (to nearest, ties to even),
+ * what cuBLAS and cuDNN give fp32 data where their math mode allows TF32. */
+static inline float round_tf32(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) u += 0xfffu + ((u >> 13) & 1u); /* Inf and NaN stay */
+    u &= 0xffffe000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
 
 } // namespace kao_emu
 

@@ -90,6 +90,31 @@ static void test_gemm() {
                     }
             }
         }
+    /* TF32 math: fp32 A and B rounded to TF32, then the exact sum rounded once. */
+    {
+        float *A = dev<float>(m * k), *B = dev<float>(k * n), *C = dev<float>(m * n);
+        for (int i = 0; i < m * k; i++) A[i] = uniform();
+        for (int i = 0; i < k * n; i++) B[i] = uniform();
+        const float one = 1.0f, zero = 0.0f;
+        CHECK(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH) == CUBLAS_STATUS_SUCCESS, "tf32 mode");
+        CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, A, m, B, k, &zero, C, m) ==
+                  CUBLAS_STATUS_SUCCESS, "sgemm tf32");
+        run_queued();
+        int moved = 0; /* elements the operands' rounding moved past one fp32 rounding of the exact sum */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double want = 0.0, exact = 0.0;
+                for (int l = 0; l < k; l++) {
+                    float a = A[i + l * m], b = B[l + j * k];
+                    want += (double)kao_emu::round_tf32(a) * kao_emu::round_tf32(b);
+                    exact += (double)a * b;
+                }
+                CHECK(close_f32(C[i + j * m], want), "sgemm tf32 (%d,%d): %g vs %g", i, j, C[i + j * m], want);
+                moved += !close_f32(C[i + j * m], exact);
+            }
+        CHECK(moved > 0, "TF32 math gave the fp32 product");
+        CHECK(cublasSetMathMode(h, math) == CUBLAS_STATUS_SUCCESS, "math mode back");
+    }
     /* bf16 A and B (exact products), C in bf16 and in fp32: one rounding of the exact sum. */
     __nv_bfloat16 *A = dev<__nv_bfloat16>(m * k), *B = dev<__nv_bfloat16>(k * n), *Cb = dev<__nv_bfloat16>(m * n);
     float *Cf = dev<float>(m * n);
@@ -294,6 +319,23 @@ template <class T> static void test_conv(cudnnHandle_t h, const conv_case &cc, b
         std::vector<T> host(x.size());
         cudnnConvolutionForward(h, &one, xd, host.data(), wd, wm, cd, fwd[3].algo, nullptr, 0, &zero, yd, ym);
     });
+    if (sizeof(T) == 4 && !integers) { /* default math on fp32 data: TF32 operands */
+        std::vector<double> x32(x), w32(w);
+        for (auto *v : {&x32, &w32})
+            for (double &e : *v) e = kao_emu::round_tf32((float)e);
+        reference tf32 = direct(cc, P, Q, x32, w32, dy);
+        CHECK(cudnnSetConvolutionMathType(cd, CUDNN_DEFAULT_MATH) == CUDNN_STATUS_SUCCESS, "default math");
+        CHECK(cudnnConvolutionForward(h, &one, xd, xm, wd, wm, cd, fwd[3].algo, nullptr, 0, &zero, yd, ym) ==
+                  CUDNN_STATUS_SUCCESS, "forward, default math");
+        run_queued();
+        int moved = 0;
+        for (size_t i = 0; i < y0.size(); i++) {
+            CHECK(matches<T>(value(ym, i), tf32.y[i]), "y[%zu] default math: %g vs %g", i, value(ym, i), tf32.y[i]);
+            moved += !matches<T>(value(ym, i), ref.y[i]);
+        }
+        CHECK(moved > 0, "default math on fp32 gave the fp32 product");
+        cudnnSetConvolutionMathType(cd, CUDNN_FMA_MATH);
+    }
     /* beta = 0 on outputs full of NaN; the descriptors are gone before the work runs. */
     for (size_t i = 0; i < y0.size(); i++) ym[i] = rounded<T>(NAN);
     for (size_t i = 0; i < x.size(); i++) dxm[i] = rounded<T>(NAN);
