@@ -14,7 +14,7 @@ int main(void) {
     gpu = kao_backend_cpu_detached();
     expect_exact = true;
     kao_rng_seed(&rng, 20261128, 0);
-    run_parity_checks(0);
+    run_parity_checks(0, false); /* TF32 is a GPU mode: the CPU backends compute in fp32 only */
     run_bf16_checks(0);
     kao_backend_free(gpu);
     kao_backend_free(cpu);

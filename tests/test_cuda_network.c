@@ -34,7 +34,7 @@ int main(void) {
     KAO_ASSERT(b0_size == 0 || b0_size >= 32, "KAO_PARITY_B0_SIZE=%s: expected 0 or a size of at least 32", size);
     if (b0_size) printf("test_cuda_network: full-size tf_efficientnetv2_b0 at %dx%d\n", b0_size, b0_size);
     else puts("test_cuda_network: full-size tf_efficientnetv2_b0 left out (KAO_PARITY_B0_SIZE=0)");
-    run_parity_checks(b0_size);
+    run_parity_checks(b0_size, true);
     run_bf16_checks(b0_size);
     kao_backend_free(gpu);
     kao_backend_free(cpu);
