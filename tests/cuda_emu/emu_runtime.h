@@ -4,17 +4,17 @@
  * The emulator runs the CUDA backend (the sources in cuda/: kernels, cuBLAS and cuDNN calls) on the
  * CPU, so that its host logic, launch shapes, indexing and stream ordering are exercised — under
  * ASan/UBSan — on machines without a GPU. Device memory is host memory that only queued work may
- * touch (device_memory.h). All streams
- * share one queue, so work on the legacy default stream, which a GPU would not order with kao's
- * non-blocking stream, is refused rather than silently serialised: a kernel, an async copy or a library call is queued and runs when the host
+ * touch (device_memory.h). All streams share one queue (so work on the legacy default stream,
+ * which a GPU would not order with kao's non-blocking stream, is refused rather than silently
+ * serialised): a kernel, an async copy or a library call is queued and runs when the host
  * synchronises (cudaStreamSynchronize, cudaDeviceSynchronize, cudaFree, a synchronous copy), as
  * the real device would run it some time later: a page-locked buffer read before the wait holds
- * stale data, as it could on a GPU. It is not a GPU: no real concurrency (blocks and threads run
- * one at a time, in a shuffled order), no warp-level behaviour, and cuBLAS/cuDNN
- * as plain reference loops (which round fp32 operands to TF32 where the math mode allows it). Shared memory holds NaN bytes at the start of each block that has a
- * barrier (emu.h). The kernels'
- * a·b + c are contracted into FMAs as nvcc's are by default, where the CPU has FMA (CMakeLists.txt),
- * though not always at the same places. */
+ * stale data, as it could on a GPU. Shared memory holds NaN bytes at the start of each block that
+ * has a barrier (emu.h); the kernels' a·b + c are contracted into FMAs as nvcc's are by default,
+ * where the CPU has FMA (CMakeLists.txt), though not always at the same places; cuBLAS and cuDNN
+ * are plain reference loops that round fp32 operands to TF32 where the math mode allows it. It is
+ * not a GPU: no real concurrency (blocks and threads run one at a time, in a shuffled order) and
+ * no warp-level behaviour. */
 #ifndef KAO_CUDA_EMU_RUNTIME_H
 #define KAO_CUDA_EMU_RUNTIME_H
 
