@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs kao's system dependencies on a bare Debian machine (needs root or sudo).
-# Build: compiler, CMake, libhdf5, libpng, zlib (the HDF5 seals' CRC-32), OpenBLAS, OpenMP (gcc's
-# libgomp), libinih (configs), protobuf-c (ONNX export). Python 3 with venv for the tools and the comparison tests.
+# Build: compiler, CMake, libhdf5, libpng, libjpeg-turbo (its TurboJPEG API), zlib (the HDF5 seals'
+# CRC-32), OpenBLAS, OpenMP (gcc's libgomp), libinih (configs), protobuf-c (ONNX export), cJSON
+# (safetensors headers). Python 3 with venv for the tools and the comparison tests.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libpng-dev zlib1g-dev libopenblas-dev
-          libinih-dev libprotobuf-c-dev protobuf-c-compiler python3 python3-venv python3-pip)
+packages=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libpng-dev libturbojpeg0-dev zlib1g-dev
+          libopenblas-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev python3 python3-venv python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
