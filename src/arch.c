@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kao/image.h"
 #include "kao/util.h"
 
 /* One stage of timm's arch_def strings, e.g. "ir_r3_k3_s2_e4_c96_se0.25" (REFERENCE.md §1.2). */
@@ -17,14 +18,32 @@ typedef struct {
     const char *name;
     double width_mult, depth_mult;
     int family;   /* 0: _gen_efficientnetv2_base (b0–b3), 1: s, 2: m, 3: l */
+    /* timm's default pretrained_cfg (the tag timm.create_model(name, pretrained=True) loads):
+     * test_input_size, and ImageNet mean/std (in1k tags of b0–b2) or 0.5/0.5 (b3's and s/m/l's
+     * in21k_ft_in1k defaults). */
+    int test_size;
+    bool imagenet_norm;
 } variant_def;
 
 static const variant_def variants[] = {
-    {"tf_efficientnetv2_b0", 1.0, 1.0, 0}, {"tf_efficientnetv2_b1", 1.0, 1.1, 0},
-    {"tf_efficientnetv2_b2", 1.1, 1.2, 0}, {"tf_efficientnetv2_b3", 1.2, 1.4, 0},
-    {"tf_efficientnetv2_s", 1.0, 1.0, 1},  {"tf_efficientnetv2_m", 1.0, 1.0, 2},
-    {"tf_efficientnetv2_l", 1.0, 1.0, 3},
+    {"tf_efficientnetv2_b0", 1.0, 1.0, 0, 224, true}, {"tf_efficientnetv2_b1", 1.0, 1.1, 0, 240, true},
+    {"tf_efficientnetv2_b2", 1.1, 1.2, 0, 260, true}, {"tf_efficientnetv2_b3", 1.2, 1.4, 0, 300, false},
+    {"tf_efficientnetv2_s", 1.0, 1.0, 1, 384, false}, {"tf_efficientnetv2_m", 1.0, 1.0, 2, 480, false},
+    {"tf_efficientnetv2_l", 1.0, 1.0, 3, 480, false},
 };
+
+int kao_arch_pretrained_cfg(const char *variant, kao_pretrained_cfg *out) {
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        if (strcmp(variants[i].name, variant) != 0) continue;
+        out->input_size = variants[i].test_size;
+        for (int c = 0; c < 3; c++) {
+            out->mean[c] = variants[i].imagenet_norm ? kao_imagenet_mean[c] : 0.5f;
+            out->std[c] = variants[i].imagenet_norm ? kao_imagenet_std[c] : 0.5f;
+        }
+        return KAO_OK;
+    }
+    return kao_fail("unknown model '%s'", variant);
+}
 
 const char *const kao_variant_names[] = {
     "tf_efficientnetv2_b0", "tf_efficientnetv2_b1", "tf_efficientnetv2_b2", "tf_efficientnetv2_b3",

@@ -435,12 +435,14 @@ bool kao_h5_has_attr(const kao_h5_file *f, const char *object, const char *name)
     return H5Aexists_by_name((hid_t)f->id, object_name(object), name, H5P_DEFAULT) > 0;
 }
 
+/* A scalar attribute when count is 0, else a 1-D array of count values. */
 static int write_attr(kao_h5_file *f, const char *object, const char *name, hid_t filetype,
-                      hid_t memtype, const void *value) {
+                      hid_t memtype, const void *value, int count) {
     KAO_ASSERT(f->writing, "%s: not open for writing", f->path);
     const char *obj = object_name(object);
     if (kao_h5_has_attr(f, object, name)) H5Adelete_by_name((hid_t)f->id, obj, name, H5P_DEFAULT);
-    hid_t space = H5Screate(H5S_SCALAR);
+    hsize_t dims[1] = {(hsize_t)count};
+    hid_t space = count ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate_by_name((hid_t)f->id, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT,
                                 H5P_DEFAULT);
     bool ok = a >= 0 && H5Awrite(a, memtype, value) >= 0;
@@ -455,21 +457,27 @@ static int write_attr(kao_h5_file *f, const char *object, const char *name, hid_
 
 int kao_h5_write_attr_str(kao_h5_file *f, const char *object, const char *name, const char *value) {
     hid_t type = utf8_string_type();
-    int rc = write_attr(f, object, name, type, type, &value);
+    int rc = write_attr(f, object, name, type, type, &value, 0);
     H5Tclose(type);
     return rc;
 }
 
 int kao_h5_write_attr_i64(kao_h5_file *f, const char *object, const char *name, int64_t value) {
-    return write_attr(f, object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+    return write_attr(f, object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, 0);
 }
 
 int kao_h5_write_attr_f64(kao_h5_file *f, const char *object, const char *name, double value) {
-    return write_attr(f, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+    return write_attr(f, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, 0);
 }
 
-/* Opens a single-valued attribute and describes its type. */
-static int open_attr(const kao_h5_file *f, const char *object, const char *name, hid_t *a_out,
+int kao_h5_write_attr_f64_array(kao_h5_file *f, const char *object, const char *name, const double *values,
+                                int count) {
+    KAO_ASSERT(count > 0, "attribute '%s': %d values", name, count);
+    return write_attr(f, object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values, count);
+}
+
+/* Opens an attribute of count values (a scalar or a 1-D array when count is 1) and describes its type. */
+static int open_attr(const kao_h5_file *f, const char *object, const char *name, int count, hid_t *a_out,
                      hid_t *type_out, kao_h5_info *info) {
     char where_buf[300];
     const char *where = on_object(where_buf, sizeof where_buf, object);
@@ -480,9 +488,9 @@ static int open_attr(const kao_h5_file *f, const char *object, const char *name,
     hid_t space = H5Aget_space(a), type = H5Aget_type(a);
     int rc = space >= 0 && type >= 0 ? describe(f, name, space, type, info)
                                      : kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
-    if (rc == KAO_OK && info->numel != 1)
-        rc = kao_fail("%s: attribute '%s'%s holds %lld values, expected one", f->path, name, where,
-                      (long long)info->numel);
+    if (rc == KAO_OK && (info->numel != count || info->ndim > 1))
+        rc = kao_fail("%s: attribute '%s'%s holds %lld values, expected %d", f->path, name, where,
+                      (long long)info->numel, count);
     if (space >= 0) H5Sclose(space);
     if (rc != KAO_OK) {
         if (type >= 0) H5Tclose(type);
@@ -498,7 +506,7 @@ int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *n
                          size_t out_size) {
     hid_t a, type;
     kao_h5_info info;
-    if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
+    if (open_attr(f, object, name, 1, &a, &type, &info)) return KAO_ERR;
     char where_buf[300];
     const char *where = on_object(where_buf, sizeof where_buf, object);
     int rc = KAO_OK;
@@ -527,11 +535,11 @@ int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *n
     return rc;
 }
 
-static int read_attr_number(const kao_h5_file *f, const char *object, const char *name, void *out,
+static int read_attr_number(const kao_h5_file *f, const char *object, const char *name, void *out, int count,
                             hid_t memtype, bool accept_float) {
     hid_t a, type;
     kao_h5_info info;
-    if (open_attr(f, object, name, &a, &type, &info)) return KAO_ERR;
+    if (open_attr(f, object, name, count, &a, &type, &info)) return KAO_ERR;
     char where_buf[300];
     const char *where = on_object(where_buf, sizeof where_buf, object);
     int rc = KAO_OK;
@@ -546,9 +554,13 @@ static int read_attr_number(const kao_h5_file *f, const char *object, const char
 }
 
 int kao_h5_read_attr_i64(const kao_h5_file *f, const char *object, const char *name, int64_t *out) {
-    return read_attr_number(f, object, name, out, H5T_NATIVE_INT64, false);
+    return read_attr_number(f, object, name, out, 1, H5T_NATIVE_INT64, false);
 }
 
 int kao_h5_read_attr_f64(const kao_h5_file *f, const char *object, const char *name, double *out) {
-    return read_attr_number(f, object, name, out, H5T_NATIVE_DOUBLE, true);
+    return read_attr_number(f, object, name, out, 1, H5T_NATIVE_DOUBLE, true);
+}
+
+int kao_h5_read_attr_f64_array(const kao_h5_file *f, const char *object, const char *name, double *out, int count) {
+    return read_attr_number(f, object, name, out, count, H5T_NATIVE_DOUBLE, true);
 }

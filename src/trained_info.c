@@ -1,15 +1,52 @@
 #include "kao/trained_info.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
+#include "kao/image.h"
 #include "kao/util.h"
 
 int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info) {
     if (kao_h5_write_attr_i64(f, NULL, "input_height", info->input_height) ||
         kao_h5_write_attr_i64(f, NULL, "input_width", info->input_width))
         return KAO_ERR;
+    if (info->has_normalisation) {
+        double mean[3], std[3];
+        for (int c = 0; c < 3; c++) {
+            mean[c] = info->mean[c];
+            std[c] = info->std[c];
+        }
+        if (kao_h5_write_attr_f64_array(f, NULL, "input_mean", mean, 3) ||
+            kao_h5_write_attr_f64_array(f, NULL, "input_std", std, 3))
+            return KAO_ERR;
+    }
     return info->split_hash[0] ? kao_h5_write_attr_str(f, NULL, "split_hash", info->split_hash) : KAO_OK;
+}
+
+/* input_mean and input_std: both or neither; finite, std > 0. */
+static int read_normalisation(const kao_h5_file *f, kao_trained_info *info) {
+    double mean[3], std[3];
+    if (kao_h5_read_attr_f64_array(f, NULL, "input_mean", mean, 3) ||
+        kao_h5_read_attr_f64_array(f, NULL, "input_std", std, 3))
+        return KAO_ERR;
+    for (int c = 0; c < 3; c++) {
+        if (!isfinite(mean[c]) || !isfinite(std[c]) || !(std[c] > 0) || fabs(mean[c]) > 1e3 || std[c] > 1e3)
+            return kao_fail("%s: attributes input_mean/input_std [%g, %g, %g] / [%g, %g, %g] are not a "
+                            "normalisation (finite, std > 0)", f->path, mean[0], mean[1], mean[2], std[0],
+                            std[1], std[2]);
+        info->mean[c] = (float)mean[c];
+        info->std[c] = (float)std[c];
+    }
+    info->has_normalisation = true;
+    return KAO_OK;
+}
+
+void kao_trained_info_normalisation(const kao_trained_info *info, float mean[3], float std[3]) {
+    for (int c = 0; c < 3; c++) {
+        mean[c] = info->has_normalisation ? info->mean[c] : kao_imagenet_mean[c];
+        std[c] = info->has_normalisation ? info->std[c] : kao_imagenet_std[c];
+    }
 }
 
 static int read_size(const kao_h5_file *f, const char *name, int *out) {
@@ -29,6 +66,8 @@ int kao_trained_info_read(const char *path, kao_trained_info *info) {
         rc = read_size(&f, "input_height", &info->input_height) || read_size(&f, "input_width", &info->input_width)
                  ? KAO_ERR
                  : KAO_OK;
+    if (rc == KAO_OK && (kao_h5_has_attr(&f, NULL, "input_mean") || kao_h5_has_attr(&f, NULL, "input_std")))
+        rc = read_normalisation(&f, info);
     if (rc == KAO_OK && kao_h5_has_attr(&f, NULL, "split_hash"))
         rc = kao_h5_read_attr_str(&f, NULL, "split_hash", info->split_hash, sizeof info->split_hash);
     if (rc == KAO_OK && kao_h5_exists(&f, "arcface/classes")) {

@@ -45,6 +45,14 @@ typedef struct {
 int kao_arch_build(kao_arch *arch, const char *variant, double width_mult, double depth_mult,
                    int embedding_dim, float drop_path_rate);
 
+/* What timm's default pretrained weights of a variant expect (its pretrained_cfg): the input size
+ * timm evaluates them at (test_input_size) and the normalisation, on the 0..1 scale, RGB. */
+typedef struct {
+    int input_size;
+    float mean[3], std[3];
+} kao_pretrained_cfg;
+int kao_arch_pretrained_cfg(const char *variant, kao_pretrained_cfg *out);
+
 /* The names kao_arch_build accepts, NULL-terminated. */
 extern const char *const kao_variant_names[];
 

@@ -128,6 +128,9 @@ bool kao_h5_has_attr(const kao_h5_file *f, const char *object, const char *name)
 int kao_h5_write_attr_str(kao_h5_file *f, const char *object, const char *name, const char *value);
 int kao_h5_write_attr_i64(kao_h5_file *f, const char *object, const char *name, int64_t value);
 int kao_h5_write_attr_f64(kao_h5_file *f, const char *object, const char *name, double value);
+/* A 1-D float64 attribute of count (>= 1) values, e.g. a per-channel mean. */
+int kao_h5_write_attr_f64_array(kao_h5_file *f, const char *object, const char *name, const double *values,
+                                int count);
 /* Fail with "<path>: missing attribute '<name>'" when absent, or a message when the type does
  * not fit (a string too long for out_size, a string where a number is wanted). The f64 reader
  * also accepts an integer attribute. */
@@ -135,5 +138,8 @@ int kao_h5_read_attr_str(const kao_h5_file *f, const char *object, const char *n
                          size_t out_size);
 int kao_h5_read_attr_i64(const kao_h5_file *f, const char *object, const char *name, int64_t *out);
 int kao_h5_read_attr_f64(const kao_h5_file *f, const char *object, const char *name, double *out);
+/* Exactly count numbers (any float or integer type), e.g. written by kao_h5_write_attr_f64_array. */
+int kao_h5_read_attr_f64_array(const kao_h5_file *f, const char *object, const char *name, double *out,
+                               int count);
 
 #endif

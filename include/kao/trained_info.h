@@ -1,15 +1,25 @@
 /* trained_info.h — what kao train records beside the weights in best.h5 and last.h5: the input
- * size the network was trained at, how many identities and which train/validation split.
+ * size the network was trained at, the input normalisation it was trained with, how many
+ * identities and which train/validation split.
  *
  * kao embed, kao verify and kao export default to that input size (a network trained at 112×112
  * embeds 224×224 faces worse, without a word), and kao export puts the identities and the split
  * into the ONNX metadata (kao.num_identities, kao.split_hash) unless told otherwise.
  *
- * Stored as root attributes input_height, input_width (int64) and split_hash (16 hex digits);
- * the identities are the names in arcface/classes (checkpoint.h). Files without them (timm
- * conversions, files of older kao) read as zero / "": the caller's defaults apply. */
+ * The normalisation, out = (x / 255 - mean) / std per RGB channel, comes with the weights: timm's
+ * pretrained configs use the ImageNet mean/std for some variants and 0.5/0.5 for others, and a
+ * network fed the wrong one gives poor embeddings without a word. kao train uses what its --init
+ * file records and records what it used; kao embed, verify and export use what the weights record.
+ *
+ * Stored as root attributes input_height, input_width (int64), input_mean, input_std (float64[3],
+ * RGB, on the 0..1 scale) and split_hash (16 hex digits); the identities are the names in
+ * arcface/classes (checkpoint.h). Files without them (files of older kao) read as zero / "" /
+ * has_normalisation false: the caller's defaults apply, and for the normalisation that default is
+ * the ImageNet mean/std, which kao used before it recorded anything. */
 #ifndef KAO_TRAINED_INFO_H
 #define KAO_TRAINED_INFO_H
+
+#include <stdbool.h>
 
 #include "kao/h5io.h"
 
@@ -17,11 +27,16 @@ typedef struct {
     int input_height, input_width; /* 0: not recorded */
     int num_identities;            /* 0: not recorded */
     char split_hash[24];           /* "": not recorded */
+    bool has_normalisation;        /* mean and std recorded */
+    float mean[3], std[3];         /* RGB, 0..1 scale */
 } kao_trained_info;
 
-/* Writes the input size and the split hash (the identities are written with arcface/classes). */
+/* Writes the input size, the normalisation (when has_normalisation) and the split hash (when not
+ * ""); the identities are written with arcface/classes. */
 int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info);
 /* Reads what path records; fails only when the file cannot be read or a recorded value is bad. */
 int kao_trained_info_read(const char *path, kao_trained_info *info);
+/* The normalisation info records, else the ImageNet mean and std. */
+void kao_trained_info_normalisation(const kao_trained_info *info, float mean[3], float std[3]);
 
 #endif
