@@ -23,8 +23,8 @@ static float uniform(kao_rng *rng, double lo, double hi) { return (float)(lo + (
 
 static float clip255(float v) { return v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v; }
 
-void kao_augment_input(float *out, const kao_image *img, int H, int W, const kao_augment_cfg *cfg, kao_rng *rng,
-                       uint8_t *scratch) {
+void kao_augment_input(float *out, const kao_image *img, int H, int W, const kao_augment_cfg *cfg,
+                       const kao_input_norm *norm, kao_rng *rng, uint8_t *scratch) {
     /* 1. crop */
     int ch = img->height, cw = img->width, top = 0, left = 0;
     if (cfg->scale_min < 1.0 || cfg->scale_max < 1.0) {
@@ -81,7 +81,7 @@ void kao_augment_input(float *out, const kao_image *img, int H, int W, const kao
                     if (cfg->brightness > 0) v = clip255(v * b);
                     if (cfg->contrast > 0) v = clip255((v - mean) * c + mean);
                 }
-                o[k] = (v / 255.0f - kao_imagenet_mean[k]) / kao_imagenet_std[k];
+                o[k] = (v / 255.0f - norm->mean[k]) / norm->std[k];
             }
         }
     }

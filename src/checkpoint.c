@@ -121,7 +121,8 @@ static int write_all(kao_h5_file *f, const kao_trainer *t, const kao_checkpoint_
     if (kao_h5_write_strings(f, "config", config, 1) ||
         kao_checkpoint_write_arcface(f, t->arcface_W, E, info->classes, info->num_classes) ||
         write_optim(f, "optimizer/model", &t->optim) || write_optim(f, "optimizer/arcface", &t->arcface_optim) ||
-        kao_h5_write_i64(f, "rng/drop_path", rng, 1, (int64_t[]){4}))
+        kao_h5_write_i64(f, "rng/drop_path", rng, 1, (int64_t[]){4}) ||
+        (info->trained && kao_trained_info_write(f, info->trained)))
         return KAO_ERR;
     /* Attributes last: a file that has them is complete (kao_h5_commit makes it so anyway). */
     if (kao_h5_write_attr_str(f, NULL, "format", KAO_CHECKPOINT_FORMAT) ||

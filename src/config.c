@@ -1,6 +1,7 @@
 #include "kao/config.h"
 
 #include "kao/arch.h"
+#include "kao/files.h"
 #include "kao/util.h"
 
 #include <ctype.h>
@@ -21,6 +22,7 @@ enum {
     F_NO_HASH = 2,  /* may change on a resume: left out of kao_config_hash */
     F_VARIANT = 4,  /* string that must name a kao_arch variant */
     F_AUTO = 8,     /* int that also takes "auto", stored as KAO_CONFIG_AUTO */
+    F_RGB = 16,     /* string: "auto" or three numbers "r,g,b" */
 };
 
 typedef struct {
@@ -48,17 +50,31 @@ static const key_def keys[] = {
     FLT("model.depth_mult", model.depth_mult, "0", 0, 8, 0, "block-count multiplier (0: the variant's own)"),
     INT("model.embedding_dim", model.embedding_dim, "512", 1, 65536, 0, "embedding size (classifier outputs)"),
     INT("model.input_size", model.input_size, "224", 32, 1024, 0, "input images are resized to this square side"),
+    STR("model.input_mean", model.input_mean, "auto", F_RGB,
+        "input normalisation mean per RGB channel, 0..1 scale (auto: what the start weights record, "
+        "else ImageNet's 0.485,0.456,0.406)"),
+    STR("model.input_std", model.input_std, "auto", F_RGB,
+        "input normalisation std per RGB channel (auto: what the start weights record, else ImageNet's "
+        "0.229,0.224,0.225)"),
     STR("model.weights", model.weights, "", 0,
         "HDF5 weights to start from (timm names; empty: random init)"),
 
-    STR("data.root", data.root, "", F_NO_HASH, "identity-folder tree ROOT/<identity>/<image>.png"),
+    STR("data.root", data.root, "", F_NO_HASH, "identity-folder tree ROOT/<identity>/<image>.png|.jpg|.jpeg"),
     INT("data.min_images", data.min_images, "1", 1, 1e9, 0, "identities with fewer images are dropped"),
     INT("data.max_images", data.max_images, "0", 0, 1e9, 0,
         "use at most this many images per identity, first in name order (0: all)"),
     BOOL("data.strict", data.strict, "true", 0,
-         "an identity folder with no PNG is an error (false: drop it with a warning)"),
+         "an identity folder with no PNG or JPEG image is an error (false: drop it with a warning)"),
+    BOOL("data.follow_symlinks", data.follow_symlinks, "false", F_NO_HASH,
+         "follow symbolic links that lead out of data.root (false: skip them, as the data summary reports)"),
     BOOL("data.stop_on_bad_image", data.stop_on_bad_image, "false", F_NO_HASH,
          "stop at the first image that fails to decode (false: skip it, warn and count)"),
+    INT("data.max_image_pixels", data.max_image_pixels, "178956970", 1, INT_MAX, 0,
+        "images whose header claims more pixels are refused before decoding (default: where Pillow "
+        "raises DecompressionBombError)"),
+    BOOL("data.exif_transpose", data.exif_transpose, "false", 0,
+         "turn JPEGs upright by their EXIF orientation, as PIL's ImageOps.exif_transpose (false: as "
+         "stored, as the original pipeline)"),
     FLT("data.val_fraction", data.val_fraction, "0.1", 0, 0.9, F_MIN_OPEN,
         "share of each identity's images for validation (at least 1, and 1 left for training)"),
     INT("data.val_count", data.val_count, "0", 0, 1e9, 0,
@@ -252,8 +268,26 @@ static bool is_variant(const char *value) {
     return false;
 }
 
+/* "r,g,b": three finite numbers separated by commas. */
+static bool parse_rgb(const char *text, float out[3]) {
+    const char *p = text;
+    for (int c = 0; c < 3; c++) {
+        char *end;
+        errno = 0;
+        double v = isspace((unsigned char)*p) ? NAN : strtod(p, &end);
+        if (errno || !isfinite(v) || end == p || fabs(v) > 1e3 || *end != (c < 2 ? ',' : '\0')) return false;
+        out[c] = (float)v;
+        p = end + 1;
+    }
+    return true;
+}
+
 static int set_string(char *field, const key_def *k, const char *value, const char *origin) {
     size_t n = strlen(value);
+    float rgb[3];
+    if (k->flags & F_RGB && strcmp(value, "auto") != 0 && !parse_rgb(value, rgb))
+        return kao_fail("%s: %s = '%s': expected auto or three numbers r,g,b (e.g. 0.5,0.5,0.5)", origin, k->name,
+                        value);
     if (!kao_valid_utf8(value)) /* config.ini must read back (and resume) as it was written */
         return kao_fail("%s: %s is not UTF-8 text (kao's configs and run folders are UTF-8)", origin, k->name);
     if (k->flags & F_VARIANT) {
@@ -455,8 +489,8 @@ int kao_config_parse_string(kao_config *c, const char *text, const char *origin)
 }
 
 int kao_config_load(kao_config *c, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return kao_fail("%s: cannot open config: %s", path, strerror(errno));
+    FILE *f = kao_fopen_regular(path, "config");
+    if (!f) return KAO_ERR;
     size_t cap = 4096, n = 0;
     char *text = kao_malloc(cap, "config text");
     size_t got;
@@ -475,7 +509,22 @@ int kao_config_load(kao_config *c, const char *path) {
     return rc;
 }
 
+int kao_config_normalisation(const kao_config *c, float mean[3], float std[3]) {
+    if (!parse_rgb(c->model.input_mean, mean) || !parse_rgb(c->model.input_std, std))
+        return kao_fail("config: model.input_mean = %s, model.input_std = %s: not resolved to numbers",
+                        c->model.input_mean, c->model.input_std);
+    return KAO_OK;
+}
+
+void kao_config_resolve_normalisation(kao_config *c, const float mean[3], const float std[3]) {
+    if (!strcmp(c->model.input_mean, "auto")) kao_format_floats(c->model.input_mean, sizeof c->model.input_mean, mean, 3);
+    if (!strcmp(c->model.input_std, "auto")) kao_format_floats(c->model.input_std, sizeof c->model.input_std, std, 3);
+}
+
 int kao_config_validate(const kao_config *c) {
+    float std[3];
+    if (parse_rgb(c->model.input_std, std) && !(std[0] > 0 && std[1] > 0 && std[2] > 0))
+        return kao_fail("config: model.input_std = %s: every std must be positive", c->model.input_std);
     if (c->augment.scale_min > c->augment.scale_max)
         return kao_fail("config: augment.scale_min (%g) is larger than augment.scale_max (%g)", c->augment.scale_min,
                         c->augment.scale_max);

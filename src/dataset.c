@@ -1,5 +1,7 @@
 #include "kao/dataset.h"
 
+#include "kao/files.h"
+#include "kao/image.h"
 #include "kao/util.h"
 
 #include <dirent.h>
@@ -66,13 +68,18 @@ static int check_name(const char *path, const char *name) {
     return KAO_OK;
 }
 
-static bool is_png_name(const char *name) {
-    size_t n = strlen(name);
-    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
-}
-
 static void note_ignored(kao_dataset *ds, const char *rel_dir, const char *name) {
     if (ds->ignored_files++ == 0) ds->ignored_example = rel_dir ? join_path(rel_dir, name) : kao_strdup(name);
+}
+
+/* Whether path (the entry name of folder rel_dir, NULL: the root) is a symbolic link out of the
+ * root (root_real) to skip; such links are counted, skipped or followed. */
+static bool skip_outside(kao_dataset *ds, const char *root_real, const char *path, const char *rel_dir,
+                         const char *name) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode) || kao_path_inside(root_real, path)) return false;
+    if (ds->outside_links++ == 0) ds->outside_example = rel_dir ? join_path(rel_dir, name) : kao_strdup(name);
+    return !ds->options.follow_symlinks;
 }
 
 static void add_dropped(kao_dataset *ds, const char *name, int num_images) {
@@ -103,9 +110,9 @@ static void add_class(kao_dataset *ds, const char *name, const str_list *files, 
 }
 
 /* Lists identity folder `name`; adds it as a class, or drops it, by the options. */
-static int scan_identity(kao_dataset *ds, const char *name, int *largest) {
+static int scan_identity(kao_dataset *ds, const char *root_real, const char *name, int *largest) {
     char *dir = join_path(ds->root, name);
-    str_list entries = {0}, pngs = {0};
+    str_list entries = {0}, images = {0};
     int rc = KAO_OK;
     if (!kao_valid_utf8(name)) {
         rc = kao_fail("%s: identity folder name is not valid UTF-8", dir);
@@ -117,38 +124,42 @@ static int scan_identity(kao_dataset *ds, const char *name, int *largest) {
         const char *file = entries.items[i];
         char *path = join_path(dir, file);
         struct stat st;
-        bool is_image = stat(path, &st) == 0 && S_ISREG(st.st_mode) && is_png_name(file);
+        bool is_image = stat(path, &st) == 0 && S_ISREG(st.st_mode) && kao_is_image_name(file);
+        if (is_image && skip_outside(ds, root_real, path, name, file)) {
+            free(path);
+            continue;
+        }
         if (is_image && (rc = check_name(path, file)) != KAO_OK) {
             free(path);
             goto done;
         }
         free(path);
-        if (is_image) str_list_push(&pngs, kao_strdup(file));
+        if (is_image) str_list_push(&images, kao_strdup(file));
         else note_ignored(ds, name, file);
     }
-    if (pngs.n == 0) {
+    if (images.n == 0) {
         if (ds->options.strict) {
-            rc = kao_fail("%s: identity folder has no PNG images (remove it, or set data.strict = false "
+            rc = kao_fail("%s: identity folder has no PNG or JPEG images (remove it, or set data.strict = false "
                           "to drop empty folders with a warning)", dir);
             goto done;
         }
         add_dropped(ds, name, 0);
         goto done;
     }
-    if (pngs.n > *largest) *largest = pngs.n;
-    if (pngs.n < ds->options.min_images) {
-        add_dropped(ds, name, pngs.n);
+    if (images.n > *largest) *largest = images.n;
+    if (images.n < ds->options.min_images) {
+        add_dropped(ds, name, images.n);
         goto done;
     }
-    int count = pngs.n;
+    int count = images.n;
     if (ds->options.max_images > 0 && count > ds->options.max_images) {
         count = ds->options.max_images;
         ds->num_capped++;
     }
-    add_class(ds, name, &pngs, count);
+    add_class(ds, name, &images, count);
 done:
     str_list_free(&entries);
-    str_list_free(&pngs);
+    str_list_free(&images);
     free(dir);
     return rc;
 }
@@ -167,26 +178,38 @@ static int scan(kao_dataset *ds, const char *root, const kao_dataset_options *op
     if (!S_ISDIR(st.st_mode)) return kao_fail("%s: data root is not a folder", ds->root);
 
     str_list entries = {0};
-    if (list_dir(&entries, ds->root, "data root") != KAO_OK) return KAO_ERR;
+    char *root_real = realpath(ds->root, NULL);
+    if (!root_real) return kao_fail("%s: data root: %s", ds->root, strerror(errno));
+    if (list_dir(&entries, ds->root, "data root") != KAO_OK) {
+        free(root_real);
+        return KAO_ERR;
+    }
     int rc = KAO_OK, identities = 0, largest = 0;
     for (int i = 0; i < entries.n && rc == KAO_OK; i++) {
         char *path = join_path(ds->root, entries.items[i]);
         bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+        bool skip = is_dir && skip_outside(ds, root_real, path, NULL, entries.items[i]);
         free(path);
+        if (skip) continue;
         if (!is_dir) {
             note_ignored(ds, NULL, entries.items[i]);
             continue;
         }
         identities++;
-        rc = scan_identity(ds, entries.items[i], &largest);
+        rc = scan_identity(ds, root_real, entries.items[i], &largest);
     }
     str_list_free(&entries);
+    free(root_real);
     if (rc != KAO_OK) return rc;
 
+    if (identities == 0 && ds->outside_links)
+        return kao_fail("%s: no identity folders inside it: %d symbolic links (e.g. %s) lead out of it and are not "
+                        "followed (data.follow_symlinks = true, or --follow-symlinks, follows them)", ds->root,
+                        ds->outside_links, ds->outside_example);
     if (identities == 0)
-        return kao_fail("%s: no identity folders (expected %s/<identity>/<image>.png)", ds->root, ds->root);
+        return kao_fail("%s: no identity folders (expected %s/<identity>/<image>.png or .jpg)", ds->root, ds->root);
     if (ds->num_classes == 0) {
-        if (largest == 0) return kao_fail("%s: none of the %d identity folders holds a PNG image", ds->root, identities);
+        if (largest == 0) return kao_fail("%s: none of the %d identity folders holds a PNG or JPEG image", ds->root, identities);
         return kao_fail("%s: all %d identities have fewer than %d images (the largest has %d); lower data.min_images",
                         ds->root, identities, options->min_images, largest);
     }
@@ -211,6 +234,7 @@ void kao_dataset_free(kao_dataset *ds) {
     free(ds->images);
     free(ds->dropped);
     free(ds->ignored_example);
+    free(ds->outside_example);
     free(ds->root);
     *ds = (kao_dataset){0};
 }
@@ -273,6 +297,17 @@ static void print_dropped(FILE *f, const kao_dataset *ds, bool empty) {
     fputc('\n', f);
 }
 
+/* Images named *.png (any case); the others are *.jpg or *.jpeg (kao_is_image_name). The decoder
+ * goes by content, so this counts names, not formats. */
+static int count_png_names(const kao_dataset *ds) {
+    int png = 0;
+    for (int i = 0; i < ds->num_images; i++) {
+        size_t n = strlen(ds->images[i].path);
+        png += n >= 4 && strcasecmp(ds->images[i].path + n - 4, ".png") == 0;
+    }
+    return png;
+}
+
 void kao_dataset_print_summary(FILE *f, const kao_dataset *ds) {
     int *counts = kao_malloc((size_t)ds->num_classes * sizeof *counts, "class sizes");
     for (int c = 0; c < ds->num_classes; c++) counts[c] = ds->classes[c].num_images;
@@ -286,7 +321,8 @@ void kao_dataset_print_summary(FILE *f, const kao_dataset *ds) {
     fprintf(f, "data: %s\n", ds->root);
     fprintf(f, "  identities: %d (images per identity: min %d, median %g, max %d)\n", n, counts[0], median,
             counts[n - 1]);
-    fprintf(f, "  images:     %d\n", ds->num_images);
+    int png = count_png_names(ds);
+    fprintf(f, "  images:     %d (%d .png, %d .jpg or .jpeg)\n", ds->num_images, png, ds->num_images - png);
     if (small) {
         fprintf(f, "  dropped:    %d %s with fewer than %d images: ", small, small == 1 ? "identity" : "identities",
                 ds->options.min_images);
@@ -299,10 +335,15 @@ void kao_dataset_print_summary(FILE *f, const kao_dataset *ds) {
     if (ds->num_capped)
         fprintf(f, "  capped:     %d %s at %d images\n", ds->num_capped,
                 ds->num_capped == 1 ? "identity" : "identities", ds->options.max_images);
-    fprintf(f, "  ignored:    %d %s neither an identity folder nor a PNG image", ds->ignored_files,
+    fprintf(f, "  ignored:    %d %s neither an identity folder nor a PNG or JPEG image", ds->ignored_files,
             ds->ignored_files == 1 ? "entry is" : "entries are");
     if (ds->ignored_example) fprintf(f, " (e.g. %s)", ds->ignored_example);
     fputc('\n', f);
+    if (ds->outside_links)
+        fprintf(f, "  outside:    %d symbolic %s out of the data root (e.g. %s), %s\n", ds->outside_links,
+                ds->outside_links == 1 ? "link leads" : "links lead", ds->outside_example,
+                ds->options.follow_symlinks ? "followed (data.follow_symlinks = true)"
+                                            : "not followed (data.follow_symlinks = true follows them)");
     fprintf(f, "  skipped:    %d %s that failed to decode\n", ds->skipped_images,
             ds->skipped_images == 1 ? "image" : "images");
     free(counts);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "kao/augment.h"
@@ -11,12 +12,28 @@
 #include "kao/image.h"
 #include "kao/loader.h"
 #include "kao/embedder.h"
+#include "kao/files.h"
 #include "kao/util.h"
 
-kao_embedding_format kao_embedding_format_for(const char *path) {
-    if (kao_ends_with(path, ".npy")) return KAO_EMB_NPY;
-    if (kao_ends_with(path, ".csv")) return KAO_EMB_CSV;
-    return KAO_EMB_HDF5;
+static bool has_extension(const char *path, const char *ext) {
+    size_t n = strlen(path), m = strlen(ext);
+    return n > m && strcasecmp(path + n - m, ext) == 0;
+}
+
+int kao_embedding_format_for(const char *path, kao_embedding_format *format) {
+    if (has_extension(path, ".h5") || has_extension(path, ".hdf5")) *format = KAO_EMB_HDF5;
+    else if (has_extension(path, ".npy")) *format = KAO_EMB_NPY;
+    else if (has_extension(path, ".csv")) *format = KAO_EMB_CSV;
+    else return kao_fail("%s: unknown output format: the name must end in .h5 or .hdf5 (HDF5), .npy or .csv", path);
+    return KAO_OK;
+}
+
+int kao_embeddings_check_paths(const char *out, kao_embedding_format format, char *const *paths, int count) {
+    for (int i = 0; format == KAO_EMB_NPY && i < count; i++)
+        if (strpbrk(paths[i], "\n\r"))
+            return kao_fail("%s: the file name holds a line break, which %s.paths.txt (one path per line) cannot "
+                            "list; rename it, or write .h5 or .csv", paths[i], out);
+    return KAO_OK;
 }
 
 /* ---- collecting images -------------------------------------------------------------------- */
@@ -48,11 +65,6 @@ static int push_image(path_list *l, const char *path) {
     return kao_fail("%s: the path is not UTF-8 text; rename it", shown);
 }
 
-static bool is_png_name(const char *name) {
-    size_t n = strlen(name);
-    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
-}
-
 static int cmp_names(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -66,7 +78,14 @@ typedef struct folder_chain {
     const struct folder_chain *parent;
 } folder_chain;
 
-static int walk(path_list *l, const char *dir, const folder_chain *parent) {
+/* Whether the entry full of a folder being searched leads out of the input folder root_real
+ * (NULL: links are followed anywhere) through a symbolic link. */
+static bool leads_out(const char *root_real, const char *full) {
+    struct stat st;
+    return root_real && lstat(full, &st) == 0 && S_ISLNK(st.st_mode) && !kao_path_inside(root_real, full);
+}
+
+static int walk(path_list *l, const char *dir, const char *root_real, const folder_chain *parent) {
     struct stat st;
     if (stat(dir, &st) != 0) return kao_fail("%s: cannot open folder: %s", dir, strerror(errno));
     for (const folder_chain *a = parent; a; a = a->parent)
@@ -81,28 +100,41 @@ static int walk(path_list *l, const char *dir, const folder_chain *parent) {
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') push(&names, e->d_name);
     closedir(d);
-    qsort(names.items, (size_t)names.count, sizeof *names.items, cmp_names);
+    if (names.count) qsort(names.items, (size_t)names.count, sizeof *names.items, cmp_names);
     int rc = KAO_OK;
     for (int i = 0; i < names.count && rc == KAO_OK; i++) {
         size_t len = strlen(dir) + strlen(names.items[i]) + 2;
         char *full = kao_malloc(len, "path");
         snprintf(full, len, "%s/%s", dir, names.items[i]);
-        if (kao_is_dir(full)) rc = walk(l, full, &here);
-        else if (is_png_name(full)) rc = push_image(l, full);
+        if ((kao_is_dir(full) || kao_is_image_name(full)) && leads_out(root_real, full))
+            rc = kao_fail("%s: a symbolic link that leads out of the folder searched (--follow-symlinks follows it)",
+                          full);
+        else if (kao_is_dir(full)) rc = walk(l, full, root_real, &here);
+        else if (kao_is_image_name(full)) rc = push_image(l, full);
         free(full);
     }
     kao_free_paths(names.items, names.count);
     return rc;
 }
 
-int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_inputs) {
+/* Searches the folder in, following symbolic links out of it only when follow_symlinks. */
+static int search(path_list *l, const char *in, bool follow_symlinks) {
+    char *real = follow_symlinks ? NULL : realpath(in, NULL);
+    if (!follow_symlinks && !real) return kao_fail("%s: cannot open folder: %s", in, strerror(errno));
+    int rc = walk(l, in, real, NULL);
+    free(real);
+    return rc;
+}
+
+int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_inputs, bool follow_symlinks) {
     path_list l = {0};
     for (int i = 0; i < num_inputs; i++) {
         const char *in = inputs[i];
         int rc = KAO_OK;
-        if (kao_is_dir(in)) rc = walk(&l, in, NULL);
+        if (kao_is_dir(in)) rc = search(&l, in, follow_symlinks);
         else if (!kao_file_exists(in)) rc = kao_fail("%s: No such file or directory", in);
-        else if (!is_png_name(in)) rc = kao_fail("%s: not a PNG file name (kao reads *.png)", in);
+        else if (!kao_is_image_name(in))
+            rc = kao_fail("%s: not a PNG or JPEG file name (kao reads *.png, *.jpg and *.jpeg)", in);
         else rc = push_image(&l, in);
         if (rc) {
             kao_free_paths(l.items, l.count);
@@ -111,7 +143,7 @@ int kao_collect_images(char ***paths, int *count, char *const *inputs, int num_i
     }
     if (l.count == 0) {
         kao_free_paths(l.items, l.count);
-        return kao_fail("no PNG images found in %s%s", num_inputs ? inputs[0] : "(no inputs)",
+        return kao_fail("no PNG or JPEG images found in %s%s", num_inputs ? inputs[0] : "(no inputs)",
                         num_inputs > 1 ? " and the other inputs" : "");
     }
     *paths = l.items;
@@ -141,7 +173,8 @@ static int end_progress(bool progress, int done, int count, int rc) {
 
 /* Each batch decoded by all the threads, then run: on the CPU the forward pass uses every core. */
 static int embed_decoding_first(float *out, kao_embedder *embedder, kao_backend *be, char *const *paths, int count,
-                                int E, int height, int width, int batch, bool progress) {
+                                int E, int height, int width, const kao_input_norm *norm,
+                                const kao_image_options *image, int batch, bool progress) {
     size_t image_floats = (size_t)height * width * 3;
     float *input = be->host_alloc(be, (size_t)batch * image_floats * sizeof(float), "input batch");
     int rc = KAO_OK, done = 0;
@@ -152,7 +185,7 @@ static int embed_decoding_first(float *out, kao_embedder *embedder, kao_backend 
         char message[1024] = "";
 #pragma omp parallel for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            if (kao_load_input(input + (size_t)i * image_floats, paths[first + i], height, width)) {
+            if (kao_load_input(input + (size_t)i * image_floats, paths[first + i], height, width, norm, image)) {
 #pragma omp critical
                 if (failed < 0 || first + i < failed) {
                     failed = first + i;
@@ -176,7 +209,8 @@ static int embed_decoding_first(float *out, kao_embedder *embedder, kao_backend 
  * threads (without augmentation: the same values as kao_load_input) prepare the next batches in
  * page-locked memory while the device runs this one. */
 static int embed_decoding_ahead(float *out, kao_embedder *embedder, kao_backend *be, char *const *paths, int count,
-                                int E, int height, int width, int batch, bool progress) {
+                                int E, int height, int width, const kao_input_norm *norm,
+                                const kao_image_options *image, int batch, bool progress) {
     kao_dataset list = {.num_images = count};
     list.images = kao_calloc((size_t)count, sizeof *list.images, "image list");
     int *items = kao_malloc((size_t)count * sizeof *items, "image list");
@@ -185,7 +219,7 @@ static int embed_decoding_ahead(float *out, kao_embedder *embedder, kao_backend 
         items[i] = i;
     }
     int workers = kao_loader_device_workers();
-    kao_loader *L = kao_loader_create(&list, workers, workers + 1, batch, height, width, be);
+    kao_loader *L = kao_loader_create(&list, workers, workers + 1, batch, height, width, norm, image, be);
     kao_augment_cfg none = kao_augment_none();
     kao_loader_start(L, items, count, batch, 0, &none, 0, 0);
     int rc = KAO_OK, first = 0;
@@ -206,15 +240,19 @@ static int embed_decoding_ahead(float *out, kao_embedder *embedder, kao_backend 
 }
 
 int kao_embed_images(float *out, const kao_model *m, kao_backend *be, char *const *paths, int count, int height,
-                     int width, int batch, bool progress) {
+                     int width, const kao_input_norm *norm, const kao_image_options *image, int batch,
+                     bool progress) {
     if (batch > count) batch = count;
     kao_net_weights weights;
     kao_net_weights_create(&weights, m, be);
     kao_embedder embedder;
     kao_embedder_init(&embedder, m, &weights, height, width);
     int E = m->arch.embedding_dim;
-    int rc = be->host_memory ? embed_decoding_first(out, &embedder, be, paths, count, E, height, width, batch, progress)
-                             : embed_decoding_ahead(out, &embedder, be, paths, count, E, height, width, batch, progress);
+    int rc = be->host_memory
+                 ? embed_decoding_first(out, &embedder, be, paths, count, E, height, width, norm, image, batch,
+                                        progress)
+                 : embed_decoding_ahead(out, &embedder, be, paths, count, E, height, width, norm, image, batch,
+                                        progress);
     kao_embedder_free(&embedder);
     kao_net_weights_free(&weights);
     return rc;
@@ -296,6 +334,7 @@ static int save_path_list(const char *path, char *const *paths, int count) {
 
 int kao_embeddings_save(const char *path, kao_embedding_format format, const float *emb, int count,
                         int dim, char *const *paths, const kao_model *m, int height, int width) {
+    if (kao_embeddings_check_paths(path, format, paths, count)) return KAO_ERR;
     switch (format) {
     case KAO_EMB_NPY: {
         char list[4200];

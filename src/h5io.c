@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h5sandbox.h"
+#include "kao/files.h"
 #include "kao/util.h"
 
 _Static_assert(sizeof(hid_t) == sizeof(int64_t), "kao_h5_file.id holds a hid_t");
@@ -55,9 +58,12 @@ int kao_h5_open(kao_h5_file *f, const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) return kao_fail("%s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return kao_fail("%s: is a folder, not a file", path);
+    if (kao_check_regular(path, "HDF5 file")) return KAO_ERR; /* a FIFO would block the open for ever */
     if (access(path, R_OK) != 0) return kao_fail("%s: %s", path, strerror(errno));
     kao_h5_seal_state seal;
     if (kao_h5_check_seal(path, &seal)) return KAO_ERR;
+    /* A file without the seal may be damaged in ways that crash libhdf5: a child reads it. */
+    if (seal == KAO_H5_UNSEALED) return kao_h5_sandbox_open(path, &f->id);
     hid_t fapl = file_access_plist();
     hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
@@ -70,25 +76,42 @@ int kao_h5_create(kao_h5_file *f, const char *path) {
     if (start(f, path)) return KAO_ERR;
     if (kao_check_parent_dir(path)) return KAO_ERR;
     if (kao_is_dir(path)) return kao_fail("%s: is a folder, not a file", path);
-    kao_temp_path(f->temp_path, sizeof f->temp_path, path);
-    /* Create the file ourselves first: HDF5 does not say why a create failed. */
-    int fd = open(f->temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return kao_fail("%s: cannot create '%s': %s", path, f->temp_path, strerror(errno));
+    /* Create the file ourselves first: HDF5 does not say why a create failed. HDF5 then creates
+     * the name anew with O_EXCL, so whatever appears there in between is refused, not written. */
+    int fd = kao_temp_create(f->temp_path, sizeof f->temp_path, path);
+    if (fd < 0) return KAO_ERR;
     close(fd);
+    unlink(f->temp_path);
     /* Track creation order so that readers (kao_h5_list, h5py) list datasets as written. */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
     H5Pset_userblock(fcpl, KAO_H5_SEAL_BYTES); /* room for the seal (h5seal.c) */
     hid_t fapl = file_access_plist();
-    hid_t id = H5Fcreate(f->temp_path, H5F_ACC_TRUNC, fcpl, fapl);
+    hid_t id = H5Fcreate(f->temp_path, H5F_ACC_EXCL, fcpl, fapl);
     H5Pclose(fapl);
     H5Pclose(fcpl);
-    if (id < 0) {
-        kao_discard_file(f->temp_path);
-        return kao_fail("%s: cannot create an HDF5 file at '%s'", path, f->temp_path);
-    }
+    if (id < 0) return kao_fail("%s: cannot create an HDF5 file at '%s'", path, f->temp_path);
     f->id = id;
     f->writing = true;
+    return KAO_OK;
+}
+
+int kao_h5_create_memory(kao_h5_file *f, const char *path) {
+    if (start(f, path)) return KAO_ERR;
+    /* HDF5 tells open files apart by name: each in-memory file gets its own. */
+    static unsigned serial;
+    char name[64];
+    snprintf(name, sizeof name, "kao-memory-%u", ++serial);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+    hid_t fapl = file_access_plist();
+    H5Pset_fapl_core(fapl, (size_t)1 << 20, false); /* no backing store: nothing touches the disk */
+    hid_t id = H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fapl);
+    H5Pclose(fcpl);
+    if (id < 0) return kao_fail("%s: cannot create an HDF5 file in memory", path);
+    f->id = id;
+    f->writing = true; /* temp_path stays empty: there is nothing to commit or discard */
     return KAO_OK;
 }
 
@@ -110,7 +133,7 @@ int kao_h5_commit(kao_h5_file *f) {
 
 void kao_h5_close(kao_h5_file *f) {
     if (f->id >= 0) H5Fclose((hid_t)f->id);
-    if (f->writing) kao_discard_file(f->temp_path);
+    if (f->writing && f->temp_path[0]) kao_discard_file(f->temp_path);
     f->id = -1;
     f->writing = false;
 }
@@ -148,6 +171,9 @@ static int describe(const kao_h5_file *f, const char *name, hid_t space, hid_t t
     info->ndim = ndim;
     info->numel = 1;
     for (int i = 0; i < ndim; i++) {
+        /* A damaged or foreign file may claim any size: the product must fit an int64. */
+        if (dims[i] > (hsize_t)INT64_MAX || (dims[i] > 0 && info->numel > INT64_MAX / (int64_t)dims[i]))
+            return kao_fail("%s: '%s' claims more than 2^63 elements (damaged?)", f->path, name);
         info->shape[i] = (int64_t)dims[i];
         info->numel *= (int64_t)dims[i];
     }
@@ -378,6 +404,11 @@ int kao_h5_read_strings(const kao_h5_file *f, const char *name, char ***strings,
     int rc = dataset_info(f, name, d, &info);
     if (rc == KAO_OK && (info.cls != KAO_H5_STRING || info.ndim != 1))
         rc = kao_fail("%s: dataset '%s' is not a 1-D list of strings", f->path, name);
+    /* A few bytes of metadata can declare billions of strings: such a list must fit an int and have
+     * been written, before memory is taken for it. */
+    if (rc == KAO_OK && (info.shape[0] > INT_MAX || (info.shape[0] > 0 && H5Dget_storage_size(d) == 0)))
+        rc = kao_fail("%s: dataset '%s' declares %lld strings but %s (damaged?)", f->path, name,
+                      (long long)info.shape[0], info.shape[0] > INT_MAX ? "kao reads at most 2^31 - 1" : "holds none");
     if (rc != KAO_OK) {
         H5Dclose(d);
         return rc;
@@ -563,4 +594,66 @@ int kao_h5_read_attr_f64(const kao_h5_file *f, const char *object, const char *n
 
 int kao_h5_read_attr_f64_array(const kao_h5_file *f, const char *object, const char *name, double *out, int count) {
     return read_attr_number(f, object, name, out, count, H5T_NATIVE_DOUBLE, true);
+}
+
+/* The n fixed- or variable-length strings of an open attribute, copied into out. */
+static int read_attr_string_values(hid_t a, hid_t type, int n, char **out) {
+    if (H5Tis_variable_str(type) > 0) {
+        char **raw = kao_calloc((size_t)n, sizeof *raw, "attribute strings");
+        int rc = H5Aread(a, type, raw) < 0 ? KAO_ERR : KAO_OK;
+        for (int i = 0; i < n; i++) {
+            if (rc == KAO_OK) out[i] = kao_strdup(raw[i] ? raw[i] : "");
+            if (raw[i]) H5free_memory(raw[i]);
+        }
+        free(raw);
+        return rc;
+    }
+    size_t width = H5Tget_size(type);
+    if (width == 0 || width > ((size_t)1 << 20)) return KAO_ERR;
+    char *raw = kao_calloc((size_t)n, width, "attribute strings");
+    int rc = H5Aread(a, type, raw) < 0 ? KAO_ERR : KAO_OK;
+    for (int i = 0; i < n && rc == KAO_OK; i++) {
+        out[i] = kao_calloc(width + 1, 1, "attribute string"); /* NUL-padded, or filled to the width */
+        memcpy(out[i], raw + (size_t)i * width, width);
+    }
+    free(raw);
+    return rc;
+}
+
+int kao_h5_read_attr_strings(const kao_h5_file *f, const char *object, const char *name, char ***strings,
+                             int *count) {
+    *strings = NULL;
+    *count = 0;
+    char where_buf[300];
+    const char *where = on_object(where_buf, sizeof where_buf, object);
+    if (!kao_h5_has_attr(f, object, name)) return kao_fail("%s: missing attribute '%s'%s", f->path, name, where);
+    hid_t a = H5Aopen_by_name((hid_t)f->id, object_name(object), name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return kao_fail("%s: cannot open attribute '%s'%s (corrupt?)", f->path, name, where);
+    hid_t space = H5Aget_space(a), type = H5Aget_type(a);
+    kao_h5_info info;
+    int rc = space >= 0 && type >= 0 ? describe(f, name, space, type, &info)
+                                     : kao_fail("%s: cannot read attribute '%s'%s", f->path, name, where);
+    if (space >= 0) H5Sclose(space);
+    /* h5py stores an empty list as an empty float64 array. */
+    bool empty = rc == KAO_OK && info.numel == 0 && info.ndim == 1;
+    if (rc == KAO_OK && !empty && (info.cls != KAO_H5_STRING || info.ndim > 1 || info.numel > (1 << 20)))
+        rc = kao_fail("%s: attribute '%s'%s is not a list of strings", f->path, name, where);
+    char **out = NULL;
+    int n = rc == KAO_OK && !empty ? (int)info.numel : 0;
+    if (n > 0) {
+        out = kao_calloc((size_t)n, sizeof *out, "attribute strings");
+        if (read_attr_string_values(a, type, n, out))
+            rc = kao_fail("%s: cannot read attribute '%s'%s (corrupt?)", f->path, name, where);
+    }
+    for (int i = 0; i < n && rc == KAO_OK; i++)
+        if (!kao_valid_utf8(out[i])) rc = kao_fail("%s: attribute '%s'%s is not UTF-8 text", f->path, name, where);
+    if (type >= 0) H5Tclose(type);
+    H5Aclose(a);
+    if (rc != KAO_OK) {
+        kao_h5_free_names(out, n);
+        return rc;
+    }
+    *strings = out;
+    *count = n;
+    return KAO_OK;
 }

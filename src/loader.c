@@ -40,6 +40,8 @@ struct kao_loader {
     int *items;            /* (n) */
     int n, capacity, batch_size, num_batches;
     kao_augment_cfg aug;
+    kao_input_norm norm;
+    kao_image_options image;
     uint64_t seed;
     int epoch;
 
@@ -84,7 +86,7 @@ static void fill_batch(kao_loader *L, kao_batch *out, int index, worker_buffers 
     for (int k = 0; k < n; k++) {
         int item = L->items[first + k];
         const kao_sample *s = &L->ds->images[item];
-        if (kao_image_load_rgb(&buf->img, s->path) != KAO_OK) {
+        if (kao_image_load_rgb(&buf->img, s->path, &L->image) != KAO_OK) {
             out->failed[out->num_failed] = item;
             snprintf(out->failed_message[out->num_failed], KAO_LOADER_MESSAGE, "%s", kao_last_error());
             kao_utf8_trim(out->failed_message[out->num_failed]);
@@ -100,7 +102,7 @@ static void fill_batch(kao_loader *L, kao_batch *out, int index, worker_buffers 
         kao_rng rng;
         kao_augment_rng(&rng, L->seed, L->epoch, first + k);
         kao_augment_input(out->input + (size_t)out->count * image_floats, &buf->img, L->height, L->width, &L->aug,
-                          &rng, buf->scratch);
+                          &L->norm, &rng, buf->scratch);
         kao_image_free(&buf->img);
         out->labels[out->count] = s->label;
         out->items[out->count] = item;
@@ -136,12 +138,14 @@ static void *worker_main(void *arg) {
 }
 
 kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width,
-                              kao_backend *be) {
+                              const kao_input_norm *norm, const kao_image_options *image, kao_backend *be) {
     KAO_ASSERT(workers >= 0 && depth >= 1 && max_batch >= 1, "workers %d depth %d batch %d", workers, depth, max_batch);
     kao_loader *L = kao_calloc(1, sizeof *L, "loader");
     L->ds = ds;
     L->backend = be;
     L->height = height;
+    L->norm = *norm;
+    L->image = *image;
     L->width = width;
     L->max_batch = max_batch;
     L->depth = workers ? depth : 1;

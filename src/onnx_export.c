@@ -6,14 +6,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "kao/image.h"
 #include "kao/util.h"
 #include "onnx_graph.h"
 
-/* Preprocessing and scoring that the exported model's users need, from the seed's inference
- * code (shared/seed: transforms.Normalize(mean_value, std_value), optimal_threshold = 0.4,
- * percentage(cos_sim) = round(-23.71·x² + 49.98·x + 73.69, 2) with x the cosine similarity). */
-#define EXPORT_MEAN "0.485,0.456,0.406"
-#define EXPORT_STD "0.229,0.224,0.225"
+/* Scoring that the exported model's users need, from the original work's inference code
+ * (optimal_threshold = 0.4, percentage(cos_sim) = round(-23.71·x² + 49.98·x + 73.69, 2) with x
+ * the cosine similarity). The preprocessing (kao.mean, kao.std) comes with the weights. */
 #define EXPORT_THRESHOLD "0.4"
 #define EXPORT_SCORE_FORMULA "-23.71*x^2 + 49.98*x + 73.69"
 
@@ -28,6 +27,8 @@ void kao_onnx_options_init(kao_onnx_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->input_h = opt->input_w = 224;
     opt->opset = 13;
+    memcpy(opt->mean, kao_imagenet_mean, sizeof opt->mean);
+    memcpy(opt->std, kao_imagenet_std, sizeof opt->std);
 }
 
 /* ---- the network as a graph -------------------------------------------------------------- */
@@ -235,8 +236,10 @@ static void add_metadata(onnx_builder *b, const kao_model *m, const kao_onnx_opt
     onnx_add_metadata(b, "kao.depth_mult", v);
     snprintf(v, sizeof v, "%dx%d", opt->input_h, opt->input_w);
     onnx_add_metadata(b, "kao.input_size", v);
-    onnx_add_metadata(b, "kao.mean", EXPORT_MEAN);
-    onnx_add_metadata(b, "kao.std", EXPORT_STD);
+    kao_format_floats(v, sizeof v, opt->mean, 3);
+    onnx_add_metadata(b, "kao.mean", v);
+    kao_format_floats(v, sizeof v, opt->std, 3);
+    onnx_add_metadata(b, "kao.std", v);
     onnx_add_metadata(b, "kao.color_order", "RGB");
     onnx_add_metadata(b, "kao.layout", "NCHW");
     snprintf(v, sizeof v, "%d", a->embedding_dim);

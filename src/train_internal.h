@@ -1,7 +1,7 @@
 /* train_internal.h — the state of one kao train run, shared by the files that make up
- * kao_train_run (train_loop.h): train_setup.c (folder, data, model, resume), train_loop.c
- * (epochs and steps), train_validate.c (validation) and train_log.c (progress, train.log,
- * metrics.csv). */
+ * kao_train_run (train_loop.h): train_folder.c (the run folder), train_setup.c (data, model,
+ * resume), train_loop.c (epochs and steps), train_validate.c (validation) and train_log.c
+ * (progress, train.log, metrics.csv). */
 #ifndef KAO_TRAIN_INTERNAL_H
 #define KAO_TRAIN_INTERNAL_H
 
@@ -40,6 +40,10 @@ typedef struct {
     kao_train_args args;
     kao_config cfg;
     char *dir;                  /* the run folder */
+    char *made_dir;             /* new runs: the topmost folder kao train created for it (NULL: none) */
+    bool owns_dir;              /* new runs: the folder was new or empty, so a failed start removes what
+                                   it made (train_loop.h) */
+    bool started;               /* the first checkpoint is saved: a failure leaves the folder as it is */
     char *config_text;          /* kao_config_dump(cfg) */
     uint64_t config_hash;
     kao_dataset ds;
@@ -54,14 +58,26 @@ typedef struct {
     kao_sampler sampler;
     kao_loader *loader;
     int workers;                /* its worker threads (train.workers, auto resolved) */
+    kao_input_norm norm;        /* model.input_mean / input_std, resolved */
     kao_early_stop early_stop;
     bool can_verify;            /* validation holds a same-identity pair and two identities */
     int epoch;                  /* epochs completed */
     int batch_in_epoch;         /* batches of the next epoch done */
     double epoch_loss_sum;      /* over the current epoch: sum of loss × rows */
     int64_t epoch_correct, epoch_images;
+    float weight_norm;          /* of the network's weights after the latest step (kao_guard_step) */
     kao_train_output out;
 } kao_run;
+
+/* train_folder.c: the run folder (train_loop.h). */
+/* A new run: the folder made or checked (new, empty, or a run folder; else refused), its
+ * checkpoints/ made, the folder locked. */
+int kao_run_folder_new(kao_run *r);
+/* A resume: the folder locked, the temporary files a killed run left removed. */
+int kao_run_folder_resume(kao_run *r);
+/* After a start that failed before the first checkpoint in a folder it owns (new or empty): removes
+ * what it made, and the folder and parents it created. */
+void kao_run_folder_remove_failed_start(const kao_run *r);
 
 /* train_setup.c */
 int kao_run_setup(kao_run *r, const kao_train_args *args);
@@ -75,6 +91,21 @@ char *kao_run_path(const kao_run *r, const char *name);
 
 /* train_validate.c */
 int kao_run_validate(kao_run *r, kao_val_result *out);
+
+/* train_guard.c: divergence. Each fails with one message naming the step, the epoch, the cause and
+ * the settings to change. */
+/* The start weights file (model.weights / --init) holds only finite numbers; before the folder is made. */
+int kao_guard_start_file(const char *path);
+/* The state restored from the checkpoint at path is finite. */
+int kao_guard_resumed(kao_run *r, const char *path);
+/* After a step: the loss, gradient norm and weights are finite, and the weights' norm at most
+ * doubled (r->weight_norm holds the norm before the step, and gets the one after). */
+int kao_guard_step(kao_run *r, const kao_step_stats *s);
+/* The trainer's state (weights, BN statistics, ArcFace W, optimizer moments) is finite: before
+ * validation and before every save. */
+int kao_guard_state(kao_run *r);
+/* The validation embeddings (n floats) are finite. */
+int kao_guard_outputs(kao_run *r, const float *embeddings, size_t n);
 
 /* train_log.c */
 /* Opens train.log and metrics.csv. On a resume, metrics.csv keeps only the rows up to the

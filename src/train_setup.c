@@ -1,5 +1,6 @@
-/* train_setup.c — a kao train run before its first step: the run folder, the data and split,
- * the model and trainer, starting weights and carried-over identities, and resuming (train_loop.h). */
+/* train_setup.c — a kao train run before its first step: the data and split, the model and
+ * trainer, starting weights and carried-over identities, and resuming (train_loop.h); the run
+ * folder itself is train_folder.c's. */
 #include "train_internal.h"
 
 #include <dirent.h>
@@ -8,14 +9,12 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kao/h5io.h"
 #include "kao/trained_info.h"
 #include "kao/weights.h"
+#include "kao/weights_source.h"
 
 char *kao_run_path(const kao_run *r, const char *name) {
     size_t n = strlen(r->dir) + strlen(name) + 2;
@@ -24,40 +23,12 @@ char *kao_run_path(const kao_run *r, const char *name) {
     return p;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return kao_fail("%s: path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p) continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return kao_fail("%s: cannot create folder: %s", buf, strerror(errno));
-        if (!kao_is_dir(buf)) return kao_fail("%s: exists and is not a folder", buf);
-        *p = c;
-        if (!c) break;
-    }
-    return KAO_OK;
-}
-
 /* A relative path as an absolute one, so that the run folder's config.ini works from anywhere. */
 static void make_absolute(char *path, size_t size) {
     if (!path[0] || path[0] == '/') return;
     char resolved[PATH_MAX];
     if (realpath(path, resolved) && strlen(resolved) < size && kao_valid_utf8(resolved))
         snprintf(path, size, "%s", resolved); /* else config.ini keeps the path as given (UTF-8) */
-}
-
-/* One kao train per run folder at a time: an advisory lock held until the process ends. */
-static int lock_run(const kao_run *r) {
-    char *path = kao_run_path(r, "train.lock");
-    int fd = open(path, O_CREAT | O_RDWR, 0666);
-    int rc = KAO_OK;
-    if (fd < 0) rc = kao_fail("%s: cannot create lock file: %s", path, strerror(errno));
-    else if (flock(fd, LOCK_EX | LOCK_NB) != 0)
-        rc = kao_fail("%s: another kao train is using this run folder", r->dir);
-    free(path);
-    return rc; /* the descriptor stays open (and locked) for the life of the process */
 }
 
 /* ---- checkpoints on disk ----------------------------------------------------------------------- */
@@ -92,8 +63,10 @@ static int list_checkpoints(const kao_run *r, ckpt_file **out, int *count, bool 
         size_t n = strlen(dir) + strlen(e->d_name) + 2;
         char *path = kao_malloc(n, "path");
         snprintf(path, n, "%s/%s", dir, e->d_name);
-        if (e->d_name[len] != '\0') { /* "ckpt-N.h5.tmp.<pid>": a save that never finished */
-            if (remove_temps && strncmp(e->d_name + len, ".tmp.", 5) == 0) {
+        if (e->d_name[len] != '\0') { /* "ckpt-N.h5.tmp.XXXXXX": a save that never finished */
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", len, e->d_name);
+            if (remove_temps && kao_is_temp_name(e->d_name, name)) {
                 fprintf(stderr, "removing %s (left by an interrupted save)\n", path);
                 unlink(path);
             }
@@ -114,7 +87,19 @@ static void free_checkpoints(ckpt_file *files, int count) {
     free(files);
 }
 
+/* What best.h5, last.h5 and the checkpoints record for kao embed, verify, export and --init. */
+static void trained_info_of(const kao_run *r, kao_trained_info *info) {
+    *info = (kao_trained_info){.input_height = r->cfg.model.input_size, .input_width = r->cfg.model.input_size,
+                               .has_normalisation = true};
+    memcpy(info->mean, r->norm.mean, sizeof info->mean);
+    memcpy(info->std, r->norm.std, sizeof info->std);
+    snprintf(info->split_hash, sizeof info->split_hash, "%016" PRIx64, r->split.hash);
+}
+
 int kao_run_save_checkpoint(kao_run *r) {
+    if (kao_guard_state(r)) return KAO_ERR; /* nothing is saved from a diverged state */
+    kao_trained_info trained;
+    trained_info_of(r, &trained);
     char name[64];
     snprintf(name, sizeof name, "checkpoints/ckpt-%09" PRId64 ".h5", r->trainer.step);
     char *path = kao_run_path(r, name);
@@ -131,10 +116,12 @@ int kao_run_save_checkpoint(kao_run *r) {
         .config_text = r->config_text,
         .classes = r->classes,
         .num_classes = r->ds.num_classes,
+        .trained = &trained,
     };
     int rc = kao_checkpoint_save(path, &r->trainer, &info);
     free(path);
     if (rc) return KAO_ERR;
+    r->started = true; /* from now on the run is resumable: a later failure leaves the folder */
     /* Keep the newest checkpoint.keep. */
     ckpt_file *files;
     int count;
@@ -146,6 +133,7 @@ int kao_run_save_checkpoint(kao_run *r) {
 
 int kao_run_save_weights(kao_run *r, const char *name) {
     kao_trainer_to_host(&r->trainer);
+    if (kao_guard_state(r)) return KAO_ERR; /* nothing is saved from a diverged state */
     char *path = kao_run_path(r, name);
     kao_h5_file f;
     int rc = kao_h5_create(&f, path);
@@ -155,8 +143,8 @@ int kao_run_save_weights(kao_run *r, const char *name) {
     if (rc == KAO_OK)
         rc = kao_checkpoint_write_arcface(&f, r->trainer.arcface_W, r->model.arch.embedding_dim, r->classes,
                                           r->ds.num_classes);
-    kao_trained_info info = {.input_height = r->cfg.model.input_size, .input_width = r->cfg.model.input_size};
-    snprintf(info.split_hash, sizeof info.split_hash, "%016" PRIx64, r->split.hash);
+    kao_trained_info info;
+    trained_info_of(r, &info);
     if (rc == KAO_OK) rc = kao_trained_info_write(&f, &info);
     if (rc == KAO_OK) rc = kao_h5_commit(&f);
     kao_h5_close(&f);
@@ -202,7 +190,7 @@ static void print_data_summary(kao_run *r) {
 
 static int load_data(kao_run *r, const kao_checkpoint_info *resume_from) {
     kao_dataset_options o = {.min_images = r->cfg.data.min_images, .max_images = r->cfg.data.max_images,
-                             .strict = r->cfg.data.strict};
+                             .strict = r->cfg.data.strict, .follow_symlinks = r->cfg.data.follow_symlinks};
     if (kao_dataset_scan(&r->ds, r->cfg.data.root, &o)) return KAO_ERR;
     char *split_path = kao_run_path(r, "split.tsv");
     int rc = KAO_OK;
@@ -354,7 +342,8 @@ static void carry_identities(kao_run *r, const kao_h5_file *f) {
 /* model.weights: ImageNet weights, or a previous run's best.h5 / last.h5 / checkpoint. */
 static int load_start_weights(kao_run *r, const char *path) {
     kao_h5_file f;
-    if (kao_h5_open(&f, path)) return KAO_ERR;
+    kao_weights_format source; /* a kao file, or timm's safetensors or Keras's .h5 converted */
+    if (kao_weights_open(&f, path, &source)) return KAO_ERR;
     char format[64] = "";
     if (kao_h5_has_attr(&f, NULL, "format") && kao_h5_read_attr_str(&f, NULL, "format", format, sizeof format)) {
         kao_h5_close(&f);
@@ -369,7 +358,7 @@ static int load_start_weights(kao_run *r, const char *path) {
         kao_h5_close(&f);
         return KAO_ERR;
     }
-    kao_say(r, "weights: %d tensors from %s%s", report.tensors_loaded, path, checkpoint ? " (checkpoint)" : "");
+    kao_say(r, "weights: %d tensors from %s (%s)", report.tensors_loaded, path, checkpoint ? "checkpoint" : source.name);
     if (report.head_skipped) kao_say(r, "weights: %s", report.note);
     if (kao_h5_exists(&f, "arcface/W")) carry_identities(r, &f);
     kao_h5_close(&f);
@@ -417,20 +406,40 @@ static int create_model(kao_run *r) {
         kao_say(r, "note: train.warmup_epochs applies to the cosine schedule only; the %s schedule starts at full rate",
                 c->train.schedule == KAO_SCHEDULE_STEP ? "step" : "constant");
     int size = c->model.input_size;
+    if (kao_acts_check_memory(&r->model, r->backend, c->train.batch_size, size, size, true,
+                              "lower train.batch_size or model.input_size"))
+        return KAO_ERR;
     if (kao_trainer_create(&r->trainer, &r->model, r->backend, r->ds.num_classes, &tc, c->train.batch_size, size, size))
         return KAO_ERR;
     r->has_trainer = true;
     kao_say(r, "device: %s, precision: %s", r->backend->description,
             kao_precision_name((kao_precision)c->train.precision));
+    kao_say(r, "input: %dx%d, normalisation mean %s, std %s", size, size, c->model.input_mean, c->model.input_std);
     /* auto: on the CPU the cores compute and two workers keep up (about 700 images/s each at
      * 224x224); a GPU consumes far more, and its host only decodes and launches kernels. */
     r->workers = c->train.workers != KAO_CONFIG_AUTO ? c->train.workers
                  : r->backend->host_memory          ? 2
                                                     : kao_loader_device_workers();
-    r->loader = kao_loader_create(&r->ds, r->workers, r->workers + 2, c->train.batch_size, size, size, r->backend);
+    kao_image_options image = {.max_pixels = c->data.max_image_pixels, .exif_transpose = c->data.exif_transpose};
+    r->loader = kao_loader_create(&r->ds, r->workers, r->workers + 2, c->train.batch_size, size, size, &r->norm,
+                                  &image, r->backend);
     kao_early_stop_init(&r->early_stop, (kao_watch)c->early_stop.metric, c->early_stop.patience,
                         c->early_stop.min_delta);
     return check_validation(r);
+}
+
+/* model.input_mean / input_std = auto: what the start weights record (a foreign file's importer
+ * records its source's own normalisation), else ImageNet's; the numbers go into the run's config. */
+static int resolve_normalisation(kao_run *r) {
+    kao_config *c = &r->cfg;
+    if (strcmp(c->model.input_mean, "auto") != 0 && strcmp(c->model.input_std, "auto") != 0)
+        return kao_config_normalisation(c, r->norm.mean, r->norm.std);
+    kao_trained_info info = {0};
+    if (c->model.weights[0] && kao_trained_info_read(c->model.weights, &info)) return KAO_ERR;
+    float mean[3], std[3];
+    kao_trained_info_normalisation(&info, mean, std);
+    kao_config_resolve_normalisation(c, mean, std);
+    return kao_config_normalisation(c, r->norm.mean, r->norm.std);
 }
 
 /* ---- the whole setup --------------------------------------------------------------------------- */
@@ -438,10 +447,8 @@ static int create_model(kao_run *r) {
 static int setup_new(kao_run *r) {
     if (r->cfg.model.weights[0] && !kao_file_exists(r->cfg.model.weights))
         return kao_fail("%s: No such file (model.weights / --init)", r->cfg.model.weights);
-    char *ckpt_dir = kao_run_path(r, "checkpoints");
-    int rc = make_dirs(ckpt_dir);
-    free(ckpt_dir);
-    if (rc || lock_run(r)) return KAO_ERR;
+    if (r->cfg.model.weights[0] && kao_guard_start_file(r->cfg.model.weights)) return KAO_ERR;
+    if (kao_run_folder_new(r)) return KAO_ERR;
     /* A folder whose run saved a checkpoint is taken; one left by a run that failed before its
      * first checkpoint (bad data, say) is reused. */
     ckpt_file *files;
@@ -456,12 +463,13 @@ static int setup_new(kao_run *r) {
     free(stale);
     make_absolute(r->cfg.data.root, sizeof r->cfg.data.root);
     make_absolute(r->cfg.model.weights, sizeof r->cfg.model.weights);
+    if (resolve_normalisation(r)) return KAO_ERR;
     r->config_text = kao_config_dump(&r->cfg);
     r->config_hash = kao_config_hash(&r->cfg);
     if (kao_output_open(r, false, 0, 0)) return KAO_ERR;
     kao_say(r, "run folder: %s", r->dir);
     char *path = kao_run_path(r, "config.ini");
-    rc = kao_config_write(&r->cfg, path);
+    int rc = kao_config_write(&r->cfg, path);
     free(path);
     if (rc || load_data(r, NULL) || create_model(r)) return KAO_ERR;
     if (r->cfg.model.weights[0]) return load_start_weights(r, r->cfg.model.weights);
@@ -490,12 +498,12 @@ static int pick_checkpoint(kao_run *r, kao_checkpoint_info *info, char **path) {
 }
 
 static int setup_resume(kao_run *r) {
-    if (!kao_is_dir(r->dir)) return kao_fail("%s: no such run folder", r->dir);
-    if (lock_run(r)) return KAO_ERR;
+    if (kao_run_folder_resume(r)) return KAO_ERR;
     kao_checkpoint_info info;
     char *path = NULL;
     if (pick_checkpoint(r, &info, &path)) return KAO_ERR;
-    int rc = KAO_OK;
+    int rc = resolve_normalisation(r);
+    if (rc) goto done;
     r->config_text = kao_config_dump(&r->cfg);
     r->config_hash = kao_config_hash(&r->cfg);
     if (r->config_hash != info.config_hash) {
@@ -517,7 +525,8 @@ static int setup_resume(kao_run *r) {
                       r->sampler.num_batches);
         goto done;
     }
-    if ((rc = kao_checkpoint_restore(&r->trainer, path)) != KAO_OK) goto done;
+    if ((rc = kao_checkpoint_restore(&r->trainer, path)) != KAO_OK || (rc = kao_guard_resumed(r, path)) != KAO_OK)
+        goto done;
     if (r->config_hash != info.config_hash || r->split.hash != info.split_hash) {
         /* From now on the run is the changed one. */
         char *config_path = kao_run_path(r, "config.ini");
@@ -561,6 +570,8 @@ int kao_run_setup(kao_run *r, const kao_train_args *args) {
 }
 
 void kao_run_free(kao_run *r) {
+    if (r->owns_dir && !r->started) kao_run_folder_remove_failed_start(r);
+    free(r->made_dir);
     kao_loader_free(r->loader);
     if (r->has_trainer) kao_trainer_free(&r->trainer);
     if (r->has_model) kao_model_free(&r->model);

@@ -6,11 +6,12 @@
 
 #include "kao/image.h"
 #include "kao/util.h"
+#include "kao/weights_source.h"
 
 int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info) {
-    if (kao_h5_write_attr_i64(f, NULL, "input_height", info->input_height) ||
-        kao_h5_write_attr_i64(f, NULL, "input_width", info->input_width))
-        return KAO_ERR;
+    if (info->input_height > 0 && (kao_h5_write_attr_i64(f, NULL, "input_height", info->input_height) ||
+                                   kao_h5_write_attr_i64(f, NULL, "input_width", info->input_width)))
+        return KAO_ERR; /* 0 is "not recorded": nothing to write */
     if (info->has_normalisation) {
         double mean[3], std[3];
         for (int c = 0; c < 3; c++) {
@@ -60,7 +61,7 @@ static int read_size(const kao_h5_file *f, const char *name, int *out) {
 int kao_trained_info_read(const char *path, kao_trained_info *info) {
     memset(info, 0, sizeof *info);
     kao_h5_file f;
-    if (kao_h5_open(&f, path)) return KAO_ERR;
+    if (kao_weights_open(&f, path, NULL)) return KAO_ERR; /* a foreign file's importer records its own */
     int rc = KAO_OK;
     if (kao_h5_has_attr(&f, NULL, "input_height") || kao_h5_has_attr(&f, NULL, "input_width"))
         rc = read_size(&f, "input_height", &info->input_height) || read_size(&f, "input_width", &info->input_width)

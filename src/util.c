@@ -5,8 +5,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +80,19 @@ void *kao_realloc(void *ptr, size_t bytes, const char *what) {
     return p;
 }
 
+int kao_check_memory(double bytes, const char *what, const char *hint) {
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return KAO_OK;
+    double total = ((double)si.totalram + (double)si.totalswap) * si.mem_unit;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY && (double)limit.rlim_cur < total)
+        total = (double)limit.rlim_cur;
+    if (bytes <= total) return KAO_OK;
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    return kao_fail("%s: needs %.1f GiB of memory, more than the %.1f GiB this machine has; %s", what, bytes / gib,
+                    total / gib, hint);
+}
+
 void *kao_aligned_alloc(size_t bytes, const char *what) {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
@@ -92,8 +107,50 @@ char *kao_strdup(const char *s) {
     return copy;
 }
 
-void kao_temp_path(char *out, size_t out_size, const char *path) {
-    snprintf(out, out_size, "%s.tmp.%ld", path, (long)getpid());
+static const char temp_letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+#define TEMP_RANDOM 6
+
+/* Six random letters or digits; where getrandom fails, the clock, the process and a counter mixed
+ * (O_EXCL keeps even a guessed name safe: it only makes kao draw again). */
+static void temp_suffix(char out[TEMP_RANDOM + 1]) {
+    static _Atomic unsigned long long counter;
+    unsigned char bytes[TEMP_RANDOM];
+    if (getrandom(bytes, sizeof bytes, GRND_NONBLOCK) != (ssize_t)sizeof bytes) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        unsigned long long x = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 32) ^
+                               (++counter * 0x9E3779B97F4A7C15ull);
+        for (int i = 0; i < TEMP_RANDOM; i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+            bytes[i] = (unsigned char)(x >> 56);
+    }
+    for (int i = 0; i < TEMP_RANDOM; i++) out[i] = temp_letters[bytes[i] % (sizeof temp_letters - 1)];
+    out[TEMP_RANDOM] = '\0';
+}
+
+int kao_temp_create(char *temp, size_t temp_size, const char *path) {
+    for (int attempt = 0; attempt < 100; attempt++) {
+        char suffix[TEMP_RANDOM + 1];
+        temp_suffix(suffix);
+        if ((size_t)snprintf(temp, temp_size, "%s" KAO_TEMP_TAG "%s", path, suffix) >= temp_size) {
+            kao_fail("%s: path too long", path);
+            return -1;
+        }
+        int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0) return fd;
+        if (errno != EEXIST) {
+            kao_fail("%s: cannot create '%s': %s", path, temp, strerror(errno));
+            return -1;
+        }
+    }
+    kao_fail("%s: cannot create a temporary file beside it (every name drawn exists)", path);
+    return -1;
+}
+
+bool kao_is_temp_name(const char *name, const char *final_name) {
+    size_t n = strlen(final_name), tag = strlen(KAO_TEMP_TAG);
+    if (strncmp(name, final_name, n) != 0 || strncmp(name + n, KAO_TEMP_TAG, tag) != 0) return false;
+    const char *suffix = name + n + tag;
+    return strlen(suffix) == TEMP_RANDOM && strspn(suffix, temp_letters) == TEMP_RANDOM;
 }
 
 static int fsync_path(const char *path, int flags) {
@@ -105,7 +162,7 @@ static int fsync_path(const char *path, int flags) {
 }
 
 int kao_commit_file(const char *temp_path, const char *path) {
-    if (fsync_path(temp_path, O_RDONLY) != 0) {
+    if (fsync_path(temp_path, O_RDONLY | O_NOFOLLOW) != 0) {
         int err = errno;
         kao_discard_file(temp_path);
         return kao_fail("%s: cannot flush to disk: %s", path, strerror(err));
@@ -141,9 +198,14 @@ int kao_check_parent_dir(const char *path) {
 
 FILE *kao_atomic_fopen(char *temp, size_t temp_size, const char *path) {
     if (kao_check_parent_dir(path)) return NULL;
-    kao_temp_path(temp, temp_size, path);
-    FILE *f = fopen(temp, "wb");
-    if (!f) kao_fail("%s: cannot create file: %s", path, strerror(errno));
+    int fd = kao_temp_create(temp, temp_size, path);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        kao_fail("%s: cannot create file: %s", path, strerror(errno));
+        close(fd);
+        kao_discard_file(temp);
+    }
     return f;
 }
 
@@ -208,4 +270,21 @@ double kao_peak_rss_mib(void) {
     struct rusage usage;
     getrusage(RUSAGE_SELF, &usage);
     return (double)usage.ru_maxrss / 1024.0; /* Linux reports KiB */
+}
+
+/* The fewest significant digits (6 to 9) that strtof reads back as v. */
+static int format_float(char *out, size_t size, float v) {
+    for (int digits = 6;; digits++) {
+        int n = snprintf(out, size, "%.*g", digits, (double)v);
+        if (digits >= 9 || strtof(out, NULL) == v) return n;
+    }
+}
+
+void kao_format_floats(char *out, size_t size, const float *v, int n) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < n && used + 1 < size; i++) {
+        if (i) used += (size_t)snprintf(out + used, size - used, ",");
+        if (used + 1 < size) used += (size_t)format_float(out + used, size - used, v[i]);
+    }
 }

@@ -23,7 +23,7 @@ static char *identity_of(const char *path, kao_layout layout) {
     if (layout == KAO_LAYOUT_NAMES) {
         const char *underscore = strrchr(name, '_');
         if (!underscore || underscore == name) {
-            kao_fail("cannot tell the identity of '%s': expected <identity>_<n>.png", name);
+            kao_fail("cannot tell the identity of '%s': expected <identity>_<n>.png (or .jpg, .jpeg)", name);
             return NULL;
         }
         return strndup(name, (size_t)(underscore - name));

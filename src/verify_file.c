@@ -2,10 +2,12 @@
  * folder or a list of known paths (format and rules in verify.h). */
 #include "kao/verify.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kao/embeddings.h"
+#include "kao/files.h"
 #include "kao/util.h"
 
 /* Distinct strings → their index in first-insertion order (FNV-1a, open addressing). */
@@ -108,37 +110,67 @@ static bool parse_number(const char *text, int *out) {
 
 typedef struct {
     const char *path, *root;
+    char *root_real; /* root with its links resolved; NULL: follow links out of it */
     char *const *known;
     int num_known;
     by_base *sorted; /* (num_known) known mode */
     string_index images;
 } resolver;
 
-/* The image index of <name>/<name>_NNNN.png (see verify.h), or KAO_ERR. */
-static int resolve(resolver *r, int line, const char *name, int number) {
-    char rel[1024];
-    if ((size_t)snprintf(rel, sizeof rel, "%s/%s_%04d.png", name, name, number) >= sizeof rel)
-        return kao_fail("%s:%d: name too long", r->path, line);
-    if (r->known) {
+/* The image file names a pairs line may mean, in the order they are tried. */
+static const char *const extensions[] = {".png", ".jpg", ".jpeg"};
+#define NUM_EXTENSIONS ((int)(sizeof extensions / sizeof *extensions))
+
+/* The known path of <name>/<name>_NNNN with the first extension that has one (see verify.h). */
+static int resolve_known(resolver *r, int line, const char *stem) {
+    char rel[1100];
+    for (int e = 0; e < NUM_EXTENSIONS; e++) {
+        snprintf(rel, sizeof rel, "%s%s", stem, extensions[e]);
         int k = find_known(r->sorted, r->num_known, r->known, rel);
-        if (k == -1) return kao_fail("%s:%d: no embedding for %s among the %d images", r->path, line, rel, r->num_known);
         if (k == -2) return kao_fail("%s:%d: several of the embeddings' paths end in %s", r->path, line, rel);
-        return k;
+        if (k >= 0) return k;
     }
+    return kao_fail("%s:%d: no embedding for %s.png (or .jpg, .jpeg) among the %d images", r->path, line, stem,
+                    r->num_known);
+}
+
+/* ROOT/<name>/<name>_NNNN with the first extension whose file exists (see verify.h). */
+static int resolve_file(resolver *r, int line, const char *stem) {
     char full[4200];
-    snprintf(full, sizeof full, "%s/%s", r->root, rel);
-    bool added;
-    int k = index_add(&r->images, full, &added);
-    if (added && !kao_file_exists(full)) return kao_fail("%s:%d: %s: No such file", r->path, line, full);
-    return k;
+    for (int e = 0; e < NUM_EXTENSIONS; e++) {
+        snprintf(full, sizeof full, "%s/%s%s", r->root, stem, extensions[e]);
+        if (kao_file_exists(full)) {
+            if (r->root_real && !kao_path_inside(r->root_real, full))
+                return kao_fail("%s:%d: %s leads out of %s through a symbolic link (--follow-symlinks follows it)",
+                                r->path, line, full, r->root);
+            bool added;
+            return index_add(&r->images, full, &added);
+        }
+    }
+    return kao_fail("%s:%d: %s/%s.png: No such file (nor .jpg, .jpeg)", r->path, line, r->root, stem);
+}
+
+/* The image index of <name>/<name>_NNNN.png, .jpg or .jpeg (see verify.h), or KAO_ERR. */
+static int resolve(resolver *r, int line, const char *name, int number) {
+    if (strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        return kao_fail("%s:%d: '%s' is not an identity name: the images must lie in ROOT/<name>/, so a name has "
+                        "no '/' and is not '.' or '..'", r->path, line, name);
+    char stem[1024];
+    if ((size_t)snprintf(stem, sizeof stem, "%s/%s_%04d", name, name, number) >= sizeof stem)
+        return kao_fail("%s:%d: name too long", r->path, line);
+    return r->known ? resolve_known(r, line, stem) : resolve_file(r, line, stem);
 }
 
 int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_images, const char *path,
-                        const char *root, char *const *known, int num_known) {
+                        const char *root, char *const *known, int num_known, bool follow_symlinks) {
     KAO_ASSERT((root == NULL) != (known == NULL), "give a root or known paths");
-    FILE *f = fopen(path, "r");
-    if (!f) return kao_fail("%s: %s", path, kao_file_exists(path) ? "cannot open" : "No such file or directory");
+    FILE *f = kao_fopen_regular(path, "pairs file");
+    if (!f) return KAO_ERR;
     resolver r = {.path = path, .root = root, .known = known, .num_known = num_known};
+    if (root && !follow_symlinks && !(r.root_real = realpath(root, NULL))) {
+        fclose(f);
+        return kao_fail("%s: %s", root, strerror(errno));
+    }
     if (known) {
         r.sorted = kao_malloc((size_t)(num_known ? num_known : 1) * sizeof *r.sorted, "known paths");
         for (int i = 0; i < num_known; i++) r.sorted[i] = (by_base){base_name(known[i]), i};
@@ -147,11 +179,14 @@ int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_i
     kao_pair *p = NULL;
     int n = 0, capacity = 0, line_no = 0, rc = KAO_OK, same = 0;
     bool first = true;
-    char *line = NULL;
-    size_t line_size = 0;
-    for (ssize_t len; rc == KAO_OK && (len = getline(&line, &line_size, f)) >= 0;) {
+    char *line = kao_malloc(KAO_MAX_LINE + 1, "pairs line");
+    for (long len; rc == KAO_OK && (len = kao_read_line(f, line, KAO_MAX_LINE + 1)) != -1;) {
         line_no++;
-        if (memchr(line, '\0', (size_t)len) || !kao_valid_utf8(line)) {
+        if (len == -2) {
+            rc = kao_fail("%s:%d: line longer than %d bytes: not a pairs file", path, line_no, KAO_MAX_LINE);
+            break;
+        }
+        if (strlen(line) != (size_t)len || !kao_valid_utf8(line)) {
             rc = kao_fail("%s:%d: not UTF-8 text (save the file as UTF-8)", path, line_no);
             break;
         }
@@ -195,6 +230,7 @@ int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_i
     else if (rc == KAO_OK && same == 0) rc = kao_fail("%s: no same-identity pairs among its %d pairs", path, n);
     else if (rc == KAO_OK && same == n) rc = kao_fail("%s: no different-identity pairs among its %d pairs", path, n);
     free(r.sorted);
+    free(r.root_real);
     free(r.images.slots);
     if (rc) {
         kao_free_paths(r.images.items, r.images.count);

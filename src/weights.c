@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kao/util.h"
+#include "kao/weights_source.h"
 
 /* ---- the model's BatchNorm layers and their counters --------------------------------------- */
 
@@ -61,18 +62,19 @@ static void shape64(int64_t *out, const kao_tensor *t) {
 
 /* ---- saving ------------------------------------------------------------------------------ */
 
-static int write_attributes(kao_h5_file *f, const char *group, const kao_arch *a) {
+/* embedding_dim 0 says the file has no classifier (a backbone), as timm's num_classes=0 does. */
+static int write_attributes(kao_h5_file *f, const char *group, const kao_arch *a, bool with_head) {
     if (kao_h5_write_attr_str(f, group, "format", KAO_WEIGHTS_FORMAT) ||
         kao_h5_write_attr_i64(f, group, "format_version", KAO_WEIGHTS_VERSION) ||
         kao_h5_write_attr_str(f, group, "architecture", a->variant) ||
         kao_h5_write_attr_f64(f, group, "width_mult", a->width_mult) ||
         kao_h5_write_attr_f64(f, group, "depth_mult", a->depth_mult) ||
-        kao_h5_write_attr_i64(f, group, "embedding_dim", a->embedding_dim))
+        kao_h5_write_attr_i64(f, group, "embedding_dim", with_head ? a->embedding_dim : 0))
         return KAO_ERR;
     return KAO_OK;
 }
 
-int kao_weights_write(kao_h5_file *f, const char *group, const kao_model *m) {
+static int write_tensors(kao_h5_file *f, const char *group, const kao_model *m, bool with_head) {
     kao_bn_ref *bns = collect_bns(m);
     /* timm's order: a BN's counter follows its running_var. */
     int *counter_after = kao_malloc((size_t)m->num_tensors * sizeof *counter_after, "BN map");
@@ -81,6 +83,7 @@ int kao_weights_write(kao_h5_file *f, const char *group, const kao_model *m) {
     int rc = KAO_OK;
     for (int i = 0; i < m->num_tensors && rc == KAO_OK; i++) {
         const kao_tensor *t = &m->tensors[i];
+        if (t->is_head && !with_head) continue;
         int64_t shape[4];
         shape64(shape, t);
         char buf[KAO_NAME_MAX];
@@ -95,8 +98,16 @@ int kao_weights_write(kao_h5_file *f, const char *group, const kao_model *m) {
     free(counter_after);
     free(bns);
     /* After the datasets, which create the group. */
-    if (rc == KAO_OK) rc = write_attributes(f, group, &m->arch);
+    if (rc == KAO_OK) rc = write_attributes(f, group, &m->arch, with_head);
     return rc;
+}
+
+int kao_weights_write(kao_h5_file *f, const char *group, const kao_model *m) {
+    return write_tensors(f, group, m, true);
+}
+
+int kao_weights_write_backbone(kao_h5_file *f, const char *group, const kao_model *m) {
+    return write_tensors(f, group, m, false);
 }
 
 int kao_weights_save(const kao_model *m, const char *path) {
@@ -123,7 +134,9 @@ static void describe_arch(char *out, size_t size, const kao_arch *a) {
         snprintf(out, size, "%s (width %g, depth %g)", a->variant, a->width_mult, a->depth_mult);
 }
 
-static int probe_attributes(const kao_h5_file *f, const char *group, kao_arch *out) {
+/* A backbone (no classifier) is built with a 1-d head that the file does not have: commands that
+ * take backbones never write or count it. */
+static int probe_attributes(const kao_h5_file *f, const char *group, kao_arch *out, bool *has_head) {
     char variant[64];
     double width, depth;
     int64_t emb;
@@ -132,12 +145,13 @@ static int probe_attributes(const kao_h5_file *f, const char *group, kao_arch *o
         kao_h5_read_attr_f64(f, group, "depth_mult", &depth) ||
         kao_h5_read_attr_i64(f, group, "embedding_dim", &emb))
         return KAO_ERR;
-    if (emb < 1 || emb > 1000000)
+    if (emb < 0 || emb > 1000000)
         return kao_fail("%s: attribute embedding_dim is %lld", f->path, (long long)emb);
+    *has_head = emb > 0;
     if (!(width > 0) || !(depth > 0))
         return kao_fail("%s: attributes width_mult %g, depth_mult %g: multipliers must be > 0",
                         f->path, width, depth);
-    if (kao_arch_build(out, variant, width, depth, (int)emb, 0))
+    if (kao_arch_build(out, variant, width, depth, *has_head ? (int)emb : 1, 0))
         return kao_fail_context("%s: attribute architecture: ", f->path);
     return KAO_OK;
 }
@@ -159,7 +173,7 @@ static bool parse_block_name(const char *name, int *stage, int *index) {
 
 /* The shapes that tell the variants apart. */
 typedef struct {
-    int stem_ch, last_ch, num_features, embedding_dim;
+    int stem_ch, last_ch, num_features, embedding_dim; /* embedding_dim 0: no classifier */
     int num_stages, blocks_per_stage[KAO_MAX_STAGES];
 } arch_signature;
 
@@ -174,16 +188,24 @@ static bool matches(const arch_signature *s, const kao_arch *a) {
     return true;
 }
 
+/* "1+2+2+3" (blocks per stage), or "none". */
+static void stages_string(char *out, size_t size, const arch_signature *s) {
+    snprintf(out, size, "%s", s->num_stages ? "" : "none");
+    for (int st = 0; st < s->num_stages; st++) {
+        size_t n = strlen(out);
+        snprintf(out + n, size - n, "%s%d", st ? "+" : "", s->blocks_per_stage[st]);
+    }
+}
+
 static int read_signature(const kao_h5_file *f, const char *group, arch_signature *s) {
     memset(s, 0, sizeof *s);
-    kao_h5_info stem, head, cls;
+    kao_h5_info stem, head, cls = {.ndim = 2};
     char b1[KAO_NAME_MAX], b2[KAO_NAME_MAX], b3[KAO_NAME_MAX];
-    if (!kao_h5_exists(f, at(b1, sizeof b1, group, "classifier.weight")))
-        return kao_fail("%s: no architecture attributes, and no 'classifier.weight' to tell the "
-                        "embedding size from", f->path);
+    const char *classifier = at(b3, sizeof b3, group, "classifier.weight");
+    bool has_head = kao_h5_exists(f, classifier);
     if (kao_h5_dataset_info(f, at(b1, sizeof b1, group, "conv_stem.weight"), &stem) ||
         kao_h5_dataset_info(f, at(b2, sizeof b2, group, "conv_head.weight"), &head) ||
-        kao_h5_dataset_info(f, at(b3, sizeof b3, group, "classifier.weight"), &cls))
+        (has_head && kao_h5_dataset_info(f, classifier, &cls)))
         return kao_fail_context("telling the architecture: ");
     if (stem.ndim != 4 || head.ndim != 4 || cls.ndim != 2)
         return kao_fail("%s: conv_stem.weight, conv_head.weight or classifier.weight has an "
@@ -192,6 +214,8 @@ static int read_signature(const kao_h5_file *f, const char *group, arch_signatur
     s->num_features = (int)head.shape[0];
     s->last_ch = (int)head.shape[1];
     s->embedding_dim = (int)cls.shape[0];
+    if (has_head && (cls.shape[0] < 1 || cls.shape[0] > 1000000))
+        return kao_fail("%s: classifier.weight has %lld rows", f->path, (long long)cls.shape[0]);
     char **names;
     int count;
     if (kao_h5_list(f, group, &names, &count)) return KAO_ERR;
@@ -205,32 +229,55 @@ static int read_signature(const kao_h5_file *f, const char *group, arch_signatur
     return KAO_OK;
 }
 
-static int probe_shapes(const kao_h5_file *f, const char *group, kao_arch *out) {
+static int probe_shapes(const kao_h5_file *f, const char *group, kao_arch *out, bool *has_head) {
     arch_signature s;
     if (read_signature(f, group, &s)) return KAO_ERR;
-    if (s.embedding_dim < 1) return kao_fail("%s: classifier.weight has no rows", f->path);
+    *has_head = s.embedding_dim > 0;
     for (int v = 0; kao_variant_names[v]; v++) {
         kao_arch a;
-        int rc = kao_arch_build(&a, kao_variant_names[v], 0, 0, s.embedding_dim, 0);
+        int rc = kao_arch_build(&a, kao_variant_names[v], 0, 0, *has_head ? s.embedding_dim : 1, 0);
         KAO_ASSERT(rc == KAO_OK, "%s", kao_variant_names[v]);
         if (matches(&s, &a)) {
             *out = a;
             return KAO_OK;
         }
     }
-    char stages[128] = "";
-    for (int st = 0; st < s.num_stages; st++) {
-        size_t n = strlen(stages);
-        snprintf(stages + n, sizeof stages - n, "%s%d", st ? "+" : "", s.blocks_per_stage[st]);
-    }
+    char stages[128];
+    stages_string(stages, sizeof stages, &s);
     return kao_fail("%s: no architecture attributes, and its shapes (stem %d channels, blocks %s, "
                     "%d features) match no variant at its default multipliers; name the model and "
-                    "its multipliers", f->path, s.stem_ch, stages[0] ? stages : "none", s.num_features);
+                    "its multipliers", f->path, s.stem_ch, stages, s.num_features);
+}
+
+/* The tensors must bear out what the attributes say before anything is allocated for it: a few-KB
+ * file claiming tf_efficientnetv2_l at width 8 would otherwise cost tens of GB (or kao_malloc's
+ * abort) before its first tensor is compared. Stem, head, block counts and classifier rows pin the
+ * model's size to the shapes the file declares. */
+static int check_attributes(const kao_h5_file *f, const char *group, const kao_arch *a, bool has_head) {
+    arch_signature s;
+    if (read_signature(f, group, &s)) return KAO_ERR;
+    if (matches(&s, a) && s.embedding_dim == (has_head ? a->embedding_dim : 0)) return KAO_OK;
+    char name[128], stages[128];
+    describe_arch(name, sizeof name, a);
+    stages_string(stages, sizeof stages, &s);
+    return kao_fail("%s: its attributes say %s with embedding_dim %d, but its tensors do not fit that (stem %d "
+                    "channels, blocks %s, %d features, classifier %d rows)", f->path, name,
+                    has_head ? a->embedding_dim : 0, s.stem_ch, stages, s.num_features, s.embedding_dim);
+}
+
+int kao_weights_probe_backbone_file(const kao_h5_file *f, const char *group, kao_arch *out, bool *has_head) {
+    if (!kao_h5_has_attr(f, group, "architecture")) return probe_shapes(f, group, out, has_head);
+    if (probe_attributes(f, group, out, has_head)) return KAO_ERR;
+    return check_attributes(f, group, out, *has_head);
 }
 
 int kao_weights_probe_file(const kao_h5_file *f, const char *group, kao_arch *out) {
-    if (kao_h5_has_attr(f, group, "architecture")) return probe_attributes(f, group, out);
-    return probe_shapes(f, group, out);
+    bool has_head;
+    if (kao_weights_probe_backbone_file(f, group, out, &has_head)) return KAO_ERR;
+    if (!has_head)
+        return kao_fail("%s: no classifier: a backbone without an embedding head (such as Keras's _notop "
+                        "weights), a start for kao train --init; embed, verify and export need a head", f->path);
+    return KAO_OK;
 }
 
 /* Files that say what they are must be weights of a version this kao reads. */
@@ -250,9 +297,18 @@ static int check_format(const kao_h5_file *f) {
     return KAO_OK;
 }
 
+int kao_weights_probe_backbone(const char *path, kao_arch *out, bool *has_head) {
+    kao_h5_file f;
+    if (kao_weights_open(&f, path, NULL)) return KAO_ERR;
+    int rc = check_format(&f);
+    if (rc == KAO_OK) rc = kao_weights_probe_backbone_file(&f, NULL, out, has_head);
+    kao_h5_close(&f);
+    return rc;
+}
+
 int kao_weights_probe(const char *path, kao_arch *out) {
     kao_h5_file f;
-    if (kao_h5_open(&f, path)) return KAO_ERR;
+    if (kao_weights_open(&f, path, NULL)) return KAO_ERR;
     int rc = check_format(&f);
     if (rc == KAO_OK) rc = kao_weights_probe_file(&f, NULL, out);
     kao_h5_close(&f);
@@ -267,14 +323,15 @@ static void mismatch_hint(char *out, size_t size, const kao_h5_file *f, const ch
                           const kao_model *m) {
     out[0] = '\0';
     kao_arch file;
-    if (kao_weights_probe_file(f, group, &file) != KAO_OK) {
+    bool has_head;
+    if (kao_weights_probe_backbone_file(f, group, &file, &has_head) != KAO_OK) {
         kao_clear_error(); /* the hint is optional; the caller reports the mismatch itself */
         return;
     }
     const kao_arch *a = &m->arch;
     if (strcmp(file.variant, a->variant) == 0 && same_mult(file.width_mult, a->width_mult) &&
         same_mult(file.depth_mult, a->depth_mult)) {
-        if (file.embedding_dim != a->embedding_dim)
+        if (has_head && file.embedding_dim != a->embedding_dim)
             snprintf(out, size, " — the file's classifier has %d outputs, the model's %d",
                      file.embedding_dim, a->embedding_dim);
         return;
@@ -370,6 +427,15 @@ static int check_tensors(problems *p, bool *skip_head, const kao_model *m, const
     return KAO_OK;
 }
 
+/* A NaN or an infinity in the weights makes every embedding NaN: such a file is refused by name. */
+static int check_finite(const kao_h5_file *f, const char *name, const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return kao_fail("%s: tensor '%s' holds %s at element %zu: the weights are damaged or come from a "
+                            "diverged run", f->path, name, isnan(v[i]) ? "NaN" : "an infinity", i);
+    return KAO_OK;
+}
+
 static void head_note(kao_weights_report *r, const kao_model *m) {
     int emb = m->arch.embedding_dim;
     const int *s = r->skipped_head_shape;
@@ -410,7 +476,8 @@ int kao_weights_read(kao_model *m, const kao_h5_file *f, const char *group, cons
         int64_t shape[4];
         shape64(shape, t);
         char buf[KAO_NAME_MAX];
-        if (kao_h5_read_f32(f, at(buf, sizeof buf, group, t->name), kao_tensor_data(m, i), t->ndim, shape))
+        if (kao_h5_read_f32(f, at(buf, sizeof buf, group, t->name), kao_tensor_data(m, i), t->ndim, shape) ||
+            check_finite(f, t->name, kao_tensor_data(m, i), t->numel))
             return KAO_ERR;
         r->tensors_loaded++;
     }
@@ -438,22 +505,23 @@ int kao_weights_read(kao_model *m, const kao_h5_file *f, const char *group, cons
 int kao_weights_load(kao_model *m, const char *path, const kao_weights_options *options,
                      kao_weights_report *report) {
     kao_h5_file f;
-    if (kao_h5_open(&f, path)) return KAO_ERR;
+    if (kao_weights_open(&f, path, NULL)) return KAO_ERR;
     int rc = check_format(&f);
     if (rc == KAO_OK) rc = kao_weights_read(m, &f, NULL, options, report);
     kao_h5_close(&f);
     return rc;
 }
 
-int kao_weights_list_mismatches(const kao_model *m, const char *path, FILE *out) {
+int kao_weights_list_mismatches(const kao_model *m, const char *path, const kao_weights_options *options,
+                                FILE *out) {
     kao_h5_file f;
-    if (kao_h5_open(&f, path)) return KAO_ERR;
+    if (kao_weights_open(&f, path, NULL)) return KAO_ERR;
     static const kao_weights_options strict = {0};
     kao_weights_report unused;
     memset(&unused, 0, sizeof unused);
     problems p = {.count = 0, .list = out};
     bool skip_head;
-    int rc = check_tensors(&p, &skip_head, m, &f, NULL, &strict, &unused);
+    int rc = check_tensors(&p, &skip_head, m, &f, NULL, options ? options : &strict, &unused);
     kao_h5_close(&f);
     return rc ? KAO_ERR : p.count;
 }

@@ -524,7 +524,7 @@ static void test_embed_images(void) {
     char *inputs[1] = {folder};
     char **paths;
     int count;
-    if (kao_collect_images(&paths, &count, inputs, 1)) {
+    if (kao_collect_images(&paths, &count, inputs, 1, false)) {
         CHECK(0, "test images: %s", kao_last_error());
         return;
     }
@@ -534,8 +534,12 @@ static void test_embed_images(void) {
     float *want = kao_malloc((size_t)count * E * sizeof(float), "embeddings");
     float *got = kao_malloc((size_t)count * E * sizeof(float), "embeddings");
     int batch = count > 2 ? count - 1 : 1; /* a full batch, then a short one */
-    CHECK(kao_embed_images(want, &m, cpu, paths, count, 64, 56, batch, false) == KAO_OK, "%s", kao_last_error());
-    CHECK(kao_embed_images(got, &m, gpu, paths, count, 64, 56, batch, false) == KAO_OK, "%s", kao_last_error());
+    const kao_input_norm norm = kao_imagenet_norm();
+    const kao_image_options *image = &KAO_IMAGE_OPTIONS_DEFAULT;
+    CHECK(kao_embed_images(want, &m, cpu, paths, count, 64, 56, &norm, image, batch, false) == KAO_OK, "%s",
+          kao_last_error());
+    CHECK(kao_embed_images(got, &m, gpu, paths, count, 64, 56, &norm, image, batch, false) == KAO_OK, "%s",
+          kao_last_error());
     printf("%s embed: %d images in batches of %d\n", gpu->name, count, batch);
     check_near("kao_embed_images", got, want, (size_t)count * E, limits.forward);
     free(want), free(got);

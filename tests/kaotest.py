@@ -15,6 +15,7 @@ prints "<test>: N passed, N failed" and exits with status 1 when any check faile
 import os
 import subprocess
 import sys
+import tempfile
 
 SOURCE_DIR = os.path.abspath(os.environ.get("KAO_SOURCE_DIR", "."))
 BINARY_DIR = os.path.abspath(os.environ.get("KAO_BINARY_DIR", "build"))
@@ -48,3 +49,28 @@ def kao(*args, **kwargs):
     """Runs the kao program with args (each str()-ed); the subprocess.CompletedProcess, with stdout
     and stderr captured as text. kwargs go to subprocess.run (env=...)."""
     return subprocess.run([KAO, *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def embed(weights, images, *args):
+    """kao embed of images with weights (args: more options); the (N, E) embeddings, or None after a
+    failed check that shows kao's message."""
+    import h5py
+    with tempfile.TemporaryDirectory(prefix="kao_embed_") as tmp:
+        out = os.path.join(tmp, "e.h5")
+        p = kao("embed", "--weights", weights, "--quiet", *args, *images, "--out", out)
+        if not check(p.returncode == 0, f"kao embed {weights}: {p.stderr}"):
+            return None
+        with h5py.File(out, "r") as f:
+            return f["embeddings"][...]
+
+
+def compare(name, got, want, peer, tolerance=1e-4):
+    """Checks max|got - want| <= tolerance * max|want| (both embeddings, float32; summation orders
+    differ) and prints the ratio; got None (kao failed) was counted already. Returns whether it held."""
+    import numpy as np
+    if got is None:
+        return False
+    scale = float(np.abs(want).max())
+    err = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+    print(f"{name}: max |kao - {peer}| / scale = {err / scale:.2e}")
+    return check(err <= tolerance * scale, f"{name}: max |kao - {peer}| {err:.3g}, scale {scale:.3g}")

@@ -3,6 +3,7 @@
  * margin 28.6 degrees, scale 64, verify threshold 0.4, val fraction 0.1, adamw, cosine). */
 #include "check.h"
 #include "kao/config.h"
+#include "kao/image.h"
 #include "kao/util.h"
 
 #include <dirent.h>
@@ -38,6 +39,10 @@ static void test_defaults(void) {
     CHECK(c.early_stop.metric == KAO_METRIC_VAL_LOSS, "metric");
     CHECK(c.data.root[0] == '\0' && c.augment.hflip, "root / hflip");
     CHECK(c.train.workers == KAO_CONFIG_AUTO, "workers %d", c.train.workers);
+    CHECK(c.data.max_image_pixels == KAO_IMAGE_DEFAULT_MAX_PIXELS && !c.data.exif_transpose, "image decoding");
+    CHECK(kao_config_set(&c, "data.max_image_pixels", "0", "t") == KAO_ERR &&
+              error_has("data.max_image_pixels = '0' is not accepted; expected an integer in [1, 2147483647]"),
+          "pixel limit 0");
     CHECK(kao_config_validate(&c) == KAO_OK, "defaults invalid: %s", kao_last_error());
     CHECK(kao_config_has_key("train.lr") && !kao_config_has_key("train") && !kao_config_has_key("lr"), "has_key");
 }

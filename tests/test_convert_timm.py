@@ -2,8 +2,9 @@
 -> HDF5 -> timm: the state_dict comes back bit-identical, including BatchNorm statistics and
 num_batches_tracked that two training-mode forward passes changed. Also checks that the two HDF5
 files match dataset by dataset (names, order, types, values, attributes), that `to-h5 --random`
-is timm's seeded initialisation, that `check` loads a file, and that `to-h5 --pretrained` with an
-empty cache fails with a clear message instead of downloading. The seal (src/h5seal.c,
+is timm's seeded initialisation, that `check` loads a file, that `to-h5 --pretrained` with an
+empty cache fails with a clear message instead of downloading, and that `--state-dict` reads
+safetensors and wrapped or DDP-prefixed checkpoints (a truncated one: one line naming it). The seal (src/h5seal.c,
 tools/kao_seal.py): each side's files carry one the other accepts, and each side refuses a copy
 with one damaged byte.
 
@@ -175,6 +176,32 @@ def main():
     rc, out, err = run_convert("to-h5", "--model", variant, "--state-dict", path("original.pth"), "--out", path("x.h5"))
     check(rc == 1 and "does not fit" in err and not os.path.exists(path("x.h5")),
           f"wrong state_dict: rc {rc}, {err.strip()[:200]}")
+    check_checkpoint_layouts(original, variant, cm, dm)
+
+
+def check_checkpoint_layouts(original, variant, cm, dm):
+    """--state-dict reads what timm's load_state_dict reads (safetensors; "state_dict", "model" and
+    "model_state_dict" wrappers; DDP's "module." prefix), and refuses a damaged file in one line."""
+    from safetensors.torch import save_file
+    save_file(original, path("sd.safetensors"))
+    torch.save({"state_dict": original, "epoch": 3}, path("wrapped.pth"))
+    torch.save({"model_state_dict": {f"module.{k}": v for k, v in original.items()}, "optimizer_state_dict": {}},
+               path("tutorial.pth"))
+    torch.save({"model": {f"module.{k}": v for k, v in original.items()}}, path("ddp.pth"))
+    for name in ("sd.safetensors", "wrapped.pth", "tutorial.pth", "ddp.pth"):
+        rc, out, err = run_convert("to-h5", "--model", variant, "--channel-multiplier", cm, "--depth-multiplier", dm,
+                                   "--state-dict", path(name), "--out", path(name + ".h5"))
+        if check(rc == 0, f"to-h5 --state-dict {name}: {err.strip()[:300]}"):
+            run_convert("to-timm", path(name + ".h5"), "--out", path(name + ".back.pth"))
+            same_state_dicts(original, torch.load(path(name + ".back.pth"), weights_only=True), f"{name} -> kao")
+    data = open(path("sd.safetensors"), "rb").read()
+    with open(path("cut.safetensors"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    rc, out, err = run_convert("to-h5", "--model", variant, "--state-dict", path("cut.safetensors"), "--out",
+                               path("cut.h5"))
+    check(rc == 1 and err.startswith("convert_timm: error: ") and "cut.safetensors" in err and
+          err.count("\n") == 1 and not os.path.exists(path("cut.h5")),
+          f"truncated safetensors: one line naming it: rc {rc}, {err!r}")
 
 
 try:

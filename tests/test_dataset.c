@@ -1,5 +1,5 @@
 /* Scanning identity-folder trees built here in a temp folder: byte order of UTF-8 names, hidden
- * entries, non-PNG files, empty folders (strict and not), min/max images, and each error. The scan
+ * entries, PNG and JPEG names, other files, empty folders (strict and not), min/max images, and each error. The scan
  * does not decode, so zero-byte files stand in for images. */
 #include "check.h"
 #include "kao/dataset.h"
@@ -43,9 +43,9 @@ static bool error_has(const char *part) {
 /* root/
  *   README.txt            ignored (file at root level)
  *   .hidden/x.png         skipped (hidden)
- *   empty/                no PNG: error when strict, else dropped
+ *   empty/                no image: error when strict, else dropped
  *   few/1.png             one image
- *   s1/1.png 2.png 3.png
+ *   s1/1.png 2.jpg 3.JPEG
  *   山田太郎/a.png b.PNG c.png notes.txt sub/ .DS_Store
  *   佐藤花子/1.png 2.png
  */
@@ -59,8 +59,8 @@ static void build_tree(void) {
     make_file("root/few/1.png");
     make_dir("root/s1");
     make_file("root/s1/1.png");
-    make_file("root/s1/2.png");
-    make_file("root/s1/3.png");
+    make_file("root/s1/2.jpg");
+    make_file("root/s1/3.JPEG");
     make_dir("root/山田太郎");
     make_file("root/山田太郎/c.png");
     make_file("root/山田太郎/a.png");
@@ -95,7 +95,7 @@ static void test_scan(void) {
         }
     }
     CHECK(ds.num_images == 9, "%d images", ds.num_images);
-    const char *rels[] = {"few/1.png", "s1/1.png", "s1/2.png", "s1/3.png", "佐藤花子/1.png", "佐藤花子/2.png",
+    const char *rels[] = {"few/1.png", "s1/1.png", "s1/2.jpg", "s1/3.JPEG", "佐藤花子/1.png", "佐藤花子/2.png",
                           "山田太郎/a.png", "山田太郎/b.PNG", "山田太郎/c.png"};
     for (int i = 0; i < 9 && i < ds.num_images; i++)
         CHECK(strcmp(ds.images[i].rel, rels[i]) == 0, "image %d is %s, expected %s", i, ds.images[i].rel, rels[i]);
@@ -105,7 +105,7 @@ static void test_scan(void) {
     CHECK(ds.ignored_example && strcmp(ds.ignored_example, "README.txt") == 0, "example %s", ds.ignored_example);
 
     for (int i = 0; i < ds.num_images; i++) CHECK(kao_dataset_find(&ds, rels[i]) == i, "find %s", rels[i]);
-    CHECK(kao_dataset_find(&ds, "山田太郎/notes.txt") == -1, "non-PNG found");
+    CHECK(kao_dataset_find(&ds, "山田太郎/notes.txt") == -1, "non-image found");
     CHECK(kao_dataset_find(&ds, "empty/1.png") == -1, "dropped found");
     CHECK(kao_dataset_find(&ds, "s/1.png") == -1 && kao_dataset_find(&ds, "s10/1.png") == -1, "prefix found");
     CHECK(kao_dataset_find(&ds, "s1") == -1 && kao_dataset_find(&ds, "s1/") == -1, "bare identity found");
@@ -120,9 +120,9 @@ static void test_scan(void) {
     kao_dataset_print_summary(f, &ds);
     fclose(f);
     CHECK(strstr(text, "identities: 4 (images per identity: min 1, median 2.5, max 3)") != NULL, "%s", text);
-    CHECK(strstr(text, "images:     9") != NULL, "%s", text);
+    CHECK(strstr(text, "images:     9 (7 .png, 2 .jpg or .jpeg)") != NULL, "%s", text);
     CHECK(strstr(text, "1 empty identity folder: empty") != NULL, "%s", text);
-    CHECK(strstr(text, "3 entries are neither an identity folder nor a PNG image (e.g. README.txt)") != NULL, "%s",
+    CHECK(strstr(text, "3 entries are neither an identity folder nor a PNG or JPEG image (e.g. README.txt)") != NULL, "%s",
           text);
     CHECK(strstr(text, "skipped:    1 image that failed to decode") != NULL, "%s", text);
     free(text);
@@ -131,7 +131,7 @@ static void test_scan(void) {
     /* strict: the empty folder is an error naming it. */
     opt.strict = true;
     CHECK(kao_dataset_scan(&ds, at("root"), &opt) == KAO_ERR, "strict accepted an empty folder");
-    CHECK(error_has(at("root/empty")) && error_has("no PNG images"), "message");
+    CHECK(error_has(at("root/empty")) && error_has("no PNG or JPEG images"), "message");
     kao_dataset_free(&ds);
 
     /* min_images drops the small identities and reports them. */
@@ -192,7 +192,7 @@ static void test_errors(void) {
     make_dir("allempty/b");
     opt.strict = false;
     CHECK(kao_dataset_scan(&ds, at("allempty"), &opt) == KAO_ERR, "all-empty accepted");
-    CHECK(error_has("none of the 2 identity folders holds a PNG image"), "message");
+    CHECK(error_has("none of the 2 identity folders holds a PNG or JPEG image"), "message");
     kao_dataset_free(&ds);
 
     make_dir("badname");

@@ -9,7 +9,7 @@
 3. kao info names the architecture and counts the parameters; against another architecture it
    lists every mismatching tensor.
 4. Bad input: each gives one "kao: error:" line naming the file (or the device), a non-zero exit and no output
-   file: a missing, empty, truncated or non-PNG image; a missing, empty or corrupt weights file;
+   file: a missing, empty, truncated or neither-PNG-nor-JPEG image; a missing, empty or corrupt weights file;
    a weights file for another variant; an unknown model name. A Japanese (UTF-8) file and folder
    name simply works.
 Prints "N passed, N failed"; exit status 1 on any failure.
@@ -160,7 +160,7 @@ expect_error("truncated image", embed + [truncated_png], "truncated.png", out)
 expect_error("truncated image, decoded ahead (a device's path)",
              embed + ["--device", "cpu-detached", "--batch", "2", good, good, good, truncated_png, good],
              "truncated.png", out)
-expect_error("non-PNG image", embed + [text_png], "text.png", out)
+expect_error("neither PNG nor JPEG inside", embed + [text_png], "text.png: not a PNG or JPEG file", out)
 expect_error("image that is not *.png", embed + [os.path.join(ORL, "README_ORL.txt")], "README_ORL.txt", out)
 looped = os.path.join(TMP, "looped", "a")  # a/up links back to looped: searched without end before
 os.makedirs(looped)

@@ -4,8 +4,8 @@
  *    brightness/contrast stay within the normalised range of [0, 255];
  *  - the loader's batches are the same bit for bit with 0, 1 and 3 workers and any depth, also
  *    when a pass starts at a later batch (a resumed epoch) or is abandoned midway;
- *  - undecodable files (zero bytes, a corrupt PNG, a JPEG named .png) are left out of their batch
- *    and listed with a message naming them. */
+ *  - undecodable files (zero bytes, a corrupt PNG, a truncated JPEG named .png) are left out of
+ *    their batch and listed with a message naming them. */
 #include "check.h"
 #include "kao/augment.h"
 #include "kao/loader.h"
@@ -68,17 +68,21 @@ static void check_augment(kao_rng *rng) {
     float *want = malloc(H * W * 3 * sizeof(float)), *got = malloc(H * W * 3 * sizeof(float));
     uint8_t *scratch = malloc(kao_augment_scratch_bytes(&img, H, W));
     kao_augment_cfg none = kao_augment_none();
+    const kao_input_norm imagenet = kao_imagenet_norm(), half = {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
     kao_rng r;
     kao_augment_rng(&r, 1, 0, 0);
 
-    /* off: kao embed's preprocessing, resized and at the image's own size */
-    kao_image_to_input(want, &img, H, W, kao_imagenet_mean, kao_imagenet_std);
-    kao_augment_input(got, &img, H, W, &none, &r, scratch);
+    /* off: kao embed's preprocessing, resized and at the image's own size, with either normalisation */
+    kao_image_to_input(want, &img, H, W, half.mean, half.std);
+    kao_augment_input(got, &img, H, W, &none, &half, &r, scratch);
+    CHECK(memcmp(want, got, H * W * 3 * sizeof(float)) == 0, "mean = std = 0.5: differs from kao_image_to_input");
+    kao_image_to_input(want, &img, H, W, kao_imagenet_mean, kao_imagenet_std); /* want: the checks below too */
+    kao_augment_input(got, &img, H, W, &none, &imagenet, &r, scratch);
     CHECK(memcmp(want, got, H * W * 3 * sizeof(float)) == 0, "no augmentation differs from kao_image_to_input");
     float *own = malloc(20 * 16 * 3 * sizeof(float)), *own_got = malloc(20 * 16 * 3 * sizeof(float));
     uint8_t *scratch2 = malloc(kao_augment_scratch_bytes(&img, 20, 16));
     kao_image_to_input(own, &img, 20, 16, kao_imagenet_mean, kao_imagenet_std);
-    kao_augment_input(own_got, &img, 20, 16, &none, &r, scratch2);
+    kao_augment_input(own_got, &img, 20, 16, &none, &imagenet, &r, scratch2);
     CHECK(memcmp(own, own_got, 20 * 16 * 3 * sizeof(float)) == 0, "no augmentation at the image's size");
     free(own);
     free(own_got);
@@ -90,7 +94,7 @@ static void check_augment(kao_rng *rng) {
     int flipped = 0, kept = 0;
     for (int s = 0; s < 16; s++) {
         kao_augment_rng(&r, 2, 0, s);
-        kao_augment_input(got, &img, H, W, &flip, &r, scratch);
+        kao_augment_input(got, &img, H, W, &flip, &imagenet, &r, scratch);
         bool same = memcmp(want, got, H * W * 3 * sizeof(float)) == 0, mirror = true;
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++)
@@ -107,7 +111,7 @@ static void check_augment(kao_rng *rng) {
     crop.scale_min = crop.scale_max = 0.5;
     for (int s = 0; s < 4; s++) {
         kao_augment_rng(&r, 3, 1, s);
-        kao_augment_input(got, &img, H, W, &crop, &r, scratch);
+        kao_augment_input(got, &img, H, W, &crop, &imagenet, &r, scratch);
         bool found = false;
         kao_image part = {.height = 10, .width = 8, .pixels = malloc(10 * 8 * 3)};
         for (int top = 0; top <= 10 && !found; top++)
@@ -125,7 +129,7 @@ static void check_augment(kao_rng *rng) {
     jitter.brightness = jitter.contrast = 0.4;
     kao_image_to_input(want, &img, H, W, kao_imagenet_mean, kao_imagenet_std);
     kao_augment_rng(&r, 4, 0, 0);
-    kao_augment_input(got, &img, H, W, &jitter, &r, scratch);
+    kao_augment_input(got, &img, H, W, &jitter, &imagenet, &r, scratch);
     bool in_range = true;
     for (int i = 0; i < H * W * 3; i++) {
         int k = i % 3;
@@ -194,7 +198,9 @@ static void check_loader(void) {
 
     static pass_result ref, got;
     kao_backend *cpu = kao_backend_cpu();
-    kao_loader *L0 = kao_loader_create(&ds, 0, 1, 5, H, W, cpu);
+    /* a normalisation of the weights' own (timm's _s: 0.5), which the loader must apply */
+    const kao_input_norm half = {{0.5f, 0.5f, 0.5f}, {0.5f, 0.5f, 0.5f}};
+    kao_loader *L0 = kao_loader_create(&ds, 0, 1, 5, H, W, &half, &KAO_IMAGE_OPTIONS_DEFAULT, cpu);
     run_pass(&ref, L0, items, 18, 5, 0, &aug);
     CHECK(ref.batches == 4 && ref.rows == 15 && ref.failed == 3, "%d batches, %d rows, %d failed", ref.batches, ref.rows,
           ref.failed);
@@ -206,7 +212,7 @@ static void check_loader(void) {
 
     int workers[3] = {1, 3, 3}, depths[3] = {1, 2, 6};
     for (int t = 0; t < 3; t++) {
-        kao_loader *L = kao_loader_create(&ds, workers[t], depths[t], 5, H, W, cpu);
+        kao_loader *L = kao_loader_create(&ds, workers[t], depths[t], 5, H, W, &half, &KAO_IMAGE_OPTIONS_DEFAULT, cpu);
         /* abandon a pass midway first: the next pass must not see its batches */
         kao_loader_start(L, items, 18, 5, 0, &aug, 1, 0);
         CHECK(kao_loader_next(L, NULL) != NULL, "first batch");
@@ -226,7 +232,7 @@ static void check_loader(void) {
     run_pass(&got, L0, items, 18, 5, 0, &none);
     float want[H * W * 3];
     for (int i = 0; i < got.rows; i++) {
-        kao_load_input(want, ds.images[got.items[i]].path, H, W);
+        kao_load_input(want, ds.images[got.items[i]].path, H, W, &half, &KAO_IMAGE_OPTIONS_DEFAULT);
         CHECK(!memcmp(want, got.input + (size_t)i * H * W * 3, sizeof want), "row %d differs from kao_load_input", i);
     }
     kao_loader_free(L0);

@@ -1,11 +1,12 @@
 """kao train on bad input: each case ends with one clear "kao: error: ..." line naming the problem
 and a non-zero exit, or, where the config says so, with a warning and a count and a finished run:
 an empty root, an identity folder with no images (strict, and dropped with data.strict = false),
-zero-byte / corrupt / JPEG-inside PNGs (skipped and counted, or fatal with data.stop_on_bad_image),
-a non-PNG file (ignored and counted), an unreadable file (unless running as root, who reads
-everything), an unknown config key, a negative learning rate, a batch larger than the data set, a
-resume folder from another configuration, a split manifest of other data (and one of the same data,
-used as it is), a missing --init file, a taken run folder, bad options."""
+zero-byte / corrupt PNGs and a truncated JPEG named .png (skipped and counted, or fatal with
+data.stop_on_bad_image), a file that is not an image (ignored and counted), an unreadable file
+(unless running as root, who reads everything), an unknown config key, a negative learning rate, a
+batch larger than the data set, a resume folder from another configuration, a split manifest of
+other data (and one of the same data, used as it is), a missing --init file, a taken run folder, bad
+options."""
 import os
 import shutil
 import sys
@@ -62,7 +63,7 @@ try:
     noimg = copy_identities("noimg", ["s1", "s2", "s3"])
     os.makedirs(os.path.join(noimg, "s4_empty"))
     fails("identity without images", ["train", "--config", cfg, "--data", noimg, "--out", ws.path("r2")],
-          "s4_empty: identity folder has no PNG images")
+          "s4_empty: identity folder has no PNG or JPEG images")
     status, out = t.kao("train", "--config", cfg, "--data", noimg, "--out", ws.path("r2b"), "--set", "data.strict=false",
                         "--set", "train.batch_size=8", *quick)
     t.check(status == 0 and "dropped:    1 empty identity folder: s4_empty" in out, f"data.strict=false: exit {status}:\n{out}")
@@ -72,7 +73,7 @@ try:
     with open(os.path.join(bad, "s3", "corrupt.png"), "wb") as f:
         f.write(open(os.path.join(t.ORL, "s3", "1.png"), "rb").read()[:300])  # a truncated PNG
     with open(os.path.join(bad, "s4", "photo.png"), "wb") as f:
-        f.write(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))  # a JPEG named .png
+        f.write(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(100))  # a truncated JPEG named .png
     with open(os.path.join(bad, "s1", "notes.txt"), "w") as f:
         f.write("not an image\n")
     status, out = t.kao("train", "--config", cfg, "--data", bad, "--out", ws.path("r3"), "--set", "train.batch_size=8",
@@ -82,8 +83,8 @@ try:
         t.check(sum(1 for line in out.splitlines() if line.startswith("warning: skipping") and name in line) == 1,
                 f"no single warning for {name}:\n{out}")
     t.check("skipped 3 images that failed to decode" in out, f"skipped count missing:\n{out}")
-    t.check("ignored:    1 entry is neither an identity folder nor a PNG image (e.g. s1/notes.txt)" in out,
-            f"non-PNG file not counted:\n{out}")
+    t.check("ignored:    1 entry is neither an identity folder nor a PNG or JPEG image (e.g. s1/notes.txt)" in out,
+            f"a file that is not an image not counted:\n{out}")
     fails("bad image with data.stop_on_bad_image", ["train", "--config", cfg, "--data", bad, "--out", ws.path("r4"),
                                                    "--set", "data.stop_on_bad_image=true", "--set", "train.batch_size=8",
                                                    *quick], ".png", "stop_on_bad_image")

@@ -139,40 +139,51 @@ static void check_pairs_file(void) {
     int count, num;
     char **images;
     write_text(file, "10\t300\n# comment\n\nAnn_Lee\t1\t2\nAnn_Lee 2 Bob 11\r\nBob 1 Ann 1\n");
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_OK, "%s", kao_last_error());
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_OK, "%s", kao_last_error());
     CHECK(count == 3 && images == NULL && p[0].a == 0 && p[0].b == 1 && p[0].same && p[1].a == 1 && p[1].b == 2 &&
               !p[1].same && p[2].a == 3 && p[2].b == 4 && !p[2].same,
           "pairs file resolved against known paths");
     free(p);
+    /* JPEG names: .png first, then .jpg, then .jpeg (the letter case as written) */
+    char *jpegs[] = {"lfw/Cy/Cy_0001.jpg", "lfw/Cy/Cy_0002.jpeg", "lfw/Cy/Cy_0003.JPG", "Dee/Dee_0001.png",
+                     "Dee/Dee_0001.jpg"};
+    write_text(file, "Cy 1 2\nCy 1 Dee 1\n");
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, jpegs, 5, false) == KAO_OK, "%s", kao_last_error());
+    CHECK(count == 2 && p[0].a == 0 && p[0].b == 1 && p[1].a == 0 && p[1].b == 3, "JPEG names resolved");
+    free(p);
+    write_text(file, "Cy 1 3\nCy 1 Dee 1\n");
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, jpegs, 5, false) == KAO_ERR &&
+              error_has(":1: no embedding for Cy/Cy_0003.png (or .jpg, .jpeg)"), "%s", kao_last_error());
     write_text(file, "Ann_Lee 1 3\nBob 1 Ann 1\n");
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has(":1: no embedding for Ann_Lee/Ann_Lee_0003.png"), "missing entry");
     write_text(file, "Ann_Lee 1 2\n5\n");
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has(":2: expected 'name n1 n2' or 'name1 n1 name2 n2', got '5'"), "a bare number after line 1");
     write_text(file, "10 300\n");
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR && error_has("no pairs"), "empty");
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR && error_has("no pairs"), "empty");
     write_text(file, "Ann_Lee 1 2\nBob 1 \x8a\xe7 1\n"); /* Shift_JIS */
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has(":2: not UTF-8 text (save the file as UTF-8)"), "Shift_JIS: %s", kao_last_error());
-    /* A UTF-8 line too long for the message: cut at a character, never inside one. */
-    char *long_line = kao_malloc(3000 * 3 + 16, "long line");
+    /* A UTF-8 line too long for the message (but within KAO_MAX_LINE): cut at a character, never
+     * inside one. */
+    char *long_line = kao_malloc(2000 * 3 + 16, "long line");
     size_t at = (size_t)sprintf(long_line, "Ann_Lee 1 2\n");
-    for (int i = 0; i < 3000; i++) at += (size_t)sprintf(long_line + at, "顔");
+    for (int i = 0; i < 2000; i++) at += (size_t)sprintf(long_line + at, "顔");
     sprintf(long_line + at, "\n");
     write_text(file, long_line);
     free(long_line);
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has(":2: expected 'name n1 n2'") && kao_valid_utf8(kao_last_error()),
           "a long line's message is cut inside a character");
     FILE *f = fopen(file, "wb");
     static const char with_nul[] = "Ann_Lee 1 2\nBob 1\0 Ann 1\n"; /* a NUL would cut the line short */
     fwrite(with_nul, 1, sizeof with_nul - 1, f);
     fclose(f);
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has(":2: not UTF-8 text"), "NUL byte: %s", kao_last_error());
     write_text(file, "Bob 1 Ann 1\n");
-    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5) == KAO_ERR &&
+    CHECK(kao_pairs_from_file(&p, &count, &images, &num, file, NULL, known, 5, false) == KAO_ERR &&
               error_has("no same-identity pairs"), "one kind");
     remove(file);
 }

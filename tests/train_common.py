@@ -34,6 +34,7 @@ input_size = 48
 [data]
 root = {root}
 val_fraction = 0.3
+follow_symlinks = true
 
 [train]
 epochs = 4
@@ -83,7 +84,8 @@ def env():
 
 
 class Workspace:
-    """A temporary folder with a data tree of symlinked ORL identities and config files."""
+    """A temporary folder with a data tree of symlinked ORL identities (links out of the data root,
+    which TINY's data.follow_symlinks lets kao train follow) and config files."""
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="kao_train_test_")

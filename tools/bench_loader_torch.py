@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch's side of `kao bench --mode load`: a torch.utils.data.DataLoader over the same identity
-folders of PNGs, with the torchvision transforms that do what kao train's default augmentation does
+folders of PNG and JPEG images, with the torchvision transforms that do what kao train's default augmentation does
 (augment.h): a random crop of 85–100% of each side keeping the aspect ratio, resized bilinearly to
 HxW (RandomResizedCrop with scale (0.85², 1) and the image's own ratio), a horizontal flip, brightness
 and contrast jitter of ±0.2, ToTensor and ImageNet normalisation. Batches are pinned when a GPU is
@@ -23,12 +23,12 @@ from torchvision import transforms
 
 
 class Faces(torch.utils.data.Dataset):
-    """ROOT/<identity>/<image>.png, as kao's data set scan lists them (byte order)."""
+    """ROOT/<identity>/<image>.png|.jpg|.jpeg, as kao's data set scan lists them (byte order)."""
 
     def __init__(self, root, transform):
         ids = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
         self.items = [(os.path.join(root, d, f), label) for label, d in enumerate(ids)
-                      for f in sorted(os.listdir(os.path.join(root, d))) if f.lower().endswith(".png")]
+                      for f in sorted(os.listdir(os.path.join(root, d))) if f.lower().endswith((".png", ".jpg", ".jpeg"))]
         self.transform = transform
 
     def __len__(self):

@@ -5,7 +5,10 @@ A kao weights file (include/kao/weights.h) holds one float32 dataset per state_d
 root, named by timm's key, in PyTorch shape and state_dict order; each BatchNorm's
 `num_batches_tracked` as an int64 scalar; and the root attributes format="kao-weights",
 format_version=1, architecture (timm model name), width_mult, depth_mult (float64) and
-embedding_dim (int64, the classifier's out_features).
+embedding_dim (int64, the classifier's out_features); with --pretrained also what timm's
+pretrained_cfg says the weights expect: input_mean, input_std (float64[3], RGB, 0..1 scale) and
+input_height, input_width (int64, its test_input_size), which kao train, embed, verify and export
+use without being told (the _s, _m, _l and b3 weights want mean = std = 0.5, b0-b2 ImageNet's).
 
 Run it with the tools environment: PY=$(bash scripts/setup_python.sh); $PY tools/convert_timm.py ...
 
@@ -16,10 +19,16 @@ Run it with the tools environment: PY=$(bash scripts/setup_python.sh); $PY tools
                      checkpoint folder) only: nothing is downloaded, and a clear error says so when
                      they are not cached. The 1000-class classifier is kept unless --num-classes is
                      given; kao skips a head that does not match its embedding size and
-                     initialises a fresh one.
+                     initialises a fresh one. The normalisation and input size of the variant's
+                     pretrained_cfg are recorded. (kao reads timm's model.safetensors itself too:
+                     kao convert, or any command's --weights / --init.)
       --random       timm's own initialisation after torch.manual_seed(--seed) (default seed 0).
-      --state-dict   a PyTorch state_dict of this architecture (e.g. fine-tuned in PyTorch); it is
-                     loaded with strict=True first, so a mismatch is reported here.
+      --state-dict   a checkpoint of this architecture (e.g. fine-tuned in PyTorch): .pth/.pt or
+                     .safetensors, read by timm's own load_state_dict (which unwraps "state_dict",
+                     "state_dict_ema", "model_ema" and "model" and strips DDP's "module." and
+                     torch.compile's "_orig_mod." prefixes), also unwrapping "model_state_dict"
+                     (PyTorch's tutorial layout); it is loaded with strict=True first, so a mismatch
+                     is reported here.
       --num-classes  classifier out_features, which kao calls embedding_dim. Default: 1000 with
                      --pretrained, 512 with --random, the state_dict's classifier size otherwise.
       Multipliers default to the variant's own (b1: depth 1.1, b2: 1.1/1.2, b3: 1.2/1.4).
@@ -39,6 +48,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 
 import kao_seal
 
@@ -146,7 +156,22 @@ def load_strict(model, state_dict, source):
         raise Fail(f"{source} does not fit {type(model).__name__}: {e}") from None
 
 
-def write_h5(path, model, variant, cm, dm):
+def read_checkpoint(path):
+    """A state_dict from any checkpoint timm's load_state_dict reads, or a Fail naming the file."""
+    from timm.models import load_state_dict
+    from timm.models._helpers import clean_state_dict
+    if not os.path.isfile(path):
+        raise Fail(f"{path}: no such file")
+    try:
+        sd = load_state_dict(path)
+    except Exception as e:  # torch.load, safetensors and pickle each raise their own types
+        raise Fail(f"{path}: cannot read a PyTorch or safetensors checkpoint: {e}") from None
+    if isinstance(sd.get("model_state_dict"), dict):
+        sd = clean_state_dict(sd["model_state_dict"])
+    return sd
+
+
+def write_h5(path, model, variant, cm, dm, pretrained_cfg=None):
     import h5py
     import numpy as np
     folder = os.path.dirname(os.path.abspath(path))
@@ -155,7 +180,9 @@ def write_h5(path, model, variant, cm, dm):
     sd = model.state_dict()
     if "classifier.weight" not in sd:
         raise Fail("the model has no classifier (num_classes 0); kao needs one")
-    tmp = f"{path}.tmp.{os.getpid()}"
+    # Created exclusively beside the target (nothing planted there is followed), renamed over it.
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".tmp.", dir=folder)
+    os.close(fd)
     try:
         # track_order: datasets list in state_dict order; libver: readable by HDF5 1.10 (Debian);
         # the user block holds kao's seal (kao_seal.py), written once HDF5 has closed the file.
@@ -167,6 +194,12 @@ def write_h5(path, model, variant, cm, dm):
             f.attrs["width_mult"] = np.float64(cm)
             f.attrs["depth_mult"] = np.float64(dm)
             f.attrs["embedding_dim"] = np.int64(sd["classifier.weight"].shape[0])
+            if pretrained_cfg:  # what the weights expect (include/kao/trained_info.h)
+                size = pretrained_cfg.get("test_input_size") or pretrained_cfg["input_size"]
+                f.attrs["input_height"] = np.int64(size[1])
+                f.attrs["input_width"] = np.int64(size[2])
+                f.attrs["input_mean"] = np.array(pretrained_cfg["mean"], dtype=np.float64)
+                f.attrs["input_std"] = np.array(pretrained_cfg["std"], dtype=np.float64)
             for key, value in sd.items():
                 array = value.detach().cpu().numpy()
                 if key.endswith(".num_batches_tracked"):
@@ -214,22 +247,19 @@ def cmd_to_h5(args):
     variant = args.model
     cm, dm = multipliers(variant, args.channel_multiplier, args.depth_multiplier)
     import torch
+    pretrained_cfg = None
     if args.pretrained:
         model = build_timm(variant, cm, dm, args.num_classes or 1000, cached_pretrained_file(variant))
+        pretrained_cfg = model.pretrained_cfg
     elif args.state_dict:
-        try:
-            sd = torch.load(args.state_dict, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as e:
-            raise Fail(f"{args.state_dict}: cannot read a PyTorch state_dict: {e}") from None
-        if "state_dict" in sd and isinstance(sd["state_dict"], dict):
-            sd = sd["state_dict"]
+        sd = read_checkpoint(args.state_dict)
         classes = args.num_classes or (sd["classifier.weight"].shape[0] if "classifier.weight" in sd else 0)
         model = build_timm(variant, cm, dm, classes)
         load_strict(model, sd, args.state_dict)
     else:
         torch.manual_seed(args.seed)
         model = build_timm(variant, cm, dm, args.num_classes or 512)
-    write_h5(args.out, model, variant, cm, dm)
+    write_h5(args.out, model, variant, cm, dm, pretrained_cfg)
     params = sum(p.numel() for p in model.parameters())
     print(f"{args.out}: {describe(variant, cm, dm)}, classifier {model.num_classes} outputs, "
           f"{params:,} parameters, {len(model.state_dict())} tensors")
@@ -272,7 +302,7 @@ def main(argv=None):
     source = h.add_mutually_exclusive_group(required=True)
     source.add_argument("--pretrained", action="store_true", help="ImageNet weights from the local cache")
     source.add_argument("--random", action="store_true", help="timm's initialisation with --seed")
-    source.add_argument("--state-dict", metavar="FILE.pth", help="a PyTorch state_dict")
+    source.add_argument("--state-dict", metavar="FILE", help="a .pth/.pt or .safetensors checkpoint")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--num-classes", type=int)
     h.add_argument("--out", required=True, metavar="W.h5")

@@ -10,11 +10,11 @@
  *     float without PIL's intermediate rounding: brightness x·b, contrast (x − μ)·c + μ with μ the
  *     mean luma (0.299 R + 0.587 G + 0.114 B, PIL's "L") after the brightness change, b ~ U[1 − brightness,
  *     1 + brightness], c ~ U[1 − contrast, 1 + contrast], clipped to [0, 255] after each;
- *  4. normalisation with the ImageNet mean and std, as kao_image_to_input.
+ *  4. normalisation with the weights' mean and std (kao_input_norm), as kao_image_to_input.
  * A step whose setting is off (scale_min = scale_max = 1, hflip false, brightness or contrast 0)
  * draws nothing and changes nothing, so with everything off the result equals
- * kao_image_to_input(..., kao_imagenet_mean, kao_imagenet_std) bit for bit: validation and kao
- * embed see the same input.
+ * kao_image_to_input(..., norm->mean, norm->std) bit for bit: validation and kao embed see the
+ * same input.
  */
 #ifndef KAO_AUGMENT_H
 #define KAO_AUGMENT_H
@@ -41,7 +41,7 @@ void kao_augment_rng(kao_rng *rng, uint64_t seed, int epoch, int64_t position);
 /* out (H, W, 3) float NHWC. scratch: at least kao_augment_scratch_bytes(img, H, W) bytes
  * (room for the resized image and the crop). */
 size_t kao_augment_scratch_bytes(const kao_image *img, int H, int W);
-void kao_augment_input(float *out, const kao_image *img, int H, int W, const kao_augment_cfg *cfg, kao_rng *rng,
-                       uint8_t *scratch);
+void kao_augment_input(float *out, const kao_image *img, int H, int W, const kao_augment_cfg *cfg,
+                       const kao_input_norm *norm, kao_rng *rng, uint8_t *scratch);
 
 #endif

@@ -2,8 +2,8 @@
  *
  * A checkpoint is written atomically (h5io.h: a temporary file beside the target, fsync, rename,
  * fsync of the folder), so killing the process at any moment, SIGKILL during a save included,
- * leaves every earlier checkpoint intact; at worst a "<name>.tmp.<pid>" file is left behind,
- * which kao train --resume deletes. Continuing from a checkpoint gives the same numbers as never
+ * leaves every earlier checkpoint intact; at worst a "<name>.tmp.XXXXXX" file is left behind
+ * (util.h), which kao train --resume deletes. Continuing from a checkpoint gives the same numbers as never
  * stopping (on the CPU with the same thread count): it holds every piece of state a step reads.
  *
  * File layout (all readable with h5py; E = embedding_dim, C = classes):
@@ -58,6 +58,7 @@
 #include "kao/early_stop.h"
 #include "kao/h5io.h"
 #include "kao/train_step.h"
+#include "kao/trained_info.h"
 
 #define KAO_CHECKPOINT_FORMAT "kao-checkpoint"
 #define KAO_CHECKPOINT_VERSION 1
@@ -74,6 +75,9 @@ typedef struct {
     char *config_text;         /* owned after kao_checkpoint_read_info */
     char **classes;            /* (num_classes) owned after kao_checkpoint_read_info */
     int num_classes;
+    /* Saving: the input size and normalisation (trained_info.h) as root attributes, so --init
+     * from a checkpoint reads them as from best.h5; NULL: none. Not set by kao_checkpoint_read_info. */
+    const kao_trained_info *trained;
 } kao_checkpoint_info;
 
 /* Writes the trainer's state and info to path atomically (bringing its host copies up to date

@@ -20,11 +20,14 @@
  *    takes `--set section.key=value` (kao_config_set_assignment); kao_config_has_key lets it also
  *    accept `--section.key value`.
  *  - kao_config_validate checks what spans keys (scale_min <= scale_max, ...) once all are set.
+ *  - model.input_mean / model.input_std are "auto" until kao train resolves them from the start
+ *    weights (kao_config_resolve_normalisation), so a run folder's config.ini holds the numbers used.
  *  - kao_config_dump writes every key, so a run folder's config.ini is the exact effective config;
  *    parsing the dump gives back an identical struct.
  *  - kao_config_hash covers every key except those that may change on a resume without changing
- *    the result (data.root, train.threads, train.workers, data.stop_on_bad_image, checkpoint.*);
- *    --help-config marks them with '*'.
+ *    the result (data.root, train.threads, train.workers, data.stop_on_bad_image, checkpoint.*), and
+ *    data.follow_symlinks (the split's hash covers the images it lets in); --help-config marks them
+ *    with '*'.
  */
 #ifndef KAO_CONFIG_H
 #define KAO_CONFIG_H
@@ -54,12 +57,16 @@ typedef struct {
         int embedding_dim;
         int input_size;                  /* square input side in pixels */
         char weights[KAO_CONFIG_STRING]; /* HDF5 weights to start from; "" = random init */
+        char input_mean[64], input_std[64]; /* "auto" or "r,g,b" on the 0..1 scale */
     } model;
     struct {
         char root[KAO_CONFIG_STRING];
         int min_images, max_images;
         bool strict;
+        bool follow_symlinks;            /* kao_dataset_options.follow_symlinks */
         bool stop_on_bad_image;
+        int max_image_pixels;            /* kao_image_options.max_pixels */
+        bool exif_transpose;
         double val_fraction;
         int val_count;
         int seed;
@@ -122,6 +129,12 @@ int kao_config_set(kao_config *c, const char *key, const char *value, const char
 /* "section.key=value" (the argument of --set). */
 int kao_config_set_assignment(kao_config *c, const char *assignment, const char *origin);
 bool kao_config_has_key(const char *key);
+
+/* The normalisation model.input_mean / model.input_std name; fails while either is "auto". */
+int kao_config_normalisation(const kao_config *c, float mean[3], float std[3]);
+/* Sets whichever of model.input_mean and model.input_std is "auto" to these numbers (written so
+ * that they read back exactly). */
+void kao_config_resolve_normalisation(kao_config *c, const float mean[3], const float std[3]);
 
 /* Checks between keys; call after the file and overrides. */
 int kao_config_validate(const kao_config *c);

@@ -1,15 +1,20 @@
-/* dataset.h — an identity-folder tree of face images: ROOT/<identity>/<image>.png.
+/* dataset.h — an identity-folder tree of face images: ROOT/<identity>/<image>.png (or .jpg, .jpeg).
  *
  * kao_dataset_scan() lists the tree without decoding anything. Its rules:
  *  - Identities are the sub-folders of ROOT; their names may be any UTF-8 (Japanese names are the
  *    normal case). Names are compared as bytes, so the order, and with it every class index, is the
  *    same on every machine: class index = position in the byte-sorted list of kept identities.
- *  - Images are the regular files whose name ends in ".png" in any letter case, sorted by byte order
- *    within their identity. Symbolic links are followed.
+ *  - Images are the regular files whose name ends in ".png", ".jpg" or ".jpeg" in any letter case
+ *    (kao_is_image_name; the decoder then goes by the content), sorted by byte order within their
+ *    identity, PNG and JPEG files mixed.
+ *  - Symbolic links (identity folders or images) are followed while they stay inside ROOT. One that
+ *    leads out of ROOT is skipped, counted and reported in the summary ("outside:"), unless
+ *    options.follow_symlinks (data.follow_symlinks = true, --follow-symlinks), which follows it
+ *    (and the summary says so).
  *  - Names beginning with '.' (hidden files and folders) are skipped silently.
- *  - Any other entry (a file at ROOT level, a non-PNG file or a sub-folder inside an identity
+ *  - Any other entry (a file at ROOT level, another kind of file or a sub-folder inside an identity
  *    folder) is ignored, counted and reported in the summary; it is not an error.
- *  - An identity folder without a single PNG is an error when options.strict is set (the default in
+ *  - An identity folder without a single image is an error when options.strict is set (the default in
  *    kao's config, data.strict = true: an empty folder is usually a failed copy). Without strict it
  *    is dropped and reported.
  *  - options.max_images > 0 keeps only the first max_images images (in byte order) of each identity.
@@ -30,7 +35,8 @@
 typedef struct {
     int min_images; /* identities with fewer images are dropped (the original pipeline used 80); >= 1 */
     int max_images; /* > 0: keep only the first max_images images of each identity; 0: all */
-    bool strict;    /* an identity folder with no PNG is an error (false: dropped with a warning) */
+    bool strict;    /* an identity folder with no image is an error (false: dropped with a warning) */
+    bool follow_symlinks; /* follow symbolic links that lead out of ROOT (false: skip them) */
 } kao_dataset_options;
 
 typedef struct {
@@ -61,8 +67,10 @@ typedef struct {
     kao_dropped_identity *dropped; /* (num_dropped) in name order */
     int num_dropped;
     int num_capped;                /* identities cut down to options.max_images */
-    int ignored_files;             /* entries that are neither identity folders nor PNGs */
+    int ignored_files;             /* entries that are neither identity folders nor images */
     char *ignored_example;         /* the first of them (relative to root), NULL when none */
+    int outside_links;             /* symbolic links out of root: skipped, or followed (follow_symlinks) */
+    char *outside_example;         /* the first of them (relative to root), NULL when none */
     int skipped_images;            /* images the loader could not decode */
 } kao_dataset;
 
@@ -78,7 +86,8 @@ int kao_dataset_find(const kao_dataset *ds, const char *rel);
 bool kao_dataset_mark_skipped(kao_dataset *ds, int i);
 
 /* Prints identities, images, per-identity min/median/max, dropped identities, ignored and skipped
- * files, a few lines in all. */
+ * files, a few lines in all; the image count says how many are named *.png and how many
+ * *.jpg or *.jpeg. */
 void kao_dataset_print_summary(FILE *f, const kao_dataset *ds);
 
 #endif

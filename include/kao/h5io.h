@@ -14,7 +14,8 @@
  * attribute readers accept fixed- or variable-length strings and 1-element arrays (as numpy
  * writes them). Every reader checks the stored shape against the one the caller expects.
  *
- * Writing is atomic: kao_h5_create() opens a temporary file beside the target, kao_h5_commit()
+ * Writing is atomic: kao_h5_create() opens a temporary file beside the target (util.h:
+ * "<path>.tmp.XXXXXX", created afresh, never through a file or link already there), kao_h5_commit()
  * closes it and renames it over the target (util.h: kao_commit_file); kao_h5_close() on a writer
  * that was not committed deletes the temporary file. A failure at any point leaves the previous
  * file, if any, untouched and no partial file behind.
@@ -22,7 +23,9 @@
  * Sealing: every file kao_h5_create writes carries, in a 512-byte HDF5 user block (which HDF5 and
  * h5py skip), the length and CRC-32 of the rest of the file (src/h5seal.c). kao_h5_open checks
  * them before HDF5 reads anything, so a truncated or damaged file is refused with a message
- * instead of loading wrong numbers (or crashing libhdf5). Files without a seal are read as they are.
+ * instead of loading wrong numbers (or crashing libhdf5). Files without a seal are read by libhdf5
+ * in a child process that hands back an in-memory copy (src/h5sandbox.c), so a crash or a hang
+ * inside libhdf5 on a damaged file becomes an error naming it.
  *
  *     kao_h5_file f;
  *     if (kao_h5_create(&f, path)) return KAO_ERR;
@@ -69,6 +72,10 @@ int kao_h5_open(kao_h5_file *f, const char *path);
 /* Starts writing path atomically (see above). Fails when path's folder does not exist or the
  * temporary file cannot be created. */
 int kao_h5_create(kao_h5_file *f, const char *path);
+/* Starts an HDF5 file that lives in memory only (HDF5's core driver, no backing store), for data
+ * converted from another format: it is written with the usual writers and read with the usual
+ * readers, and kao_h5_close frees it (never commit it). Errors name path, the file it came from. */
+int kao_h5_create_memory(kao_h5_file *f, const char *path);
 /* Closes the writer and replaces path with it. On failure the temporary file is removed. */
 int kao_h5_commit(kao_h5_file *f);
 /* Closes f; an uncommitted writer's temporary file is deleted. Safe on a closed file. */
@@ -141,5 +148,10 @@ int kao_h5_read_attr_f64(const kao_h5_file *f, const char *object, const char *n
 /* Exactly count numbers (any float or integer type), e.g. written by kao_h5_write_attr_f64_array. */
 int kao_h5_read_attr_f64_array(const kao_h5_file *f, const char *object, const char *name, double *out,
                                int count);
+/* A 1-D attribute of strings (fixed or variable length; a scalar string reads as one) as Keras and
+ * h5py write lists of names; an empty numeric array (h5py's empty list) reads as none. Free with
+ * kao_h5_free_names. */
+int kao_h5_read_attr_strings(const kao_h5_file *f, const char *object, const char *name, char ***strings,
+                             int *count);
 
 #endif

@@ -8,9 +8,9 @@
  * position = its place in the pass; so a batch's content is the same whichever worker prepares it,
  * and with workers = 0 (everything on the caller's thread).
  *
- * Images that fail to decode (zero-byte, corrupt, unreadable, not a PNG inside) are left out of
- * their batch, which is then smaller; the batch lists them with the decoder's message and the
- * caller decides (warn and count, or stop). A batch can be empty.
+ * Images that fail to decode (zero-byte, corrupt, unreadable, neither PNG nor JPEG inside, over
+ * the pixel limit) are left out of their batch, which is then smaller; the batch lists them with
+ * the decoder's message and the caller decides (warn and count, or stop). A batch can be empty.
  *
  * Threads: workers are pthreads and each works on one whole batch at a time; nothing they call
  * uses OpenMP, so the model keeps every core it was given.
@@ -46,11 +46,12 @@ int kao_loader_device_workers(void);
 
 /* workers: 0 prepares batches on the caller's thread inside kao_loader_next. depth: batches
  * prepared ahead (>= 1; ignored without workers). max_batch: the largest batch of any pass.
+ * norm: the input normalisation; image: how images are decoded (both copied).
  * ds is borrowed (only paths and labels are read) and must outlive the loader. be: the backend the
  * batches go to, whose host memory they are prepared in (page-locked for a GPU, so the copy is a
  * fast DMA). */
 kao_loader *kao_loader_create(const kao_dataset *ds, int workers, int depth, int max_batch, int height, int width,
-                              kao_backend *be);
+                              const kao_input_norm *norm, const kao_image_options *image, kao_backend *be);
 void kao_loader_free(kao_loader *L);
 
 /* Starts a pass over items (n) in batches of batch_size (the last one holds the rest), from batch

@@ -32,22 +32,31 @@ typedef struct {
                                 naming the architecture and kao's version */
     int num_identities;      /* identities the model was trained on; <= 0 = "unknown" */
     const char *split_hash;  /* identifies the train/validation split; NULL or "" = "unknown" */
+    float mean[3], std[3];   /* the input normalisation the weights expect (kao.mean, kao.std) */
 } kao_onnx_options;
 
 /* The metadata keys kao writes, in file order after `signature`; NULL-terminated. */
 extern const char *const kao_onnx_metadata_keys[];
 
-/* Defaults: 224×224, opset 13, not normalised, default signature, unknowns unknown. */
+/* Defaults: 224×224, opset 13, not normalised, default signature, unknowns unknown, ImageNet
+ * mean and std. */
 void kao_onnx_options_init(kao_onnx_options *opt);
 
 /* Writes m as an ONNX model to path, atomically (a failure leaves no file and any older file
  * untouched). KAO_ERR for bad options or an output folder that does not exist. */
 int kao_onnx_export(const kao_model *m, const char *path, const kao_onnx_options *opt);
 
-/* Reads path back, checks that it is a well-formed ONNX model (parses; has IR version, default
- * opset, typed inputs/outputs; initializer sizes match their shapes; every node input is
- * defined before use; a file with kao metadata has all of it) and prints its producer,
- * opsets, input/output signature and metadata to stdout. KAO_ERR with the reason otherwise. */
+/* Reads path back, checks that it is a kao export and prints its producer, opset, input/output
+ * signature and metadata to stdout (control characters escaped, e.g. ESC as \x1b). A kao export
+ * parses with nothing but the fields kao writes, all strings UTF-8; has IR 7 with opset 13 or
+ * IR 8 with 17; one float32 input [batch, …] and output; float32 initializers whose data fill
+ * their shapes; nodes of the ops kao emits only (src/onnx_schema.c: Conv, Sigmoid, Mul, Add,
+ * GlobalAveragePool, Flatten, Gemm, LpNormalization) with their attributes, inputs defined
+ * before use and shapes that fit, computing the declared output; and all of kao's metadata,
+ * agreeing with the graph. Such a file passes onnx.checker and loads in onnxruntime. KAO_ERR
+ * otherwise, with one message: "PATH: not a kao export: node N (Op 'name'): <why>" and the
+ * like, or "PATH: not a valid ONNX model …" for a file that does not parse or holds non-UTF-8
+ * text. */
 int kao_onnx_check(const char *path);
 
 #endif

@@ -31,8 +31,10 @@ typedef struct {
     float mean[3], std[3];         /* RGB, 0..1 scale */
 } kao_trained_info;
 
-/* Writes the input size, the normalisation (when has_normalisation) and the split hash (when not
- * ""); the identities are written with arcface/classes. */
+/* Writes the input size (when not 0), the normalisation (when has_normalisation) and the split hash
+ * (when not ""); the identities are written with arcface/classes. Reading goes through
+ * kao_weights_open (weights_source.h): a safetensors or Keras file reads as what its importer
+ * records. */
 int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info);
 /* Reads what path records; fails only when the file cannot be read or a recorded value is bad. */
 int kao_trained_info_read(const char *path, kao_trained_info *info);

@@ -41,14 +41,27 @@ void kao_abort(const char *file, int line, const char *fmt, ...) KAO_PRINTF(3, 4
 void *kao_malloc(size_t bytes, const char *what);
 void *kao_calloc(size_t count, size_t size, const char *what);
 void *kao_realloc(void *ptr, size_t bytes, const char *what);
+/* Buffers whose size the user chooses (a batch, an input size) are checked before they are taken:
+ * fails with "<what>: needs X GiB of memory, more than the Y GiB this machine has; <hint>" when
+ * bytes exceed the machine's memory and swap (or the process's address-space limit). */
+int kao_check_memory(double bytes, const char *what, const char *hint);
 /* 64-byte aligned, for SIMD and cache lines; free with free(). */
 void *kao_aligned_alloc(size_t bytes, const char *what);
 char *kao_strdup(const char *s);
 
-/* Atomic replacement of a file: write to kao_temp_path(path), then kao_commit_file() fsyncs it,
- * renames it over path and fsyncs the folder. A crash at any moment leaves either the old or the
- * new file at path, never a half-written one. kao_discard_file() removes an abandoned temp file. */
-void kao_temp_path(char *out, size_t out_size, const char *path);
+/* Atomic replacement of a file: write to a temporary file that kao_temp_create() makes beside it,
+ * then kao_commit_file() fsyncs it, renames it over path and fsyncs the folder. A crash at any
+ * moment leaves either the old or the new file at path, never a half-written one.
+ * kao_discard_file() removes an abandoned temp file.
+ * The temporary file is "<path>.tmp.XXXXXX" (KAO_TEMP_TAG and six random letters or digits),
+ * created with O_CREAT | O_EXCL | O_NOFOLLOW: a file or symbolic link already at that name (one
+ * planted to make kao write through it) is never opened, another name is drawn. Only such names
+ * are kao's temporary files (kao_is_temp_name: what kao train --resume cleans up). */
+#define KAO_TEMP_TAG ".tmp."
+/* Creates the temporary file of path (its name in temp); the open descriptor, or -1 after kao_fail. */
+int kao_temp_create(char *temp, size_t temp_size, const char *path);
+/* Whether name is a temporary file of final_name: final_name + ".tmp." + six letters or digits. */
+bool kao_is_temp_name(const char *name, const char *final_name);
 int kao_commit_file(const char *temp_path, const char *path);
 void kao_discard_file(const char *temp_path);
 /* Fails (with a message naming the folder) when the folder that would hold path does not exist. */
@@ -63,6 +76,8 @@ int kao_atomic_fclose(FILE *f, const char *temp, const char *path);
 bool kao_file_exists(const char *path);
 bool kao_is_dir(const char *path);
 bool kao_ends_with(const char *s, const char *suffix);
+/* "0.485,0.456,0.406": n floats, comma-separated, each in the fewest digits that read back exactly. */
+void kao_format_floats(char *out, size_t size, const float *v, int n);
 /* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
 bool kao_valid_utf8(const char *str);
 /* Cuts off a UTF-8 character left incomplete at the end of s (by a byte limit such as snprintf's).

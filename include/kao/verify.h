@@ -2,9 +2,9 @@
  * scores, and the report of `kao verify`.
  *
  * Identities (kao_identity_labels), from each image's path:
- *  - KAO_LAYOUT_NAMES: the file name up to its LAST underscore: "taro_yamada_2.png" → "taro_yamada".
- *    A name without an underscore, or starting with one, is an error ("cannot tell the identity
- *    of 'foo.png': expected <identity>_<n>.png").
+ *  - KAO_LAYOUT_NAMES: the file name up to its LAST underscore: "taro_yamada_2.png" → "taro_yamada"
+ *    (the same for .jpg and .jpeg). A name without an underscore, or starting with one, is an
+ *    error ("cannot tell the identity of 'foo.png': expected <identity>_<n>.png (or .jpg, .jpeg)").
  *  - KAO_LAYOUT_FOLDERS: the name of the folder holding the image: "data/s1/3.png" → "s1".
  *  - KAO_LAYOUT_AUTO: NAMES when every image is in the same folder, else FOLDERS.
  * Labels are the identities' ranks in byte order of their names.
@@ -17,9 +17,10 @@
  * by blanks or tabs,
  *     name n1 n2            a same-identity pair
  *     name1 n1 name2 n2     a pair of name1 and name2 (same identity if the names are equal)
- * naming the images "<name>/<name>_<n as 4 digits>.png" (LFW's names with .png for .jpg:
- * "Aaron_Peirsol 1 2" → "Aaron_Peirsol/Aaron_Peirsol_0001.png"). Empty lines and lines starting
- * with '#' are skipped; a first line of one or two bare integers (LFW's "10 300" header) too.
+ * naming the images "<name>/<name>_<n as 4 digits>" with the first of ".png", ".jpg", ".jpeg"
+ * that exists (LFW's own names, "Aaron_Peirsol 1 2" → "Aaron_Peirsol/Aaron_Peirsol_0001.jpg", or
+ * PNG copies of them). Empty lines and lines starting with '#' are skipped; a first line of one or
+ * two bare integers (LFW's "10 300" header) too.
  *
  * Scores are cosine similarities in double precision, stored as float; the decision "same
  * person" is score >= threshold (the original used 0.4).
@@ -54,14 +55,19 @@ int64_t kao_count_same_pairs(const int *labels, int n);
 int kao_pairs_build(kao_pair **pairs, int *count, const int *labels, int n, int64_t max_diff, uint64_t seed);
 
 /* The pairs of a pairs file (format above), in file order. Exactly one of root and known:
- *  - root: the images are "<root>/<name>/<name>_NNNN.png", each must exist; *images gets the
- *    distinct paths in order of first mention (free with kao_free_paths) and pairs index them;
+ *  - root: the images are "<root>/<name>/<name>_NNNN" + the first of .png, .jpg, .jpeg whose file
+ *    exists (one must); *images gets the distinct paths in order of first mention (free with
+ *    kao_free_paths) and pairs index them. A name is a folder name: one with a '/', or "." or
+ *    "..", is refused, and so is an image whose path leads out of root through a symbolic link,
+ *    unless follow_symlinks;
  *  - known (num_known paths, e.g. an embeddings file's): each image must be one of them, the
- *    one equal to "<name>/<name>_NNNN.png" or ending in "/<name>/<name>_NNNN.png"; pairs index
- *    known, *images is set to NULL and *num_images to num_known.
+ *    one equal to "<name>/<name>_NNNN.png" or ending in "/<name>/<name>_NNNN.png", else the same
+ *    with .jpg, else with .jpeg; pairs index known, *images is set to NULL and *num_images to
+ *    num_known.
+ * The file must be a regular file, its lines at most KAO_MAX_LINE bytes (files.h).
  * Errors name the file and line: a malformed line, a missing image, no pairs, no pair of one kind. */
 int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_images, const char *path,
-                        const char *root, char *const *known, int num_known);
+                        const char *root, char *const *known, int num_known, bool follow_symlinks);
 
 /* scores (count): cosine similarity of each pair's embeddings; emb (num_images, dim). An
  * embedding of zero length is an error naming its path (paths may be NULL: its index). */

@@ -6,8 +6,18 @@
  *   - "<bn>.num_batches_tracked" per BatchNorm: int64 scalar (PyTorch's counter);
  *   - root attributes: format = "kao-weights" (string), format_version = 1 (int64),
  *     architecture = timm variant name (string), width_mult, depth_mult (float64),
- *     embedding_dim (int64, the classifier's out_features).
+ *     embedding_dim (int64, the classifier's out_features; 0 in a backbone, a file without the
+ *     classifier, as timm's num_classes=0).
  * Datasets are written in timm's state_dict order and listed in that order.
+ *
+ * Every function that takes a path reads it through kao_weights_open (weights_source.h), so
+ * timm's safetensors and Keras's EfficientNetV2 .h5 files are read as they are downloaded, and
+ * pass the same checks as kao's own files.
+ *
+ * Backbones: Keras's _notop files (and timm's num_classes=0 state_dicts) have no classifier.
+ * kao train --init takes them (a fresh head, with a note), kao info describes them and kao convert
+ * keeps them backbones; kao_weights_probe, and so embed, verify and export, refuse them with
+ * "no classifier: a backbone without an embedding head ...". No command invents a head for a file.
  *
  * Loading checks everything before it reads any data: a missing tensor, an unexpected one, a
  * wrong type or a wrong shape is an error naming the tensor, the expected and the found shape,
@@ -62,22 +72,31 @@ int kao_weights_load(kao_model *m, const char *path, const kao_weights_options *
 /* Checks every tensor of the file at path against m's table without loading anything and writes
  * one line per mismatch (missing, unexpected, wrong type or shape) to out. Returns how many there
  * are (0: the file fits m), or KAO_ERR when the file cannot be read. kao_weights_load reports the
- * first mismatch and how many more there are. */
-int kao_weights_list_mismatches(const kao_model *m, const char *path, FILE *out);
+ * first mismatch and how many more there are. options as for kao_weights_load (NULL: strict). */
+int kao_weights_list_mismatches(const kao_model *m, const char *path, const kao_weights_options *options,
+                                FILE *out);
 
 /* Tells the architecture of a weights file without loading it: from the root attributes when
  * present, otherwise by matching the tensor shapes (stem, head, blocks per stage) against each
  * variant at its default multipliers, with embedding_dim from classifier.weight's shape. out is
- * built by kao_arch_build (drop_path_rate 0). Fails with a message when nothing matches. */
+ * built by kao_arch_build (drop_path_rate 0). Fails with a message when nothing matches, and for
+ * a backbone (no classifier). */
 int kao_weights_probe(const char *path, kao_arch *out);
+/* The same for commands that also take a backbone: *has_head false for a file without a
+ * classifier (embedding_dim attribute 0, or no classifier.weight), and out then carries a 1-d
+ * head that the file does not have, to be skipped (allow_head_mismatch), never written. */
+int kao_weights_probe_backbone(const char *path, kao_arch *out, bool *has_head);
 
 /* The same on files opened with h5io, for containers that hold weights among other data (e.g.
  * a checkpoint's "model" group, a reference file's "weights" group). group NULL is the root.
  * write puts the datasets and the attributes into group; read expects exactly the model's
  * datasets directly in group (sub-groups are ignored) and does not look at a format attribute. */
 int kao_weights_write(kao_h5_file *f, const char *group, const kao_model *m);
+/* kao_weights_write without the classifier, embedding_dim 0: the file of a backbone. */
+int kao_weights_write_backbone(kao_h5_file *f, const char *group, const kao_model *m);
 int kao_weights_read(kao_model *m, const kao_h5_file *f, const char *group,
                      const kao_weights_options *options, kao_weights_report *report);
 int kao_weights_probe_file(const kao_h5_file *f, const char *group, kao_arch *out);
+int kao_weights_probe_backbone_file(const kao_h5_file *f, const char *group, kao_arch *out, bool *has_head);
 
 #endif

@@ -1,8 +1,8 @@
-/* kao bench --mode load: how fast the loader turns a folder of identity PNGs into training batches
- * (decode, random resized crop, flip, colour jitter, normalisation — kao train's default
- * augmentation) with N worker threads, into the device's host memory (page-locked for a GPU). This
- * is what has to keep up with a GPU's training steps; tools/bench_loader_torch.py times PyTorch's
- * DataLoader with the torchvision equivalent on the same images. */
+/* kao bench --mode load: how fast the loader turns a folder of identity images (PNG or JPEG) into
+ * training batches (decode, random resized crop, flip, colour jitter, normalisation — kao train's
+ * default augmentation) with N worker threads, into the device's host memory (page-locked for a
+ * GPU). This is what has to keep up with a GPU's training steps; tools/bench_loader_torch.py times
+ * PyTorch's DataLoader with the torchvision equivalent on the same images. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,8 +14,15 @@
 
 int kao_cli_bench_load(const kao_cli_bench_load_options *o) {
     kao_dataset ds;
-    kao_dataset_options dso = {.min_images = 1, .max_images = 0, .strict = false};
-    if (kao_dataset_scan(&ds, o->data, &dso)) return kao_cli_report_error();
+    kao_dataset_options dso = {.min_images = 1, .max_images = 0, .strict = false,
+                               .follow_symlinks = o->follow_symlinks};
+    /* The loader's queue holds workers + 2 batches. */
+    double bytes = (double)(o->workers + 2) * o->batch * o->height * o->width * 3 * sizeof(float);
+    char what[128];
+    snprintf(what, sizeof what, "%d batches of %d images at %dx%d", o->workers + 2, o->batch, o->height, o->width);
+    if (kao_check_memory(bytes, what, "lower --batch, --size or --workers") ||
+        kao_dataset_scan(&ds, o->data, &dso))
+        return kao_cli_report_error();
     kao_backend *be;
     if (kao_backend_open(&be, o->device)) {
         kao_dataset_free(&ds);
@@ -28,7 +35,9 @@ int kao_cli_bench_load(const kao_cli_bench_load_options *o) {
     kao_config defaults;
     kao_config_defaults(&defaults);
     kao_augment_cfg aug = kao_config_augment(&defaults);
-    kao_loader *L = kao_loader_create(&ds, o->workers, o->workers + 2, o->batch, o->height, o->width, be);
+    kao_input_norm norm = kao_imagenet_norm();
+    kao_loader *L = kao_loader_create(&ds, o->workers, o->workers + 2, o->batch, o->height, o->width, &norm,
+                                      &KAO_IMAGE_OPTIONS_DEFAULT, be);
     kao_loader_start(L, items, n, o->batch, 0, &aug, 1, 0);
 
     /* Timed from the last warm-up batch (or the start) to the last batch: the steady rate. */

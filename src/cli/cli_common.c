@@ -1,4 +1,5 @@
 #include <cblas.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +8,7 @@
 
 #include "cli.h"
 #include "kao/embeddings.h"
+#include "kao/network.h"
 #include "kao/trained_info.h"
 #include "kao/util.h"
 #include "kao/weights.h"
@@ -79,8 +81,12 @@ int kao_cli_model_option(kao_cli_model_options *o, const char *command, int argc
 
 int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int argc, char **argv, int *i) {
     const char *opt = argv[*i];
+    if (!strcmp(opt, "--exif-transpose")) {
+        o->image.exif_transpose = true;
+        return 1;
+    }
     bool known = !strcmp(opt, "--size") || !strcmp(opt, "--batch") || !strcmp(opt, "--threads") ||
-                 !strcmp(opt, "--device") || !strcmp(opt, "--precision");
+                 !strcmp(opt, "--device") || !strcmp(opt, "--precision") || !strcmp(opt, "--max-image-pixels");
     if (!known) return 0;
     if (*i + 1 >= argc) {
         kao_cli_usage_error(command, "%s needs a value", opt);
@@ -96,6 +102,14 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
             return -1;
         }
         o->precision = value;
+    } else if (!strcmp(opt, "--max-image-pixels")) {
+        int n; /* the range of data.max_image_pixels */
+        if (!kao_cli_parse_int(value, 1, INT_MAX, &n)) {
+            kao_cli_usage_error(command, "--max-image-pixels wants a positive integer up to %d, got '%s'", INT_MAX,
+                                value);
+            return -1;
+        }
+        o->image.max_pixels = n;
     } else if (!strcmp(opt, "--size")) {
         if (!kao_cli_parse_size(value, &o->height, &o->width)) {
             kao_cli_usage_error(command, "--size wants H or HxW between 8 and 4096, got '%s'", value);
@@ -108,13 +122,8 @@ int kao_cli_forward_option(kao_cli_forward_options *o, const char *command, int 
     return 1;
 }
 
-int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o) {
-    if (kao_weights_probe(o->weights, arch)) {
-        if (!o->model) return KAO_ERR;
-        /* The file's architecture cannot be told: build what the user named and let the strict
-         * load name every mismatching tensor. */
-        arch->embedding_dim = 512;
-    }
+/* --model and the multipliers over what the file told. */
+static int apply_model_options(kao_arch *arch, const kao_cli_model_options *o) {
     if (o->model || o->width_mult > 0 || o->depth_mult > 0) {
         const char *variant = o->model ? o->model : arch->variant;
         double wm = o->width_mult > 0 ? o->width_mult : (o->model ? 0 : arch->width_mult);
@@ -124,6 +133,25 @@ int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o) {
         if (kao_arch_build(arch, name, wm, dm, arch->embedding_dim, 0.0f)) return KAO_ERR;
     }
     return KAO_OK;
+}
+
+int kao_cli_model_arch(kao_arch *arch, const kao_cli_model_options *o) {
+    if (kao_weights_probe(o->weights, arch)) {
+        if (!o->model) return KAO_ERR;
+        /* The file's architecture cannot be told: build what the user named and let the strict
+         * load name every mismatching tensor. */
+        arch->embedding_dim = 512;
+    }
+    return apply_model_options(arch, o);
+}
+
+int kao_cli_model_arch_backbone(kao_arch *arch, const kao_cli_model_options *o, bool *has_head) {
+    if (kao_weights_probe_backbone(o->weights, arch, has_head)) {
+        if (!o->model) return KAO_ERR;
+        *has_head = true; /* as kao_cli_model_arch: the strict check names a missing classifier */
+        arch->embedding_dim = 512;
+    }
+    return apply_model_options(arch, o);
 }
 
 int kao_cli_load_model(kao_model *m, const kao_cli_model_options *o) {
@@ -143,12 +171,16 @@ void kao_cli_set_threads(int threads) {
     openblas_set_num_threads(threads);
 }
 
-int kao_cli_forward_size(kao_cli_forward_options *fo, const char *weights) {
-    if (fo->height > 0) return KAO_OK;
+int kao_cli_forward_defaults(kao_cli_forward_options *fo, const char *weights) {
     kao_trained_info info;
     if (kao_trained_info_read(weights, &info)) return KAO_ERR;
+    kao_trained_info_normalisation(&info, fo->norm.mean, fo->norm.std);
+    if (fo->height > 0) return KAO_OK;
     fo->height = info.input_height > 0 ? info.input_height : 224;
     fo->width = info.input_width > 0 ? info.input_width : 224;
+    if (info.input_height <= 0)
+        fprintf(stderr, "note: %s records no input size; using %dx%d (--size chooses another)\n", weights,
+                fo->height, fo->width);
     return KAO_OK;
 }
 
@@ -157,11 +189,14 @@ int kao_cli_embed_images(float *out, const kao_model *m, const kao_cli_forward_o
     kao_backend *be;
     kao_precision precision;
     if (kao_precision_parse(&precision, fo->precision) || kao_backend_open(&be, fo->device)) return KAO_ERR;
-    if (be->set_precision(be, precision)) {
+    int batch = fo->batch < count ? fo->batch : count;
+    if (be->set_precision(be, precision) ||
+        kao_acts_check_memory(m, be, batch, fo->height, fo->width, false, "lower --batch or --size")) {
         kao_backend_free(be);
         return KAO_ERR;
     }
-    int rc = kao_embed_images(out, m, be, paths, count, fo->height, fo->width, fo->batch, progress);
+    int rc = kao_embed_images(out, m, be, paths, count, fo->height, fo->width, &fo->norm, &fo->image, fo->batch,
+                              progress);
     kao_backend_free(be);
     return rc;
 }

@@ -14,22 +14,24 @@ static const char *help =
     "                 [--size H[xW]] [--batch N] [--steps N] [--warmup N] [--classes N]\n"
     "                 [--embedding N] [--threads N] [--device D] [--precision fp32|tf32|bf16] [--profile]\n"
     "       kao bench --mode load --data ROOT [--workers N] [--size H[xW]] [--batch N] [--steps N]\n"
-    "                 [--warmup N] [--device D]\n"
+    "                 [--warmup N] [--device D] [--follow-symlinks]\n"
     "\n"
     "Times kao's forward pass (infer) or a full training step (train: forward, ArcFace over --classes\n"
     "classes, backward, AdamW on the network, SGD on the ArcFace W) on random inputs with a freshly\n"
     "initialised model, and prints one JSON line: images/s, median ms per batch, peak RSS (MiB).\n"
     "tools/bench_torch.py runs the same workloads in PyTorch; scripts/bench.sh runs both.\n"
     "--device cpu (default), cuda or cuda:N. Inference times the forward pass on an input already in\n"
-    "the device's memory; a training step includes copying its batch over, as in kao train. On a GPU\n"
+    "the device's memory; a training step includes copying its batch over, as in kao train. --threads\n"
+    "takes 1 to 4096, --workers 0 to 64; a batch that cannot fit in memory is refused. On a GPU\n"
     "peak_device_mib is the most device memory kao held at once (tensors, workspaces, optimizer\n"
     "state; not the CUDA context), as PyTorch's max_memory_allocated counts its own.\n"
     "--profile adds a table of time per kind of op (forward and backward; each convolution's row\n"
     "includes its BatchNorm in the forward). On a GPU the ops run asynchronously: set KAO_CUDA_SYNC=1\n"
     "for a profile (every op then waits for its kernels).\n"
-    "--mode load times the training data loader instead: --workers threads (default 2) decode the PNGs\n"
-    "of the identity folders under --data and augment them as kao train does by default, into --batch\n"
-    "batches in the device's host memory; it prints images/s and the worker time per image.\n";
+    "--mode load times the training data loader instead: --workers threads (default 2) decode the\n"
+    "images (PNG or JPEG) of the identity folders under --data and augment them as kao train does by\n"
+    "default, into --batch batches in the device's host memory; it prints images/s and the worker time\n"
+    "per image. Symbolic links that lead out of --data are followed only with --follow-symlinks.\n";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -42,7 +44,7 @@ int kao_cmd_bench(int argc, char **argv) {
     int workers = 2;
     double wm = 0, dm = 0;
     int height = 224, width = 224, batch = 32, steps = 5, warmup = 2, classes = 1000, emb = 512, threads = 0;
-    bool profile = false;
+    bool profile = false, follow_symlinks = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool v = i + 1 < argc;
@@ -51,6 +53,7 @@ int kao_cmd_bench(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--profile")) profile = true;
+        else if (!strcmp(a, "--follow-symlinks")) follow_symlinks = true;
         else if (!strcmp(a, "--mode") && v) mode = argv[++i];
         else if (!strcmp(a, "--model") && v) model = argv[++i];
         else if (!strcmp(a, "--device") && v) device = argv[++i];
@@ -69,16 +72,21 @@ int kao_cmd_bench(int argc, char **argv) {
                      : !strcmp(a, "--classes") ? &classes : !strcmp(a, "--embedding") ? &emb
                      : !strcmp(a, "--workers") ? &workers : &threads;
             bool zero_ok = !strcmp(a, "--warmup") || !strcmp(a, "--workers");
-            if (!kao_cli_parse_int(argv[++i], zero_ok ? 0 : 1, 1 << 20, t))
-                return kao_cli_usage_error("bench", "%s wants a positive integer, got '%s'", a, argv[i]);
+            /* Threads as embed and verify take them, workers as train.workers: libgomp overflows
+             * a stack with 100000 threads. */
+            int max = t == &threads ? 4096 : t == &workers ? 64 : 1 << 20;
+            if (!kao_cli_parse_int(argv[++i], zero_ok ? 0 : 1, max, t))
+                return kao_cli_usage_error("bench", "%s wants an integer from %d to %d, got '%s'", a, zero_ok ? 0 : 1,
+                                           max, argv[i]);
         } else {
             return kao_cli_usage_error("bench", "unknown option or missing value '%s'", a);
         }
     }
     if (!strcmp(mode, "load")) {
-        if (!data) return kao_cli_usage_error("bench", "--mode load needs --data ROOT (identity folders of PNGs)");
+        if (!data) return kao_cli_usage_error("bench", "--mode load needs --data ROOT (identity folders of PNG or JPEG images)");
         kao_cli_bench_load_options o = {.data = data, .device = device, .height = height, .width = width,
-                                        .batch = batch, .workers = workers, .steps = steps, .warmup = warmup};
+                                        .batch = batch, .workers = workers, .steps = steps, .warmup = warmup,
+                                        .follow_symlinks = follow_symlinks};
         return kao_cli_bench_load(&o);
     }
     bool train = !strcmp(mode, "train");
@@ -99,6 +107,11 @@ int kao_cmd_bench(int argc, char **argv) {
     kao_model m;
     kao_model_create(&m, &arch);
     kao_model_init(&m, 1);
+    if (kao_acts_check_memory(&m, be, batch, height, width, train, "lower --batch or --size")) {
+        kao_model_free(&m);
+        kao_backend_free(be);
+        return kao_cli_report_error();
+    }
     size_t image = (size_t)height * width * 3;
     float *input = be->host_alloc(be, (size_t)batch * image * sizeof(float), "input");
     kao_rng rng;

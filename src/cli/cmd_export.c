@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "kao/files.h"
 #include "kao/model.h"
 #include "kao/onnx_export.h"
 #include "kao/trained_info.h"
@@ -15,18 +16,22 @@ static void usage(FILE *out) {
             "       kao export --check model.onnx\n"
             "\n"
             "Writes the embedding network as an ONNX model for inference: input `input`\n"
-            "float32 [batch, 3, H, W] (NCHW, RGB, normalised with ImageNet mean/std), output\n"
-            "`embedding` float32 [batch, D]; BatchNorm folded into the convolutions; metadata\n"
-            "describing the model. --check re-reads a file, validates it and prints its\n"
-            "signature and metadata (exit status 1 if it is not a valid model).\n"
+            "float32 [batch, 3, H, W] (NCHW, RGB, normalised with the mean/std the weights record,\n"
+            "else ImageNet's: metadata kao.mean, kao.std), output `embedding` float32 [batch, D];\n"
+            "BatchNorm folded into the convolutions; metadata describing the model. --check\n"
+            "re-reads a file, validates every node against the ops kao emits (attributes, input\n"
+            "counts, shapes) and prints its signature and metadata with control characters\n"
+            "escaped (exit status 1, \"not a kao export\", for anything else).\n"
             "\n"
             "options:\n"
-            "  --weights FILE        weights in kao's HDF5 layout (kao or timm's converter)\n"
+            "  --weights FILE        weights: kao's HDF5, timm's safetensors or Keras's HDF5\n"
             "  --model NAME          architecture (default: the file's `architecture` attribute)\n"
             "  --width-mult X        channel multiplier (default: the file's, else the variant's)\n"
             "  --depth-mult Y        depth multiplier (default: the file's, else the variant's)\n"
             "  --size H[xW]          input size the model is exported for, 8..4096 (default: the size\n"
-            "                        the weights were trained at, as kao train records it; else 224)\n"
+            "                        the weights were trained at, as kao train records it; else 224).\n"
+            "                        A size other than the recorded one is refused without --force\n"
+            "  --force               export at a --size other than the one the weights record\n"
             "  --opset 13|17         ONNX opset: 13 (IR 7, onnxruntime >= 1.6, default) or 17\n"
             "  --normalize           L2-normalise the embedding inside the model\n"
             "  --signature TEXT      free text stored as metadata `signature`\n"
@@ -34,14 +39,14 @@ static void usage(FILE *out) {
             "                        weights file's, as kao train records it)\n"
             "  --split-hash TEXT     train/validation split id (metadata kao.split_hash; default: the\n"
             "                        weights file's)\n"
-            "  --out FILE            the ONNX file to write (replaced atomically)\n"
-            "  --check FILE          validate FILE and print its signature and metadata\n");
+            "  --out FILE            the ONNX file to write (replaced atomically; not the weights file)\n"
+            "  --check FILE          validate FILE as a kao export and print its signature and metadata\n");
 }
 
 typedef struct {
     kao_cli_model_options model; /* --weights, --model, --width-mult, --depth-mult */
     const char *out, *check;
-    bool size_given;
+    bool size_given, force;
     kao_onnx_options onnx;
     kao_trained_info trained; /* what the weights file records, for the defaults */
 } export_args;
@@ -57,6 +62,10 @@ static int parse_args(export_args *a, int argc, char **argv) {
         const char *flag = argv[i];
         if (!strcmp(flag, "--normalize")) {
             a->onnx.l2_normalize = true;
+            continue;
+        }
+        if (!strcmp(flag, "--force")) {
+            a->force = true;
             continue;
         }
         if (i + 1 >= argc) return kao_cli_usage_error("export", "%s needs a value", flag);
@@ -83,9 +92,21 @@ static int parse_args(export_args *a, int argc, char **argv) {
 /* The options not given, from what the weights file records (trained_info.h). */
 static int apply_trained_defaults(export_args *a) {
     if (kao_trained_info_read(a->model.weights, &a->trained)) return KAO_ERR;
-    if (!a->size_given && a->trained.input_height > 0) {
-        a->onnx.input_h = a->trained.input_height;
-        a->onnx.input_w = a->trained.input_width;
+    const kao_trained_info *t = &a->trained;
+    kao_trained_info_normalisation(t, a->onnx.mean, a->onnx.std);
+    if (!a->size_given && t->input_height > 0) {
+        a->onnx.input_h = t->input_height;
+        a->onnx.input_w = t->input_width;
+    } else if (!a->size_given) {
+        fprintf(stderr, "note: %s records no input size; exporting for %dx%d (--size chooses another)\n",
+                a->model.weights, a->onnx.input_h, a->onnx.input_w);
+    } else if (t->input_height > 0 && (a->onnx.input_h != t->input_height || a->onnx.input_w != t->input_width) &&
+               !a->force) {
+        /* A network's embeddings are only as good as at the size it learnt (and "same" padding is
+         * baked in for the export's size): a mismatch is a mistake far more often than a wish. */
+        return kao_fail("%s: trained at %dx%d; an export for %dx%d would give embeddings the network never "
+                        "learnt (export at %dx%d, or add --force)", a->model.weights, t->input_height,
+                        t->input_width, a->onnx.input_h, a->onnx.input_w, t->input_height, t->input_width);
     }
     if (a->onnx.num_identities <= 0) a->onnx.num_identities = a->trained.num_identities;
     if (!a->onnx.split_hash || !a->onnx.split_hash[0]) a->onnx.split_hash = a->trained.split_hash;
@@ -95,7 +116,10 @@ static int apply_trained_defaults(export_args *a) {
 /* Loads the weights and writes the ONNX file; KAO_ERR with the message recorded. */
 static int run_export(export_args *a) {
     /* The output folder is checked before the (slow) load, so a typo costs nothing. */
-    if (kao_check_parent_dir(a->out) != KAO_OK || apply_trained_defaults(a) != KAO_OK) return KAO_ERR;
+    const char *weights = a->model.weights;
+    if (kao_check_parent_dir(a->out) != KAO_OK || kao_check_not_input(a->out, &weights, 1) != KAO_OK ||
+        apply_trained_defaults(a) != KAO_OK)
+        return KAO_ERR;
     double t0 = kao_now_seconds();
     kao_model m;
     if (kao_cli_load_model(&m, &a->model) != KAO_OK) return KAO_ERR;

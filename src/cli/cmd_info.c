@@ -6,18 +6,77 @@
 #include "kao/h5io.h"
 #include "kao/util.h"
 #include "kao/weights.h"
+#include "kao/weights_source.h"
 
 static const char *help =
     "usage: kao info W.h5 [--model NAME] [--width-mult X] [--depth-mult Y]\n"
     "       kao info --reseal FILE.h5\n"
     "\n"
-    "Names the architecture of a weights file (from its attributes or its tensor shapes), counts\n"
-    "its parameters and checks every tensor against that architecture (or the one --model names):\n"
-    "each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does not match.\n"
+    "Names the format and the architecture of a weights file (kao's HDF5, timm's model.safetensors\n"
+    "or Keras's efficientnetv2-*.h5; the architecture from its attributes or its tensor shapes),\n"
+    "counts its parameters and checks every tensor against that architecture (or the one --model\n"
+    "names): each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does\n"
+    "not match. A backbone without a classifier (Keras's _notop files) is described as one.\n"
     "\n"
     "Every HDF5 file kao writes carries a seal (its length and CRC-32, in the HDF5 user block), and\n"
     "kao refuses a file whose contents no longer match it. --reseal renews the seal of a kao file\n"
     "that another program (h5py in r+ mode, say) changed on purpose, so that kao reads it again.\n";
+
+static void print_summary(const kao_model *m, const char *path, const kao_weights_format *format, bool has_head) {
+    const kao_arch *a = &m->arch;
+    int stages[KAO_MAX_STAGES] = {0};
+    for (int i = 0; i < a->num_blocks; i++) stages[a->blocks[i].stage]++;
+    printf("file:          %s\n", path);
+    printf("format:        %s\n", format->name);
+    printf("architecture:  %s (width %.4g, depth %.4g)\n", a->variant, a->width_mult, a->depth_mult);
+    printf("blocks:        %d in %d stages (", a->num_blocks, a->num_stages);
+    for (int s = 0; s < a->num_stages; s++) printf("%s%d", s ? ", " : "", stages[s]);
+    printf(")\nstem/features: %d / %d channels\n", a->stem_ch, a->num_features);
+    size_t head = (size_t)a->embedding_dim * a->num_features + (size_t)a->embedding_dim;
+    if (has_head) {
+        printf("embedding:     %d\n", a->embedding_dim);
+        printf("parameters:    %zu (%zu in the backbone, %zu in the embedding head)\n", kao_model_param_count(m),
+               kao_model_param_count(m) - head, head);
+    } else {
+        printf("embedding:     none: a backbone without a classifier, for kao train --init (which adds a head)\n");
+        printf("parameters:    %zu, all in the backbone\n", kao_model_param_count(m) - head);
+    }
+    printf("BN layers:     %d, trained for %lld steps\n", m->num_bn, (long long)m->bn_batches_tracked[0]);
+    printf("check:         every tensor present with the expected shape\n");
+    kao_h5_seal_state seal;
+    bool hdf5 = format->kind == KAO_WEIGHTS_KAO_SEALED || format->kind == KAO_WEIGHTS_HDF5;
+    if (hdf5 && kao_h5_check_seal(path, &seal) == KAO_OK)
+        printf("seal:          %s\n", seal == KAO_H5_SEALED ? "length and CRC-32 match (written by kao)"
+                                                             : "none (not written by kao): read by libhdf5 in a child process");
+}
+
+/* The exit status: 0 when the file matches its architecture, 1 when it does not or cannot be read. */
+static int describe(const kao_cli_model_options *mo) {
+    kao_arch arch;
+    bool has_head;
+    if (kao_cli_model_arch_backbone(&arch, mo, &has_head)) return kao_cli_report_error();
+    kao_weights_options backbone = {.allow_head_mismatch = !has_head}; /* no head to check in a backbone */
+    kao_model m;
+    kao_model_create(&m, &arch);
+    int mismatches = kao_weights_list_mismatches(&m, mo->weights, &backbone, stdout);
+    if (mismatches != 0) {
+        kao_model_free(&m);
+        if (mismatches < 0) return kao_cli_report_error();
+        fprintf(stderr, "kao: error: %s: %d tensor%s do not match %s (width %.4g, depth %.4g), listed above\n",
+                mo->weights, mismatches, mismatches == 1 ? "" : "s", arch.variant, arch.width_mult, arch.depth_mult);
+        return 1;
+    }
+    kao_weights_format format;
+    kao_h5_file f;
+    int rc = kao_weights_load(&m, mo->weights, &backbone, NULL);
+    if (rc == KAO_OK) rc = kao_weights_open(&f, mo->weights, &format);
+    if (rc == KAO_OK) {
+        kao_h5_close(&f);
+        print_summary(&m, mo->weights, &format, has_head);
+    }
+    kao_model_free(&m);
+    return rc == KAO_OK ? 0 : kao_cli_report_error();
+}
 
 int kao_cmd_info(int argc, char **argv) {
     kao_cli_model_options mo = {0};
@@ -40,41 +99,5 @@ int kao_cmd_info(int argc, char **argv) {
         mo.weights = argv[i];
     }
     if (!mo.weights) return kao_cli_usage_error("info", "needs a weights file");
-
-    kao_arch arch;
-    if (kao_cli_model_arch(&arch, &mo)) return kao_cli_report_error();
-    kao_model m;
-    kao_model_create(&m, &arch);
-    int mismatches = kao_weights_list_mismatches(&m, mo.weights, stdout);
-    if (mismatches != 0) {
-        kao_model_free(&m);
-        if (mismatches < 0) return kao_cli_report_error();
-        fprintf(stderr, "kao: error: %s: %d tensor%s do not match %s (width %.4g, depth %.4g), listed above\n",
-                mo.weights, mismatches, mismatches == 1 ? "" : "s", arch.variant, arch.width_mult, arch.depth_mult);
-        return 1;
-    }
-    if (kao_weights_load(&m, mo.weights, NULL, NULL)) {
-        kao_model_free(&m);
-        return kao_cli_report_error();
-    }
-    const kao_arch *a = &m.arch;
-    int stages[KAO_MAX_STAGES] = {0};
-    for (int i = 0; i < a->num_blocks; i++) stages[a->blocks[i].stage]++;
-    printf("file:          %s\n", mo.weights);
-    printf("architecture:  %s (width %.4g, depth %.4g)\n", a->variant, a->width_mult, a->depth_mult);
-    printf("blocks:        %d in %d stages (", a->num_blocks, a->num_stages);
-    for (int s = 0; s < a->num_stages; s++) printf("%s%d", s ? ", " : "", stages[s]);
-    printf(")\nstem/features: %d / %d channels\n", a->stem_ch, a->num_features);
-    printf("embedding:     %d\n", a->embedding_dim);
-    size_t head = (size_t)a->embedding_dim * a->num_features + (size_t)a->embedding_dim;
-    printf("parameters:    %zu (%zu in the backbone, %zu in the embedding head)\n", kao_model_param_count(&m),
-           kao_model_param_count(&m) - head, head);
-    printf("BN layers:     %d, trained for %lld steps\n", m.num_bn, (long long)m.bn_batches_tracked[0]);
-    printf("check:         every tensor present with the expected shape\n");
-    kao_h5_seal_state seal;
-    if (kao_h5_check_seal(mo.weights, &seal) == KAO_OK)
-        printf("seal:          %s\n", seal == KAO_H5_SEALED ? "length and CRC-32 match (written by kao)"
-                                                             : "none (not written by kao): HDF5's own checks only");
-    kao_model_free(&m);
-    return 0;
+    return describe(&mo);
 }

@@ -14,20 +14,28 @@ static const char *help =
     "usage: kao train --config FILE [options]\n"
     "       kao train --resume RUN_DIR [--allow-changed] [options]\n"
     "\n"
-    "Fine-tunes an EfficientNetV2 embedding network with an ArcFace loss on ROOT/<identity>/<image>.png,\n"
-    "validating after every epoch (ArcFace loss; verification accuracy, AUC, EER, TAR@FAR) and keeping\n"
-    "best.h5 (ready for kao embed and kao export), last.h5 and checkpoints in the run folder.\n"
+    "Fine-tunes an EfficientNetV2 embedding network with an ArcFace loss on ROOT/<identity>/<image>\n"
+    "(PNG or JPEG: *.png, *.jpg, *.jpeg; data.max_image_pixels and data.exif_transpose say how they are\n"
+    "decoded), validating after every epoch (ArcFace loss; verification accuracy, AUC, EER, TAR@FAR)\n"
+    "and keeping best.h5 (ready for kao embed and kao export), last.h5 and checkpoints in the run folder.\n"
     "\n"
     "options:\n"
     "  --config FILE       INI config (kao train --help-config lists every key); with --resume the\n"
     "                      run's own config.ini is used unless this is given\n"
     "  --set KEY=VALUE     override one key, e.g. --set train.lr=0.001 (repeatable); --KEY VALUE too\n"
     "  --data ROOT         the data root (same as --set data.root=ROOT)\n"
-    "  --init W.h5         start from these weights (same as --set model.weights=W.h5): timm ImageNet\n"
-    "                      weights (tools/convert_timm.py), or a previous run's best.h5 / last.h5 /\n"
-    "                      checkpoint, whose identities' ArcFace centres are kept by name\n"
-    "  --out RUN_DIR       run folder to create (default runs/<date>-<time>)\n"
-    "  --resume RUN_DIR    continue the run in RUN_DIR from its newest checkpoint\n"
+    "  --follow-symlinks   follow symbolic links that lead out of the data root (same as --set\n"
+    "                      data.follow_symlinks=true; without it they are skipped, as the data summary\n"
+    "                      reports)\n"
+    "  --init W            start from these weights (same as --set model.weights=W): ImageNet weights\n"
+    "                      as downloaded (timm's model.safetensors, Keras's efficientnetv2-*.h5) or\n"
+    "                      converted (kao convert, tools/convert_timm.py), or a previous run's\n"
+    "                      best.h5 / last.h5 / checkpoint, whose identities' ArcFace centres are kept\n"
+    "                      by name; the input normalisation they record is used (model.input_mean)\n"
+    "  --out RUN_DIR       run folder to create (default runs/<date>-<time>): a new or empty folder (a\n"
+    "                      folder with other files is refused); a failed start removes what it made\n"
+    "  --resume RUN_DIR    continue the run in RUN_DIR from its newest checkpoint (temporary files a\n"
+    "                      killed run left there are removed)\n"
     "  --allow-changed     resume even though the config or the data set changed\n"
     "  --split FILE        use this split manifest (split.tsv of another run) instead of making one\n"
     "  --log-every N       without a terminal: one progress line every N steps (default 10)\n"
@@ -66,6 +74,10 @@ int kao_cmd_train(int argc, char **argv) {
         }
         if (!strcmp(opt, "--allow-changed")) {
             a.allow_changed = true;
+            continue;
+        }
+        if (!strcmp(opt, "--follow-symlinks")) {
+            sets[num_sets++] = (override){"data.follow_symlinks", "true", NULL};
             continue;
         }
         if (!has_value && opt[0] == '-') {

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "kao/embeddings.h"
+#include "kao/files.h"
 #include "kao/h5io.h"
 #include "kao/metrics.h"
 #include "kao/plot.h"
@@ -25,14 +26,17 @@ static const char *help =
     "threshold with its accuracy.\n"
     "\n"
     "Pairs:\n"
-    "  DIR                images named <identity>_<n>.png in one folder (identity: the name up to the\n"
-    "                     last underscore), or one sub-folder per identity; every pair of images\n"
+    "  DIR                PNG or JPEG images (*.png, *.jpg, *.jpeg) named <identity>_<n>.png (or .jpg)\n"
+    "                     in one folder (identity: the name up to the last underscore), or one\n"
+    "                     sub-folder per identity; every pair of images\n"
     "  --pairs FILE       LFW-style pairs: lines 'name n1 n2' (same) or 'name1 n1 name2 n2'; the images\n"
-    "                     are ROOT/<name>/<name>_<n as 4 digits>.png (with --embeddings: the path that\n"
-    "                     ends in <name>/<name>_NNNN.png)\n"
+    "                     are ROOT/<name>/<name>_<n as 4 digits> with .png, .jpg or .jpeg, whichever\n"
+    "                     exists, in that order (with --embeddings: the path that ends in\n"
+    "                     <name>/<name>_NNNN.png, .jpg or .jpeg). A name holds no '/' and is not '.'\n"
+    "                     or '..': the images stay inside ROOT. Lines of at most 8192 bytes\n"
     "\n"
     "options:\n"
-    "  --weights W.h5     weights file (kao's HDF5 layout)\n"
+    "  --weights W.h5     weights: kao's HDF5, timm's safetensors or Keras's HDF5 (kao info names it)\n"
     KAO_CLI_FORWARD_HELP
     "  --embeddings E.h5  use precomputed embeddings (as `kao embed --out E.h5` writes them) instead of\n"
     "                     images and weights\n"
@@ -46,11 +50,13 @@ static const char *help =
     "  --sort KEY         name|score: order of the pair lines; score: ascending (default: as built:\n"
     "                     by image, a folder's images by name and an embeddings file's in its order,\n"
     "                     or the pairs file's order)\n"
+    "  --follow-symlinks  follow symbolic links that lead out of DIR or ROOT (default: refused)\n"
     "  --pairs-out F.tsv  write the pair lines to F.tsv (tab-separated, with a header) instead of stdout\n"
     "  --no-pairs         print only the summary\n"
     "  --roc F.png        plot the ROC curve (640x480 PNG)\n"
     "  --hist F.png       plot histograms of same- and different-identity scores (640x480 PNG)\n"
-    "  --quiet            no progress line\n";
+    "  --quiet            no progress line\n"
+    "No output may be one of the inputs (the weights, the embeddings, the pairs file, an image).\n";
 
 typedef struct {
     kao_cli_model_options model;
@@ -61,7 +67,7 @@ typedef struct {
     int64_t max_pairs;
     uint64_t seed;
     double threshold;
-    bool no_pairs, quiet;
+    bool no_pairs, quiet, follow_symlinks;
 } options;
 
 /* Returns 0 to go on, else the exit status (help printed: 0; usage error: 2). */
@@ -81,6 +87,7 @@ static int parse(options *o, int argc, char **argv) {
         const char *v = has_value ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quiet")) o->quiet = true;
         else if (!strcmp(a, "--no-pairs")) o->no_pairs = true;
+        else if (!strcmp(a, "--follow-symlinks")) o->follow_symlinks = true;
         else if (a[0] == '-' && a[1] == '-' && !has_value)
             return kao_cli_usage_error("verify", "option '%s' needs a value", a);
         else if (!strcmp(a, "--embeddings")) o->embeddings = argv[++i];
@@ -168,16 +175,17 @@ static int make_pairs(const options *o, char ***paths, int *count, kao_pair **pa
     if (o->pairs_file) {
         if (o->embeddings) {
             char **images;
-            return kao_pairs_from_file(pairs, num_pairs, &images, count, o->pairs_file, NULL, *paths, *count);
+            return kao_pairs_from_file(pairs, num_pairs, &images, count, o->pairs_file, NULL, *paths, *count, false);
         }
         if (!kao_is_dir(o->input)) return kao_fail("%s: not a folder (the pairs file's root)", o->input);
-        return kao_pairs_from_file(pairs, num_pairs, paths, count, o->pairs_file, o->input, NULL, 0);
+        return kao_pairs_from_file(pairs, num_pairs, paths, count, o->pairs_file, o->input, NULL, 0,
+                                   o->follow_symlinks);
     }
     const char *where = o->embeddings ? o->embeddings : o->input;
     if (!o->embeddings) {
         if (!kao_is_dir(o->input)) return kao_fail("%s: not a folder", o->input);
         char *inputs[1] = {(char *)o->input};
-        if (kao_collect_images(paths, count, inputs, 1)) return KAO_ERR;
+        if (kao_collect_images(paths, count, inputs, 1, o->follow_symlinks)) return KAO_ERR;
     }
     if (*count < 2) return kao_fail("%s: needs at least two images to make a pair, found %d", where, *count);
     int *labels = kao_malloc((size_t)*count * sizeof *labels, "labels"), identities;
@@ -193,6 +201,21 @@ static int make_pairs(const options *o, char ***paths, int *count, kao_pair **pa
     if (rc == KAO_OK) rc = kao_pairs_build(pairs, num_pairs, labels, *count, max_diff, o->seed);
     free(labels);
     return rc ? kao_fail_context("%s: ", where) : KAO_OK;
+}
+
+/* No output may be an input: the weights, the embeddings, the pairs file or an image. */
+static int check_outputs(const options *o, char *const *paths, int count) {
+    const char **inputs = kao_malloc((size_t)(count + 3) * sizeof *inputs, "inputs");
+    inputs[0] = o->model.weights;
+    inputs[1] = o->embeddings;
+    inputs[2] = o->pairs_file;
+    for (int i = 0; i < count; i++) inputs[3 + i] = paths[i];
+    const char *outputs[3] = {o->pairs_out, o->roc, o->hist};
+    int rc = KAO_OK;
+    for (int k = 0; k < 3 && rc == KAO_OK; k++)
+        if (outputs[k]) rc = kao_check_not_input(outputs[k], inputs, count + 3);
+    free(inputs);
+    return rc;
 }
 
 static int write_outputs(const options *o, const kao_pair *pairs, const float *scores, int n, char *const *paths,
@@ -239,8 +262,9 @@ int kao_cmd_verify(int argc, char **argv) {
         if (outputs[i]) rc = kao_check_parent_dir(outputs[i]);
     if (rc == KAO_OK && o.embeddings) rc = load_embeddings(o.embeddings, &emb, &count, &dim, &paths);
     if (rc == KAO_OK) rc = make_pairs(&o, &paths, &count, &pairs, &num_pairs);
+    if (rc == KAO_OK) rc = check_outputs(&o, paths, count);
     if (rc == KAO_OK && !o.embeddings) {
-        rc = kao_cli_forward_size(&o.forward, o.model.weights);
+        rc = kao_cli_forward_defaults(&o.forward, o.model.weights);
         if (rc == KAO_OK) rc = kao_cli_load_model(&m, &o.model);
         have_model = rc == KAO_OK;
         if (have_model) {

@@ -12,9 +12,10 @@ typedef struct {
 
 static const command commands[] = {
     {"train", kao_cmd_train, "fine-tune an embedding network with ArcFace: validation, early stopping, resume"},
-    {"embed", kao_cmd_embed, "compute face embeddings of PNG images with a weights file"},
+    {"embed", kao_cmd_embed, "compute face embeddings of PNG or JPEG images with a weights file"},
     {"info", kao_cmd_info, "describe a weights file: architecture, parameters, mismatches"},
     {"export", kao_cmd_export, "write the network as an ONNX model; --check inspects one"},
+    {"convert", kao_cmd_convert, "rewrite timm safetensors or Keras .h5 weights as a sealed kao weights file"},
     {"bench", kao_cmd_bench, "measure images/s of inference or training steps (see scripts/bench.sh)"},
     {"verify", kao_cmd_verify, "same-person decisions and ROC/EER metrics over pairs of face images"},
 };
