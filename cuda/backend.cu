@@ -375,6 +375,10 @@ static float cuda_clip_grad_norm(kao_backend *be, kao_span *grads, int count, fl
     return kao_clip_grad_norm_gpu(grads, count, max_norm, ctx_of(be));
 }
 
+static float cuda_norm(kao_backend *be, const kao_span *spans, int count) {
+    return kao_norm_gpu(spans, count, ctx_of(be));
+}
+
 static void cuda_destroy(kao_backend *be) {
     cuda_state *st = (cuda_state *)be->impl;
     kao_cuda_destroy(st->ctx);
@@ -426,6 +430,7 @@ kao_backend *kao_backend_cuda(int device) {
     be->optim_state_sync = cuda_optim_state_sync;
     be->optim_step = cuda_optim_step;
     be->clip_grad_norm = cuda_clip_grad_norm;
+    be->norm = cuda_norm;
     be->destroy = cuda_destroy;
     return be;
 }

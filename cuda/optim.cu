@@ -175,27 +175,32 @@ static __global__ void scale_kernel(float *x, size_t n, float coef) {
     KAO_GRID_STRIDE(i, n) x[i] *= coef;
 }
 
-float kao_clip_grad_norm_gpu(kao_span *grads, int count, float max_norm, kao_cuda_ctx *ctx) {
-    const char *op = "clip_grad_norm_gpu";
+float kao_norm_gpu(const kao_span *spans, int count, kao_cuda_ctx *ctx) {
+    const char *op = "norm_gpu";
     size_t nparts = 0;
-    for (int k = 0; k < count; k++) nparts += clip_blocks(grads[k].numel);
+    for (int k = 0; k < count; k++) nparts += clip_blocks(spans[k].numel);
     kao_carver cv = {NULL, 0};
     kao_carve<double>(&cv, nparts + 1);
     cv.base = (char *)kao_cuda_workspace(ctx, cv.used), cv.used = 0;
     double *part = kao_carve<double>(&cv, nparts + 1), *total = part + nparts;
     size_t at = 0;
     for (int k = 0; k < count; k++) {
-        unsigned blocks = clip_blocks(grads[k].numel);
-        sum_squares_kernel<<<blocks, CLIP_THREADS, 0, ctx->stream>>>(part + at, grads[k].data, grads[k].numel);
-        KAO_LAUNCH_CHECK(ctx, op, "span %d of %d: %zu floats", k, count, grads[k].numel);
+        unsigned blocks = clip_blocks(spans[k].numel);
+        sum_squares_kernel<<<blocks, CLIP_THREADS, 0, ctx->stream>>>(part + at, spans[k].data, spans[k].numel);
+        KAO_LAUNCH_CHECK(ctx, op, "span %d of %d: %zu floats", k, count, spans[k].numel);
         at += blocks;
     }
     sum_parts_kernel<<<1, 1, 0, ctx->stream>>>(total, part, nparts);
     KAO_LAUNCH_CHECK(ctx, op, "%zu partial sums", nparts);
     double ss = 0.0;
     kao_cuda_to_host(ctx, &ss, total, sizeof ss);
-    /* The rest exactly as kao_clip_grad_norm. */
-    const float norm = (float)sqrt(ss);
+    return (float)sqrt(ss);
+}
+
+float kao_clip_grad_norm_gpu(kao_span *grads, int count, float max_norm, kao_cuda_ctx *ctx) {
+    const char *op = "clip_grad_norm_gpu";
+    /* The coefficient exactly as kao_clip_grad_norm's. */
+    const float norm = kao_norm_gpu(grads, count, ctx);
     float coef = (1.0f / (norm + 1e-6f)) * max_norm;
     if (coef > 1.0f) coef = 1.0f; /* NaN passes, as in torch */
     for (int k = 0; k < count; k++) {

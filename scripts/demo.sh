@@ -32,7 +32,8 @@ for i in $(seq 1 40); do
 done
 
 echo "== training on 30 identities (configs/demo.ini)"
-"$kao" train --config configs/demo.ini --data "$demo/data/train" --out "$demo/run"
+# --follow-symlinks: the identity folders are links into data/orl, out of the demo's data roots
+"$kao" train --config configs/demo.ini --data "$demo/data/train" --follow-symlinks --out "$demo/run"
 
 echo "== exporting ONNX"
 "$kao" export --weights "$demo/run/best.h5" --size 64 \
@@ -41,7 +42,7 @@ echo "== exporting ONNX"
 "$kao" export --check "$demo/model.onnx"
 
 echo "== verifying on the 10 held-out identities"
-"$kao" verify --weights "$demo/run/best.h5" --size 64 --layout folders --no-pairs \
+"$kao" verify --weights "$demo/run/best.h5" --size 64 --layout folders --no-pairs --follow-symlinks \
     --pairs-out "$demo/pairs.tsv" --roc "$demo/roc.png" --hist "$demo/hist.png" "$demo/data/heldout"
 
 echo "== done in $(( $(date +%s) - start )) s; results in $demo (model.onnx, pairs.tsv, roc.png, hist.png, run/)"

@@ -289,7 +289,7 @@ if [ -n "$bin" ]; then
     data="$build/orl30"
     rm -rf "$data" && mkdir -p "$data"
     for i in $(seq 1 30); do ln -s "$here/data/orl/s$i" "$data/s$i"; done
-    train=(train --config configs/demo.ini --data "$data" --set train.epochs=8 --set early_stop.patience=0
+    train=(train --config configs/demo.ini --data "$data" --follow-symlinks --set train.epochs=8 --set early_stop.patience=0
         --set train.threads=0 --set train.workers=auto)
     epoch_line() { grep -m1 '^epoch 8/8:' "$1/train.log" 2>/dev/null || true; }
     summary() { sed -n 's/.*train loss \([0-9.]*\).*| \([0-9.]*\) img\/s.*val loss \([0-9.]*\).*/train \1, val \3, \2 img\/s/p'; }

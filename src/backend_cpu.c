@@ -244,6 +244,8 @@ static float cpu_clip_grad_norm(kao_backend *be, kao_span *grads, int count, flo
     return kao_clip_grad_norm(grads, count, max_norm);
 }
 
+static float cpu_norm(kao_backend *be, const kao_span *spans, int count) { return kao_norm(spans, count); }
+
 static void cpu_destroy(kao_backend *be) {
     cpu_state *st = state(be);
     kao_workspace_free(&st->ws);
@@ -285,6 +287,7 @@ static kao_backend *cpu_backend(bool host_memory) {
     be->optim_state_sync = cpu_optim_state_sync;
     be->optim_step = cpu_optim_step;
     be->clip_grad_norm = cpu_clip_grad_norm;
+    be->norm = cpu_norm;
     be->destroy = cpu_destroy;
     return be;
 }

@@ -16,7 +16,9 @@
  * and zeros to the end of the block. "bytes" is the length of the HDF5 data after the user block
  * and "crc32" zlib's CRC-32 of it. A reader checks the block, the length (truncated or extended)
  * and the CRC before HDF5 sees the file.
- * Files without a seal (h5py's, older kao's) are read as they are. */
+ * Files without a seal (h5py's, older kao's) are read as they are. A block that holds two of the
+ * seal's three words but is not a seal is a damaged seal, not a missing one: one flipped bit must
+ * not turn a sealed file into an unchecked one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -27,6 +29,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "kao/files.h"
 #include "kao/h5io.h"
 #include "kao/util.h"
 
@@ -54,6 +57,15 @@ static int crc_from(int fd, off_t offset, uint64_t *bytes, uint32_t *crc) {
     *bytes = total;
     *crc = (uint32_t)c;
     return 0;
+}
+
+/* Whether the first got bytes of a file hold at least two of the seal's words: a seal, perhaps a
+ * damaged one (a bit flip breaks at most one word). */
+static bool looks_like_seal(const char *block, ssize_t got) {
+    static const char *const words[] = {"kao-seal ", "crc32 ", "\nbytes "};
+    int found = 0;
+    for (int i = 0; i < 3; i++) found += got > 0 && memmem(block, (size_t)got, words[i], strlen(words[i])) != NULL;
+    return found >= 2;
 }
 
 /* The whole user block of a seal: the text, then zeros. */
@@ -116,7 +128,8 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
     }
     char block[KAO_H5_SEAL_BYTES + 1] = {0};
     ssize_t got = pread(fd, block, KAO_H5_SEAL_BYTES, 0);
-    if (got < (ssize_t)strlen(seal_magic) || memcmp(block, seal_magic, strlen(seal_magic)) != 0) {
+    bool magic = got >= (ssize_t)strlen(seal_magic) && memcmp(block, seal_magic, strlen(seal_magic)) == 0;
+    if (!magic && !looks_like_seal(block, got)) {
         close(fd);
         return KAO_OK; /* no seal: HDF5 judges the file alone */
     }
@@ -159,11 +172,11 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
 
 int kao_h5_reseal(const char *path) {
     char block[KAO_H5_SEAL_BYTES] = {0};
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return kao_fail("%s: %s", path, strerror(errno));
+    int fd = kao_open_regular(path, "HDF5 file");
+    if (fd < 0) return KAO_ERR;
     ssize_t got = pread(fd, block, sizeof block, 0);
     close(fd);
-    if (got != (ssize_t)sizeof block || memcmp(block, seal_magic, strlen(seal_magic)) != 0)
+    if (got != (ssize_t)sizeof block || !looks_like_seal(block, got))
         return kao_fail("%s: has no kao seal to renew (only files kao wrote carry one)", path);
     if (kao_h5_seal(path, path)) return KAO_ERR;
     fd = open(path, O_RDONLY);

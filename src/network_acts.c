@@ -1,4 +1,5 @@
 /* Activation memory for one batch: sizes from the architecture and input size, then one block. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,20 +168,42 @@ static void plan(kao_acts *a, const kao_model *m, carver *c) {
     a->input_copy = c->map_bytes != sizeof(float) ? carve_map(c, (size_t)a->batch * a->height * a->width * 3) : NULL;
 }
 
-void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
-                     kao_backend *be) {
+/* The shapes of a, and the bytes its plan takes. */
+static size_t plan_size(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
+                        size_t map_bytes) {
     memset(a, 0, sizeof *a);
     a->batch = batch;
     a->height = height;
     a->width = width;
     a->training = training;
+    a->map_bytes = map_bytes;
     plan_shapes(a, m);
-    a->backend = be;
-    a->map_bytes = be->map_bytes;
-    carver counter = {NULL, 0, be->map_bytes};
+    carver counter = {NULL, 0, map_bytes};
     plan(a, m, &counter);
-    a->memory_bytes = counter.used;
-    a->memory = be->alloc(be, counter.used, "activations");
+    return counter.used;
+}
+
+size_t kao_acts_bytes(const kao_model *m, int batch, int height, int width, bool training, size_t map_bytes) {
+    kao_acts a;
+    return plan_size(&a, m, batch, height, width, training, map_bytes);
+}
+
+int kao_acts_check_memory(const kao_model *m, const kao_backend *be, int batch, int height, int width,
+                          bool training, const char *hint) {
+    /* Per image, then times the batch in double: a batch the user chose may overflow size_t. */
+    double bytes = (double)batch * height * width * 3 * sizeof(float);
+    if (be->host_memory) bytes += (double)batch * (double)kao_acts_bytes(m, 1, height, width, training, be->map_bytes);
+    char what[128];
+    snprintf(what, sizeof what, "a batch of %d images at %dx%d", batch, height, width);
+    return kao_check_memory(bytes, what, hint);
+}
+
+void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
+                     kao_backend *be) {
+    size_t bytes = plan_size(a, m, batch, height, width, training, be->map_bytes);
+    a->backend = be;
+    a->memory_bytes = bytes;
+    a->memory = be->alloc(be, bytes, "activations");
     carver c = {a->memory, 0, be->map_bytes};
     plan(a, m, &c);
     int masks = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kao/files.h"
 #include "kao/util.h"
 
 /* ---- the arena --------------------------------------------------------------------------- */
@@ -218,11 +219,9 @@ static void sink_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data
 }
 
 int onnx_write_model(const onnx_builder *b, const char *path) {
-    if (kao_check_parent_dir(path) != KAO_OK) return KAO_ERR;
-    char temp[4096];
-    kao_temp_path(temp, sizeof temp, path);
-    FILE *f = fopen(temp, "wb");
-    if (!f) return kao_fail("%s: cannot create file: %s", path, strerror(errno));
+    char temp[4200];
+    FILE *f = kao_atomic_fopen(temp, sizeof temp, path);
+    if (!f) return KAO_ERR;
     file_sink sink = {{sink_append}, f, 0};
     protobuf_c_message_pack_to_buffer(&b->model->base, &sink.base);
     if (fclose(f) != 0 && !sink.error) sink.error = errno ? errno : EIO;
@@ -234,15 +233,12 @@ int onnx_write_model(const onnx_builder *b, const char *path) {
 }
 
 Onnx__ModelProto *onnx_read_model(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        kao_fail("%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = kao_fopen_regular(path, "ONNX model");
+    if (!f) return NULL;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st) != 0) {
+        kao_fail("%s: cannot open ONNX model: %s", path, strerror(errno));
         fclose(f);
-        kao_fail("%s: not a regular file", path);
         return NULL;
     }
     size_t size = (size_t)st.st_size;

@@ -179,11 +179,15 @@ int kao_optim_grad_spans(kao_span *out, const kao_optim *o, float *grads) {
     return count;
 }
 
-float kao_clip_grad_norm(kao_span *grads, int count, float max_norm) {
+float kao_norm(const kao_span *spans, int count) {
     double ss = 0;
     for (int k = 0; k < count; k++)
-        for (size_t i = 0; i < grads[k].numel; i++) ss += (double)grads[k].data[i] * grads[k].data[i];
-    const float total = (float)sqrt(ss);
+        for (size_t i = 0; i < spans[k].numel; i++) ss += (double)spans[k].data[i] * spans[k].data[i];
+    return (float)sqrt(ss);
+}
+
+float kao_clip_grad_norm(kao_span *grads, int count, float max_norm) {
+    const float total = kao_norm(grads, count);
     float coef = (1.0f / (total + 1e-6f)) * max_norm; /* max_norm / (total_norm + 1e-6) */
     if (coef > 1.0f) coef = 1.0f;                     /* clamp(max=1.0); NaN passes, as in torch */
     for (int k = 0; k < count; k++)

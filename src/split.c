@@ -1,5 +1,6 @@
 #include "kao/split.h"
 
+#include "kao/files.h"
 #include "kao/rng.h"
 #include "kao/util.h"
 
@@ -150,6 +151,9 @@ static int parse_line(kao_split *s, const kao_dataset *ds, int *line_of, char *l
     if (strcmp(side, "train") == 0) is_val = 0;
     else if (strcmp(side, "val") == 0) is_val = 1;
     else return kao_fail("%s:%d: unknown split '%s' (expected 'train' or 'val')", path, lineno, side);
+    if (!kao_rel_path_contained(rel))
+        return kao_fail("%s:%d: '%s' leads out of the data root (an absolute path or a '..'); a manifest names "
+                        "images as identity/file", path, lineno, rel);
 
     size_t n = strlen(ds->root) + strlen(rel) + 2;
     char *full = kao_malloc(n, "path");
@@ -175,13 +179,16 @@ static int parse_line(kao_split *s, const kao_dataset *ds, int *line_of, char *l
 
 static int read_lines(kao_split *s, const kao_dataset *ds, header_fields *h, FILE *f, const char *path) {
     int *line_of = kao_calloc((size_t)ds->num_images, sizeof *line_of, "manifest line numbers");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    char *line = kao_malloc(KAO_MAX_LINE + 1, "manifest line");
+    long len;
     int lineno = 0, rc = KAO_OK;
-    while (rc == KAO_OK && (len = getline(&line, &cap, f)) >= 0) {
+    while (rc == KAO_OK && (len = kao_read_line(f, line, KAO_MAX_LINE + 1)) != -1) {
         lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == -2) {
+            rc = kao_fail("%s:%d: line longer than %d bytes: not a kao split manifest", path, lineno, KAO_MAX_LINE);
+            break;
+        }
+        while (len > 0 && line[len - 1] == '\r') line[--len] = '\0';
         if (lineno == 1) rc = parse_header(h, line, path);
         else if (len > 0 && line[0] != '#') rc = parse_line(s, ds, line_of, line, path, lineno);
     }
@@ -202,8 +209,8 @@ static int read_lines(kao_split *s, const kao_dataset *ds, header_fields *h, FIL
 
 int kao_split_read(kao_split *s, const kao_dataset *ds, const char *path) {
     *s = (kao_split){0};
-    FILE *f = fopen(path, "r");
-    if (!f) return kao_fail("%s: cannot open split manifest: %s", path, strerror(errno));
+    FILE *f = kao_fopen_regular(path, "split manifest");
+    if (!f) return KAO_ERR;
     s->is_val = kao_calloc((size_t)ds->num_images, 1, "split sides");
     header_fields h = {0};
     int rc = read_lines(s, ds, &h, f, path);

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kao/files.h"
 #include "kao/util.h"
 
 uint32_t kao_crc32c(const void *data, size_t n) {
@@ -84,8 +85,8 @@ int kao_tb_open(kao_tb_writer *w, const char *dir) {
     char host[128] = "localhost", path[4300];
     gethostname(host, sizeof host - 1);
     snprintf(path, sizeof path, "%s/events.out.tfevents.%ld.%s.%ld.kao", dir, (long)time(NULL), host, (long)getpid());
-    w->f = fopen(path, "wb");
-    if (!w->f) return kao_fail("%s: cannot create TensorBoard event file: %s", path, strerror(errno));
+    w->f = kao_fopen_write(path, false);
+    if (!w->f) return kao_fail_context("TensorBoard event file: ");
     pb b = {.n = 0};
     event_head(&b, -1);
     put_bytes(&b, 3, "brain.Event:2", strlen("brain.Event:2"));

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kao/files.h"
+
 static const char *csv_header =
     "kind,epoch,step,batch,images,loss,accuracy,lr,grad_norm,seconds,wait_seconds,images_per_second,"
     "val_loss,val_accuracy,verify_accuracy,best_threshold,best_accuracy,auc,eer,tar_far_1e3,improved\n";
@@ -25,8 +27,9 @@ static bool keep_row(const char *line, int64_t keep_step, int keep_epochs) {
 
 /* Rewrites metrics.csv with the rows up to the checkpoint (atomically), then opens it to append. */
 static int trim_csv(const char *path, int64_t keep_step, int keep_epochs) {
-    FILE *in = fopen(path, "r");
-    if (!in) return KAO_OK; /* none yet */
+    if (!kao_file_exists(path)) return KAO_OK; /* none yet */
+    FILE *in = kao_fopen_regular(path, "metrics");
+    if (!in) return KAO_ERR;
     char temp[4200];
     FILE *out = kao_atomic_fopen(temp, sizeof temp, path);
     if (!out) {
@@ -56,13 +59,13 @@ int kao_output_open(kao_run *r, bool resumed, int64_t keep_step, int keep_epochs
     int rc = KAO_OK;
     if (resumed) rc = trim_csv(csv_path, keep_step, keep_epochs);
     if (rc == KAO_OK) {
-        o->log = fopen(log_path, "a");
-        if (!o->log) rc = kao_fail("%s: cannot open: %s", log_path, strerror(errno));
+        o->log = kao_fopen_write(log_path, true);
+        if (!o->log) rc = KAO_ERR;
     }
     if (rc == KAO_OK) {
         bool exists = kao_file_exists(csv_path);
-        o->csv = fopen(csv_path, "a");
-        if (!o->csv) rc = kao_fail("%s: cannot open: %s", csv_path, strerror(errno));
+        o->csv = kao_fopen_write(csv_path, true);
+        if (!o->csv) rc = KAO_ERR;
         else if (!exists) fputs(csv_header, o->csv);
     }
     free(log_path);

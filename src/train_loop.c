@@ -72,15 +72,7 @@ static int train_epoch(kao_run *r, throughput *total, throughput *epoch_tp) {
         if (!b) break;
         if ((rc = handle_failures(r, b)) != KAO_OK) break;
         kao_step_stats stats = {0};
-        if (b->count > 0) {
-            kao_trainer_step(&r->trainer, &stats, b->input, b->labels, b->count);
-            if (!isfinite(stats.loss)) {
-                rc = kao_fail("epoch %d, step %" PRId64 ": the loss is %g; lower the learning rates (train.lr, "
-                              "train.head_lr, train.arcface_lr) or set train.grad_clip", epoch + 1, r->trainer.step,
-                              stats.loss);
-                break;
-            }
-        }
+        if (b->count > 0) kao_trainer_step(&r->trainer, &stats, b->input, b->labels, b->count);
         double seconds = kao_now_seconds() - t0;
         r->batch_in_epoch = b->index + 1;
         r->epoch_loss_sum += (double)stats.loss * b->count;
@@ -94,6 +86,8 @@ static int train_epoch(kao_run *r, throughput *total, throughput *epoch_tp) {
                              .epoch_seconds = epoch_tp->seconds, .epoch_wait = epoch_tp->wait,
                              .epoch_rows = epoch_tp->rows};
         if (b->count > 0) kao_report_step(r, &s);
+        /* The step's row is on record; a diverging run stops before anything is saved from it. */
+        if (b->count > 0 && (rc = kao_guard_step(r, &stats)) != KAO_OK) break;
         bool last = r->batch_in_epoch == nb;
         int every = r->cfg.checkpoint.every_steps;
         if (stop_signal) {
@@ -116,7 +110,7 @@ static int train_epoch(kao_run *r, throughput *total, throughput *epoch_tp) {
 /* Validation, early stopping, best/last weights, the epoch row and checkpoint. Sets *stop. */
 static int finish_epoch(kao_run *r, const throughput *tp, bool *stop) {
     kao_val_result val;
-    if (kao_run_validate(r, &val)) return KAO_ERR;
+    if (kao_guard_state(r) || kao_run_validate(r, &val)) return KAO_ERR;
     int epoch = r->epoch + 1; /* 1-based: the epoch just completed */
     double watched = r->early_stop.metric == KAO_WATCH_EER   ? val.pairs.eer
                      : r->early_stop.metric == KAO_WATCH_AUC ? val.pairs.auc
@@ -156,6 +150,7 @@ int kao_train_run(const kao_train_args *args) {
         free(r);
         return KAO_ERR;
     }
+    r->weight_norm = kao_trainer_weight_norm(&r->trainer); /* the first step's reference (kao_guard_step) */
     struct sigaction old_int, old_term;
     catch_signals(&old_int, &old_term);
     throughput total = {0};

@@ -197,3 +197,8 @@ void kao_trainer_step(kao_trainer *t, kao_step_stats *stats, const float *input,
     t->step++;
     stats->seconds_update = kao_now_seconds() - t0;
 }
+
+float kao_trainer_weight_norm(kao_trainer *t) {
+    kao_span all = {t->weights.params, t->model->num_params};
+    return t->backend->norm(t->backend, &all, 1);
+}

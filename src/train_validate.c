@@ -43,6 +43,7 @@ int kao_run_validate(kao_run *r, kao_val_result *out) {
     kao_loader_stop(r->loader);
     kao_embedder_free(&embedder);
     if (rc == KAO_OK && rows < 2) rc = kao_fail("validation: fewer than two validation images decode");
+    if (rc == KAO_OK) rc = kao_guard_outputs(r, emb, (size_t)rows * E);
     if (rc == KAO_OK) {
         kao_arcface_acts aa;
         kao_arcface_acts_create(&aa, rows, E, C);

@@ -664,7 +664,10 @@ static void test_clip(float max_norm) {
     for (int run = 0; run < 2; run++) {
         dbuf_reset(&d1), dbuf_reset(&d2);
         kao_span gs[2] = {{d1.dev, n1}, {d2.dev, n2}};
+        float plain = kao_norm_gpu(gs, 2, ctx);
         norms[run] = kao_clip_grad_norm_gpu(gs, 2, max_norm, ctx);
+        CHECK(plain == norms[run], "norm_gpu %g differs from clip_grad_norm_gpu's %g", (double)plain,
+              (double)norms[run]);
         got1[run] = dbuf_fetch(&d1), got2[run] = dbuf_fetch(&d2);
     }
     char what[80];

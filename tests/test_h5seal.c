@@ -46,9 +46,9 @@ static void write_blob(const char *path, const unsigned char *bytes, size_t size
 }
 
 static const char *file_in_tmp(const char *name) {
-    static char paths[8][600];
+    static char paths[16][600];
     static int next;
-    char *p = paths[next++ % 8];
+    char *p = paths[next++ % 16];
     snprintf(p, sizeof paths[0], "%s/%s", tmp_root, name);
     return p;
 }
@@ -142,6 +142,22 @@ int main(void) {
     snprintf(want, sizeof want, "longer.h5: changed: %zu bytes, its seal says %zu", b.size + 1, b.size);
     CHECK_ERROR(kao_weights_load(&loaded, longer, NULL, NULL), want);
 
+    /* Every single flipped bit in the seal's text, and in its zero tail, is refused (as a damaged
+     * seal, or by the CRC or length it then gives): none turns the file into an unsealed one that
+     * HDF5 would read unchecked. */
+    const char *flipped = file_in_tmp("flipped.h5");
+    size_t text = strlen((const char *)b.bytes);
+    int flips = 0, refused = 0;
+    for (size_t i = 0; i < KAO_H5_SEAL_BYTES; i += i < text + 8 ? 1 : 37) {
+        for (int bit = 0; bit < 8; bit++, flips++) {
+            b.bytes[i] ^= (unsigned char)(1 << bit);
+            write_blob(flipped, b.bytes, b.size);
+            b.bytes[i] ^= (unsigned char)(1 << bit);
+            refused += kao_h5_check_seal(flipped, &state) == KAO_ERR && strstr(kao_last_error(), "flipped.h5: ");
+        }
+    }
+    CHECK(refused == flips, "%d of %d single-bit flips in the seal block refused", refused, flips);
+
     const char *garbled = file_in_tmp("garbled.h5");
     memcpy(b.bytes + strlen("kao-seal 1\ncrc32 "), "zz", 2);
     write_blob(garbled, b.bytes, b.size);
@@ -172,7 +188,7 @@ int main(void) {
     kao_model_free(&saved);
     kao_model_free(&loaded);
     const char *names[] = {"good.h5",  "damaged.h5", "unsealed.h5", "cut.h5",
-                           "stub.h5", "longer.h5",  "garbled.h5",  "edited.h5"};
+                           "stub.h5", "longer.h5",  "garbled.h5",  "edited.h5", "flipped.h5"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) unlink(file_in_tmp(names[i]));
     rmdir(tmp_root);
     return check_summary("test_h5seal");

@@ -135,6 +135,8 @@ struct kao_backend {
                        double lr_factor);
     /* kao_clip_grad_norm over spans of the backend's memory; returns the norm before clipping. */
     float (*clip_grad_norm)(kao_backend *be, kao_span *grads, int count, float max_norm);
+    /* kao_norm over spans of the backend's memory (the trainer's weight norm). */
+    float (*norm)(kao_backend *be, const kao_span *spans, int count);
 
     void (*destroy)(kao_backend *be);
 };

@@ -228,6 +228,9 @@ void kao_optim_step_gpu(kao_optim *o, kao_optim_state_gpu *st, float *params, co
 /* kao_clip_grad_norm over spans of device memory (the span structs themselves are host memory).
  * Returns the total norm before clipping; waits for the GPU to get it. */
 float kao_clip_grad_norm_gpu(kao_span *grads, int count, float max_norm, kao_cuda_ctx *ctx);
+/* kao_norm over spans of device memory (the sum in another order: an ulp or two apart), the same
+ * on every run; waits for the GPU to get it. */
+float kao_norm_gpu(const kao_span *spans, int count, kao_cuda_ctx *ctx);
 
 #ifdef __cplusplus
 }

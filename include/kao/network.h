@@ -91,6 +91,14 @@ kao_bn_tensors kao_net_bn(const kao_net_weights *w, const kao_model *m, kao_bn_r
 void kao_acts_create(kao_acts *a, const kao_model *m, int batch, int height, int width, bool training,
                      kao_backend *be);
 void kao_acts_free(kao_acts *a);
+/* The bytes kao_acts_create takes for this batch and size with maps of map_bytes, without taking
+ * them: to refuse a batch that cannot fit before allocating it. */
+size_t kao_acts_bytes(const kao_model *m, int batch, int height, int width, bool training, size_t map_bytes);
+/* Fails ("a batch of N images at HxW: needs X GiB of memory, more than ...; <hint>") when the input
+ * batch and, where be computes in host memory, its activations cannot fit in this machine's memory
+ * (kao_check_memory): a clear error before the allocation rather than an abort in it. */
+int kao_acts_check_memory(const kao_model *m, const kao_backend *be, int batch, int height, int width,
+                          bool training, const char *hint);
 
 /* Eval forward: running BN statistics, no drop path. input (B, H, W, 3) floats in the backend's
  * memory; the result (floats) is in a->embedding. */

@@ -95,7 +95,7 @@ int kao_optim_num_states(const kao_optim *o);
 const char *kao_optim_state_name(const kao_optim *o, int k);
 float *kao_optim_state(const kao_optim *o, int k);
 
-/* ---- gradient clipping ------------------------------------------------------------------- */
+/* ---- norms and gradient clipping --------------------------------------------------------- */
 
 typedef struct {
     float *data; /* (numel) */
@@ -106,11 +106,15 @@ typedef struct {
  * most o->num_tensors spans to out and returns how many. */
 int kao_optim_grad_spans(kao_span *out, const kao_optim *o, float *grads);
 
+/* ‖all spans‖₂, accumulated in double and rounded to float (clip_grad_norm's total); not finite
+ * when an element is not. */
+float kao_norm(const kao_span *spans, int count);
+
 /* torch.nn.utils.clip_grad_norm_(grads, max_norm) with norm_type 2: total = ‖all grads‖₂
  * (accumulated in double, rounded to float), coef = min(max_norm / (total + 1e-6), 1) in float
  * (torch computes (1/(total + 1e-6))·max_norm), every gradient × coef. Returns total, the norm
  * before clipping. Like torch (error_if_nonfinite=False) a non-finite total scales by NaN or 0:
- * the caller checks the returned norm and skips the step when it is not finite. */
+ * the caller checks the returned norm (kao train stops the run when it is not finite). */
 float kao_clip_grad_norm(kao_span *grads, int count, float max_norm);
 
 #endif

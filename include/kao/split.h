@@ -49,12 +49,13 @@ typedef struct {
  * (val_fraction outside (0, 1) with val_count == 0, negative val_count). */
 int kao_split_create(kao_split *s, const kao_dataset *ds, const kao_split_options *options);
 
-/* Writes the manifest atomically (kao_temp_path + kao_commit_file). */
+/* Writes the manifest atomically (kao_atomic_fopen + kao_atomic_fclose). */
 int kao_split_write(const kao_split *s, const kao_dataset *ds, const char *path);
 
 /* Reads a manifest written for the same data set (--split FILE, or a resume) and checks it line by
- * line. Errors name the file and line: a malformed header or line, an unknown split word, a file
- * missing on disk, an image the data set does not hold (dropped identity, wrong identity column),
+ * line. Errors name the file and line: a file that is not a regular file, a line longer than
+ * KAO_MAX_LINE (files.h), a malformed header or line, an unknown split word, an image path that
+ * leads out of the data root (absolute, or with a ".." component), a file missing on disk, an image the data set does not hold (dropped identity, wrong identity column),
  * an image listed twice, a header hash that does not match the content; and, naming the first,
  * images of the data set that the manifest does not list. */
 int kao_split_read(kao_split *s, const kao_dataset *ds, const char *path);

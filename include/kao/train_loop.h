@@ -9,12 +9,23 @@
  *           sample of verify.neg_pairs different-identity pairs (verify.h): accuracy at
  *           verify.threshold, best-threshold accuracy, ROC AUC, EER, TAR at FAR 1e-3;
  *   keep    best.h5 when the watched metric improved (early_stop.h), last.h5, a checkpoint;
- *   stop    when early stopping says so, or after train.epochs.
+ *   stop    when early stopping says so, or after train.epochs; or, with an error and nothing saved
+ *           from the diverged state, when the training diverges (src/train_guard.c: the loss, the
+ *           gradients or the state not finite, or a step that more than doubles the weights' norm).
  * Checkpoints are also written every checkpoint.every_steps steps, and when SIGINT or SIGTERM
  * arrives: the current step is finished, a checkpoint saved, and the run exits with a message
  * naming the command that resumes it (a second signal kills at once; the checkpoints stay intact).
  *
- * Run folder:
+ * Run folder: kao train writes only into a new folder (created with the parents it needs), an
+ * empty one, or a kao run folder: one that holds config.ini and checkpoints/ (both written by kao
+ * train, config.ini first), whose run saved no checkpoint yet (a run that saved one is continued
+ * with --resume). A folder holding anything else is refused: its files are never overwritten.
+ * A start that fails before the run's first checkpoint (bad data, bad start weights, ...) removes
+ * what it made in a new or empty folder, the folder too where kao train created it (with the
+ * parents it created); a run folder it reused stays as it was. Files written whole go through a
+ * temporary "<name>.tmp.XXXXXX" beside them (util.h); --resume removes those a killed run left
+ * (only those names, for config.ini, split.tsv, classes.txt, metrics.csv, best.h5, last.h5 and
+ * the checkpoints). train.log and metrics.csv are appended to, never through a symbolic link.
  *   config.ini              the effective config (every key; data.root and model.weights made
  *                           absolute), what --resume reads
  *   split.tsv               the train/validation manifest (split.h)

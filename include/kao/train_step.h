@@ -96,6 +96,10 @@ void kao_trainer_set_frozen(kao_trainer *t, int frozen_units);
  * planned batch (the last batch of an epoch); the activations are re-planned when it changes. */
 void kao_trainer_step(kao_trainer *t, kao_step_stats *stats, const float *input, const int *labels, int B);
 
+/* ‖the network's parameters‖₂ (every trainable tensor, frozen ones included) on the backend:
+ * kao train's divergence check compares it from step to step. */
+float kao_trainer_weight_norm(kao_trainer *t);
+
 /* The gradient part alone (no update), for tests: fills t->grads, t->dW and, when d_input (host)
  * is non-NULL, the input gradient (B, H, W, 3). Returns the loss. */
 float kao_trainer_gradients(kao_trainer *t, float *d_input, const float *input, const int *labels, int B,
