@@ -31,11 +31,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kaotest import compare, embed, ORL, check, finish, kao  # noqa: E402
+from kaotest import ORL, check, compare, embed, finish, kao  # noqa: E402
+import keras_h5  # noqa: E402  (tools/, on the path through kaotest)
 from train_common import TINY  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="kao_test_keras_")
@@ -66,29 +66,13 @@ def build(ctor, include_top, seed):
 
 def save_keras3(model, file):
     with h5py.File(file, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+        keras_h5.write_keras3(f, model)
 
 
 def save_keras2(model, file):
     """The layout of Keras 2's model.save (the official downloads)."""
     with h5py.File(file, "w") as f:
-        f.attrs["keras_version"] = b"2.9.0"
-        f.attrs["backend"] = b"tensorflow"
-        g = f.create_group("model_weights")
-        names = np.array([layer.name.encode() for layer in model.layers])
-        half = len(names) // 2
-        g.attrs["layer_names0"], g.attrs["layer_names1"] = names[:half], names[half:]
-        for layer in model.layers:
-            lg = g.create_group(layer.name)
-            weights = layer.trainable_weights + layer.non_trainable_weights
-            wnames = []
-            for w in weights:
-                var = w.path.split("/")[-1]
-                if isinstance(layer, keras.layers.DepthwiseConv2D) and var == "kernel":
-                    var = "depthwise_kernel"
-                wnames.append(f"{layer.name}/{var}:0".encode())
-                lg.create_dataset(wnames[-1].decode(), data=keras.ops.convert_to_numpy(w))
-            lg.attrs["weight_names"] = np.array(wnames)
+        keras_h5.write_keras2(f, model)
 
 
 def keras_images():

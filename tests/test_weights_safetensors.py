@@ -34,7 +34,7 @@ from safetensors.torch import save_file  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kaotest import compare, embed, KAO, ORL, check, finish, kao  # noqa: E402
+from kaotest import KAO, ORL, check, compare, embed, finish, kao  # noqa: E402
 from convert_timm import randomise_bn  # noqa: E402
 
 TMP = tempfile.mkdtemp(prefix="kao_test_safetensors_")

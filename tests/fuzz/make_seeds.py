@@ -198,30 +198,14 @@ def keras_model(include_top):
 
 
 def keras3_layout(model):
-    from keras.src.legacy.saving import legacy_h5_format
-    return lambda f: legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    import keras_h5
+    return lambda f: keras_h5.write_keras3(f, model)
 
 
 def keras2_layout(model):
     """Keras 2's model.save: under model_weights, ':0' names, layer_names split in two."""
-    import keras
-
-    def write(f):
-        g = f.create_group("model_weights")
-        names = np.array([layer.name.encode() for layer in model.layers])
-        half = len(names) // 2
-        g.attrs["layer_names0"], g.attrs["layer_names1"] = names[:half], names[half:]
-        for layer in model.layers:
-            lg = g.create_group(layer.name)
-            wnames = []
-            for w in layer.trainable_weights + layer.non_trainable_weights:
-                var = w.path.split("/")[-1]
-                if isinstance(layer, keras.layers.DepthwiseConv2D) and var == "kernel":
-                    var = "depthwise_kernel"
-                wnames.append(f"{layer.name}/{var}:0".encode())
-                lg.create_dataset(wnames[-1].decode(), data=keras.ops.convert_to_numpy(w))
-            lg.attrs["weight_names"] = np.array(wnames)
-    return write
+    import keras_h5
+    return lambda f: keras_h5.write_keras2(f, model)
 
 
 def keras_seeds(out):
