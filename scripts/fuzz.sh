@@ -13,6 +13,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 minutes="${1:-1}"
 build=build-fuzz
+bin="$build/tests/fuzz" # the harnesses (tests/fuzz/CMakeLists.txt)
 
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKAO_FUZZ=ON >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz kao >/dev/null
@@ -62,7 +63,7 @@ for t in "${targets[@]}"; do
     rm -rf "$artifacts"
     mkdir -p "$corpus" "$artifacts"
     rc=0
-    ASAN_OPTIONS="$(asan_of "$t")" "$build/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    ASAN_OPTIONS="$(asan_of "$t")" "$bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$artifacts/" -dict="$(dict_of "$t")" "$corpus" "$build/seeds/$t" \
         >"$log" 2>&1 || rc=$?
     # libFuzzer stops at its first finding, exits non-zero and names the input last; other files in
@@ -83,7 +84,7 @@ for t in "${targets[@]}"; do
         "${runs:-?}" "$crashes" "$timeouts" "$ooms" "$seconds" "$(find "$corpus" -type f | wc -l)"
     if [ "$rc" -ne 0 ]; then
         found=1
-        echo "    reproduce: ASAN_OPTIONS=$(asan_of "$t") $build/fuzz_$t ${repro:-(no input written: see the log)}"
+        echo "    reproduce: ASAN_OPTIONS=$(asan_of "$t") $bin/fuzz_$t ${repro:-(no input written: see the log)}"
         echo "    log: $log"
     fi
 done
