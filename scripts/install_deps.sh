@@ -2,12 +2,12 @@
 # Installs kao's system dependencies on a bare Debian machine (needs root or sudo).
 # Build: compiler, CMake, libhdf5, libpng, libjpeg-turbo (its TurboJPEG API), zlib (the HDF5 seals'
 # CRC-32), OpenBLAS, OpenMP (gcc's libgomp), libinih (configs), protobuf-c (ONNX export), cJSON
-# (safetensors headers). clang with libFuzzer for the fuzz harnesses (scripts/fuzz.sh). Python 3 with
+# (safetensors headers). clang with libFuzzer and its OpenMP for the fuzz harnesses (scripts/fuzz.sh). Python 3 with
 # venv for the tools and the comparison tests.
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libpng-dev libturbojpeg0-dev zlib1g-dev
-          libopenblas-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev clang libclang-rt-dev python3 python3-venv python3-pip)
+          libopenblas-dev libinih-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev clang libclang-rt-dev libomp-dev python3 python3-venv python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
