@@ -19,9 +19,8 @@ import numpy as np
 SOURCE = os.environ.get("KAO_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINARY = os.environ.get("KAO_BINARY_DIR", os.path.join(SOURCE, "build"))
 KAO = os.path.join(BINARY, "kao")
-# The ORL faces: $KAO_ORL, else the repository's data/orl, else the shared copy beside the checkout.
-ORL = next(p for p in [os.environ.get("KAO_ORL", ""), os.path.join(SOURCE, "data", "orl"),
-                       os.path.join(os.path.dirname(SOURCE), "shared", "data", "orl")] if p and os.path.isdir(p))
+# The ORL faces: $KAO_ORL, else the repository's data/orl.
+ORL = os.environ.get("KAO_ORL") or os.path.join(SOURCE, "data", "orl")
 
 TINY = """
 [model]
