@@ -121,3 +121,13 @@ bool kao_path_inside(const char *root_real, const char *path) {
     free(real);
     return inside;
 }
+
+kao_file_identity kao_file_identity_of(const struct stat *st) {
+    return (kao_file_identity){st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim};
+}
+
+bool kao_same_file_identity(const kao_file_identity *a, const kao_file_identity *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+           a->ctime.tv_nsec == b->ctime.tv_nsec;
+}

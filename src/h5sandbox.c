@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kao/files.h"
 #include "kao/util.h"
 
 /* A child that has not finished by then is taken to hang on a hostile file (a copy of the
@@ -194,27 +195,19 @@ static int open_image(const char *path, void *image, size_t size, int64_t *id) {
 static struct {
     char *data;
     size_t size;
-    dev_t dev;
-    ino_t ino;
-    off_t file_size;
-    struct timespec mtime, ctime;
+    kao_file_identity file;
 } cached;
 
 static bool is_cached(const struct stat *st) {
-    return cached.data && st->st_dev == cached.dev && st->st_ino == cached.ino && st->st_size == cached.file_size &&
-           st->st_mtim.tv_sec == cached.mtime.tv_sec && st->st_mtim.tv_nsec == cached.mtime.tv_nsec &&
-           st->st_ctim.tv_sec == cached.ctime.tv_sec && st->st_ctim.tv_nsec == cached.ctime.tv_nsec;
+    kao_file_identity file = kao_file_identity_of(st);
+    return cached.data && kao_same_file_identity(&file, &cached.file);
 }
 
 static void cache(char *data, size_t size, const struct stat *st) {
     free(cached.data);
     cached.data = data;
     cached.size = size;
-    cached.dev = st->st_dev;
-    cached.ino = st->st_ino;
-    cached.file_size = st->st_size;
-    cached.mtime = st->st_mtim;
-    cached.ctime = st->st_ctim;
+    cached.file = kao_file_identity_of(st);
 }
 
 /* Reads the child's reply from fd: the opened image in *id, or the error. *replied is false when

@@ -92,36 +92,19 @@ int kao_h5_seal(const char *file, const char *path) {
     return KAO_OK;
 }
 
-/* The last file whose seal matched, as fstat saw it: a command opens the same file several times
- * (probe, load, trained_info), and a file unchanged since is not read through again. A file
- * replaced (rename), rewritten or touched since differs in one of these. */
-typedef struct {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
-} file_identity;
-static _Thread_local file_identity last_sealed;
+/* The last file whose seal matched: a command opens the same file several times (probe, load,
+ * trained_info), and a file unchanged since is not read through again. */
+static _Thread_local kao_file_identity last_sealed;
 static _Thread_local bool have_last_sealed;
-
-static file_identity identity_of(const struct stat *st) {
-    return (file_identity){st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim};
-}
-
-static bool same_identity(const file_identity *a, const file_identity *b) {
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
-           a->ctime.tv_nsec == b->ctime.tv_nsec;
-}
 
 int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
     *state = KAO_H5_UNSEALED;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return kao_fail("%s: %s", path, strerror(errno));
     struct stat st;
-    file_identity id = {0};
-    if (fstat(fd, &st) == 0) id = identity_of(&st);
-    if (have_last_sealed && same_identity(&id, &last_sealed)) {
+    kao_file_identity id = {0};
+    if (fstat(fd, &st) == 0) id = kao_file_identity_of(&st);
+    if (have_last_sealed && kao_same_file_identity(&id, &last_sealed)) {
         close(fd);
         *state = KAO_H5_SEALED;
         return KAO_OK;

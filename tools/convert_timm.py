@@ -56,7 +56,7 @@ FORMAT = "kao-weights"
 FORMAT_VERSION = 1
 
 # timm's generator for each variant and the variant's own (channel, depth) multipliers
-# (timm/models/efficientnet.py; ../shared/docs/REFERENCE.md §1.3).
+# (timm/models/efficientnet.py: _gen_efficientnetv2_base/_s/_m/_l and the tf_efficientnetv2_* entries).
 VARIANTS = {
     "tf_efficientnetv2_b0": ("_gen_efficientnetv2_base", 1.0, 1.0),
     "tf_efficientnetv2_b1": ("_gen_efficientnetv2_base", 1.0, 1.1),

@@ -2,7 +2,8 @@
  *
  * kao_arch_build() turns a variant name (tf_efficientnetv2_b0 … _l) and optional width/depth
  * multipliers into the list of blocks with their channel counts, kernels and strides, using
- * timm's rounding rules (../shared/docs/REFERENCE.md §1.3). Nothing here depends on the input
+ * timm's rounding rules (timm/models/_efficientnet_builder.py: round_channels, and the depth
+ * multiplier's ceil per stage). Nothing here depends on the input
  * size; spatial sizes are computed per run by kao_plan (model.h).
  */
 #ifndef KAO_ARCH_H

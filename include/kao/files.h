@@ -24,8 +24,21 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #define KAO_MAX_LINE 8192
+
+/* A file as fstat/stat saw it: device, inode, size, modification and change times. A file
+ * replaced (rename), rewritten or touched since differs in one of these, so a reader may reuse
+ * what it made of an identical one (the seal check, the HDF5 reader's copy). */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+} kao_file_identity;
+kao_file_identity kao_file_identity_of(const struct stat *st);
+bool kao_same_file_identity(const kao_file_identity *a, const kao_file_identity *b);
 
 /* Opens path read-only if it is a regular file: the descriptor, or -1 after kao_fail with
  * "<path>: cannot open <what>: <reason>" or "<path>: not a regular file (a FIFO)". */
