@@ -62,14 +62,9 @@ int kao_h5_open(kao_h5_file *f, const char *path) {
     if (access(path, R_OK) != 0) return kao_fail("%s: %s", path, strerror(errno));
     kao_h5_seal_state seal;
     if (kao_h5_check_seal(path, &seal)) return KAO_ERR;
-    /* A file without the seal may be damaged in ways that crash libhdf5: a child reads it. */
-    if (seal == KAO_H5_UNSEALED) return kao_h5_sandbox_open(path, &f->id);
-    hid_t fapl = file_access_plist();
-    hid_t id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
-    if (id < 0) return kao_fail("%s: not an HDF5 file (or truncated/corrupt)", path);
-    f->id = id;
-    return KAO_OK;
+    /* The seal catches damage, not intent: anyone can seal a file (tools/kao_seal.py does). A
+     * damaged or hostile file can crash libhdf5, so every file is read by a child process. */
+    return kao_h5_sandbox_open(path, &f->id, &f->image);
 }
 
 int kao_h5_create(kao_h5_file *f, const char *path) {
@@ -133,6 +128,8 @@ int kao_h5_commit(kao_h5_file *f) {
 
 void kao_h5_close(kao_h5_file *f) {
     if (f->id >= 0) H5Fclose((hid_t)f->id);
+    kao_h5_sandbox_release(f->image);
+    f->image = NULL;
     if (f->writing && f->temp_path[0]) kao_discard_file(f->temp_path);
     f->id = -1;
     f->writing = false;
@@ -189,6 +186,23 @@ static int open_dataset(const kao_h5_file *f, const char *name, hid_t *out) {
     return KAO_OK;
 }
 
+/* A header can declare any size, and some callers allocate by it: a numeric dataset's declared
+ * bytes must be what the file stores for it (unfiltered), or at most 1032 times that (zlib's
+ * largest expansion; the sandbox allows no other decompressing filter, h5sandbox.c). Checked
+ * before every read, and by kao_h5_dataset_info_backed for callers that allocate by the header. */
+static int check_stored(const kao_h5_file *f, const char *name, hid_t d, const kao_h5_info *info) {
+    if ((info->cls != KAO_H5_FLOAT && info->cls != KAO_H5_INT) || info->numel == 0) return KAO_OK;
+    hid_t dcpl = H5Dget_create_plist(d);
+    int filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    double declared = (double)info->numel * info->bytes, stored = (double)H5Dget_storage_size(d);
+    if (filters < 0) return kao_fail("%s: cannot read the storage of '%s' (corrupt?)", f->path, name);
+    if (filters == 0 ? stored != declared : declared > stored * 1032 + 4096)
+        return kao_fail("%s: '%s' declares %.0f bytes but the file stores %.0f for it (damaged?)", f->path, name,
+                        declared, stored);
+    return KAO_OK;
+}
+
 static int dataset_info(const kao_h5_file *f, const char *name, hid_t d, kao_h5_info *info) {
     hid_t space = H5Dget_space(d), type = H5Dget_type(d);
     int rc = space >= 0 && type >= 0 ? describe(f, name, space, type, info)
@@ -202,6 +216,15 @@ int kao_h5_dataset_info(const kao_h5_file *f, const char *name, kao_h5_info *inf
     hid_t d = -1;
     if (open_dataset(f, name, &d)) return KAO_ERR;
     int rc = dataset_info(f, name, d, info);
+    H5Dclose(d);
+    return rc;
+}
+
+int kao_h5_dataset_info_backed(const kao_h5_file *f, const char *name, kao_h5_info *info) {
+    hid_t d = -1;
+    if (open_dataset(f, name, &d)) return KAO_ERR;
+    int rc = dataset_info(f, name, d, info);
+    if (rc == KAO_OK) rc = check_stored(f, name, d, info);
     H5Dclose(d);
     return rc;
 }
@@ -313,6 +336,7 @@ static int read_numbers(const kao_h5_file *f, const char *name, void *out, hid_t
         kao_h5_shape_string(expected, sizeof expected, ndim, shape);
         rc = kao_fail("%s: dataset '%s' has shape %s, expected %s", f->path, name, found, expected);
     }
+    if (rc == KAO_OK) rc = check_stored(f, name, d, &info); /* never fill values for missing data */
     if (rc == KAO_OK && H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
         rc = kao_fail("%s: cannot read dataset '%s' (truncated or corrupt?)", f->path, name);
     H5Dclose(d);

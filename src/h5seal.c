@@ -16,9 +16,9 @@
  * and zeros to the end of the block. "bytes" is the length of the HDF5 data after the user block
  * and "crc32" zlib's CRC-32 of it. A reader checks the block, the length (truncated or extended)
  * and the CRC before HDF5 sees the file.
- * Files without a seal (h5py's, older kao's) are read as they are. A block that holds two of the
- * seal's three words but is not a seal is a damaged seal, not a missing one: one flipped bit must
- * not turn a sealed file into an unchecked one. */
+ * Files without a seal (h5py's, older kao's) are read as they are (through h5sandbox.c, as all
+ * files are). A block that holds two of the seal's three words but is not a seal is a damaged
+ * seal, not a missing one: one flipped bit must not turn a sealed file into an unchecked one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

@@ -101,12 +101,19 @@ typedef struct {
     int64_t version;
 } bare_spec;
 
-static void declare(kao_h5_file *f, const char *name, hid_t type, int ndim, const int *shape) {
-    hsize_t dims[4];
-    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+/* A dataset of the given file type and shape; with zeros written unless shapes_only (kao refuses
+ * to read data a file declares but does not store). */
+static void declare(kao_h5_file *f, const char *name, hid_t type, int ndim, const int *shape, bool shapes_only) {
+    hsize_t dims[4], numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= dims[i] = (hsize_t)shape[i];
     hid_t space = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t d = H5Dcreate2((hid_t)f->id, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     CHECK(d >= 0, "declare %s", name);
+    if (!shapes_only) {
+        void *zeros = calloc(numel, 8);
+        CHECK(H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros) >= 0, "write %s", name);
+        free(zeros);
+    }
     H5Dclose(d);
     H5Sclose(space);
 }
@@ -126,9 +133,9 @@ static void write_bare(const char *path, const kao_model *m, const bare_spec *s)
         if ((s->skip[0] && !strcmp(t->name, s->skip[0])) || (s->skip[1] && !strcmp(t->name, s->skip[1])))
             continue;
         if (s->as_int && !strcmp(t->name, s->as_int)) {
-            declare(&f, t->name, H5T_STD_I64LE, t->ndim, t->shape);
+            declare(&f, t->name, H5T_STD_I64LE, t->ndim, t->shape, s->shapes_only);
         } else if (s->shapes_only) {
-            declare(&f, t->name, H5T_IEEE_F32LE, t->ndim, t->shape);
+            declare(&f, t->name, H5T_IEEE_F32LE, t->ndim, t->shape, true);
         } else {
             int64_t shape[4] = {t->shape[0], t->shape[1], t->shape[2], t->shape[3]};
             rc |= kao_h5_write_f32(&f, t->name, kao_tensor_data(m, i), t->ndim, shape);
@@ -137,7 +144,7 @@ static void write_bare(const char *path, const kao_model *m, const bare_spec *s)
             char name[128];
             snprintf(name, sizeof name, "%.*s.num_batches_tracked",
                      (int)(strlen(t->name) - strlen(".running_var")), t->name);
-            declare(&f, name, s->counter_as_float ? H5T_IEEE_F32LE : H5T_STD_I64LE, 0, NULL);
+            declare(&f, name, s->counter_as_float ? H5T_IEEE_F32LE : H5T_STD_I64LE, 0, NULL, s->shapes_only);
         }
     }
     if (s->extra) rc |= kao_h5_write_f32(&f, s->extra, (float[4]){0}, 1, (int64_t[]){4});

@@ -23,9 +23,10 @@
  * Sealing: every file kao_h5_create writes carries, in a 512-byte HDF5 user block (which HDF5 and
  * h5py skip), the length and CRC-32 of the rest of the file (src/h5seal.c). kao_h5_open checks
  * them before HDF5 reads anything, so a truncated or damaged file is refused with a message
- * instead of loading wrong numbers (or crashing libhdf5). Files without a seal are read by libhdf5
- * in a child process that hands back an in-memory copy (src/h5sandbox.c), so a crash or a hang
- * inside libhdf5 on a damaged file becomes an error naming it.
+ * instead of loading wrong numbers. Then every file, sealed or not (a seal shows damage, not
+ * intent), is read by libhdf5 in a child process that leaves a copy in shared memory
+ * (src/h5sandbox.c), so a crash or a hang inside libhdf5 on a damaged or hostile file becomes an
+ * error naming it. A numeric dataset's declared size must match what the file stores for it.
  *
  *     kao_h5_file f;
  *     if (kao_h5_create(&f, path)) return KAO_ERR;
@@ -48,6 +49,7 @@
 typedef struct {
     int64_t id;                         /* HDF5 file id (hid_t); -1 when closed */
     bool writing;                       /* created by kao_h5_create and not yet committed */
+    void *image;                        /* readers: the copy of the file the id reads (h5sandbox.c) */
     char path[KAO_H5_PATH_MAX];         /* the file as the caller named it (errors name it) */
     char temp_path[KAO_H5_PATH_MAX + 32]; /* writers: where the data goes until the commit */
 } kao_h5_file;
@@ -100,6 +102,9 @@ int kao_h5_reseal(const char *path);
 bool kao_h5_exists(const kao_h5_file *f, const char *name);
 /* Shape and element type of a dataset; fails if it is missing or not a dataset. */
 int kao_h5_dataset_info(const kao_h5_file *f, const char *name, kao_h5_info *info);
+/* The same, and the file stores the data the header declares (a damaged or hostile header can
+ * declare terabytes): for a caller that allocates by the declared shape. */
+int kao_h5_dataset_info_backed(const kao_h5_file *f, const char *name, kao_h5_info *info);
 /* The names of the datasets directly in group (NULL: the root), in creation order when the file
  * tracks it (files written by kao_h5_create and h5py's track_order=True do), otherwise in name
  * order. Sub-groups are not listed. Free with kao_h5_free_names. */
