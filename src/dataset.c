@@ -1,5 +1,7 @@
 #include "kao/dataset.h"
 
+#include "kao/curate.h"
+
 #include "kao/files.h"
 #include "kao/image.h"
 #include "kao/util.h"
@@ -68,6 +70,13 @@ static int check_name(const char *path, const char *name) {
     return KAO_OK;
 }
 
+/* A quarantine folder of kao curate --apply (curate.h) inside an identity folder. */
+static bool is_quarantine(const char *name) {
+    for (kao_verdict v = KAO_VERDICT_NOT_ME; v <= KAO_VERDICT_NO_FACE; v++)
+        if (!strcmp(name, kao_verdict_folder(v))) return true;
+    return false;
+}
+
 static void note_ignored(kao_dataset *ds, const char *rel_dir, const char *name) {
     if (ds->ignored_files++ == 0) ds->ignored_example = rel_dir ? join_path(rel_dir, name) : kao_strdup(name);
 }
@@ -123,7 +132,7 @@ static int scan_identity(kao_dataset *ds, const char *root_real, const char *nam
     for (int i = 0; i < entries.n; i++) {
         const char *file = entries.items[i];
         char *path = join_path(dir, file);
-        struct stat st;
+        struct stat st = {0}; /* mode 0 (neither file nor folder) when stat fails */
         bool is_image = stat(path, &st) == 0 && S_ISREG(st.st_mode) && kao_is_image_name(file);
         if (is_image && skip_outside(ds, root_real, path, name, file)) {
             free(path);
@@ -135,6 +144,7 @@ static int scan_identity(kao_dataset *ds, const char *root_real, const char *nam
         }
         free(path);
         if (is_image) str_list_push(&images, kao_strdup(file));
+        else if (S_ISDIR(st.st_mode) && is_quarantine(file)) ds->quarantine_folders++;
         else note_ignored(ds, name, file);
     }
     if (images.n == 0) {
@@ -335,6 +345,9 @@ void kao_dataset_print_summary(FILE *f, const kao_dataset *ds) {
     if (ds->num_capped)
         fprintf(f, "  capped:     %d %s at %d images\n", ds->num_capped,
                 ds->num_capped == 1 ? "identity" : "identities", ds->options.max_images);
+    if (ds->quarantine_folders)
+        fprintf(f, "  quarantine: %d %s (kao curate) left out\n", ds->quarantine_folders,
+                ds->quarantine_folders == 1 ? "not_me/, same_face/ or no_face/ folder" : "not_me/, same_face/ or no_face/ folders");
     fprintf(f, "  ignored:    %d %s neither an identity folder nor a PNG or JPEG image", ds->ignored_files,
             ds->ignored_files == 1 ? "entry is" : "entries are");
     if (ds->ignored_example) fprintf(f, " (e.g. %s)", ds->ignored_example);

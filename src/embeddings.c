@@ -162,7 +162,9 @@ void kao_free_paths(char **paths, int count) {
  * stops the pass, so that the error starts a line of its own. */
 static void report_progress(bool progress, int done, int count, double start) {
     if (!progress) return;
-    fprintf(stderr, "\rembedded %d/%d images (%.1f images/s)", done, count, done / (kao_now_seconds() - start));
+    double rate = done / (kao_now_seconds() - start);
+    int left = rate > 0 ? (int)((count - done) / rate + 0.5) : 0;
+    fprintf(stderr, "\rembedded %d/%d images (%.1f images/s, %d:%02d left) ", done, count, rate, left / 60, left % 60);
     if (done == count) fputc('\n', stderr);
 }
 

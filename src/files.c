@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "kao/util.h"
 
@@ -130,4 +131,26 @@ bool kao_same_file_identity(const kao_file_identity *a, const kao_file_identity 
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
            a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
            a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+int kao_file_crc32(int fd, off_t offset, uint64_t *bytes, uint32_t *crc) {
+    enum { chunk = 1 << 20 };
+    unsigned char *buf = kao_malloc(chunk, "CRC read buffer");
+    uLong c = crc32_z(0, Z_NULL, 0);
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, chunk, offset + (off_t)total);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            free(buf);
+            return -1;
+        }
+        if (n == 0) break;
+        c = crc32_z(c, buf, (z_size_t)n);
+        total += (uint64_t)n;
+    }
+    free(buf);
+    *bytes = total;
+    *crc = (uint32_t)c;
+    return 0;
 }

@@ -27,7 +27,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "kao/files.h"
 #include "kao/h5io.h"
@@ -35,29 +34,6 @@
 
 static const char seal_magic[] = "kao-seal 1\n";
 static const char deliberate[] = "`kao info --reseal` accepts a deliberate change by another program";
-
-/* CRC-32 of the file's bytes from offset to EOF; -1 (errno set) on a read error. */
-static int crc_from(int fd, off_t offset, uint64_t *bytes, uint32_t *crc) {
-    enum { chunk = 1 << 20 };
-    unsigned char *buf = kao_malloc(chunk, "seal read buffer");
-    uLong c = crc32_z(0, Z_NULL, 0);
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t n = pread(fd, buf, chunk, offset + (off_t)total);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            free(buf);
-            return -1;
-        }
-        if (n == 0) break;
-        c = crc32_z(c, buf, (z_size_t)n);
-        total += (uint64_t)n;
-    }
-    free(buf);
-    *bytes = total;
-    *crc = (uint32_t)c;
-    return 0;
-}
 
 /* Whether the first got bytes of a file hold at least two of the seal's words: a seal, perhaps a
  * damaged one (a bit flip breaks at most one word). */
@@ -81,7 +57,7 @@ int kao_h5_seal(const char *file, const char *path) {
     uint32_t crc;
     char block[KAO_H5_SEAL_BYTES];
     errno = 0;
-    bool ok = crc_from(fd, KAO_H5_SEAL_BYTES, &bytes, &crc) == 0;
+    bool ok = kao_file_crc32(fd, KAO_H5_SEAL_BYTES, &bytes, &crc) == 0;
     if (ok) {
         format_seal(block, crc, bytes);
         ok = pwrite(fd, block, sizeof block, 0) == (ssize_t)sizeof block;
@@ -134,7 +110,7 @@ int kao_h5_check_seal(const char *path, kao_h5_seal_state *state) {
     }
     uint64_t bytes;
     uint32_t crc;
-    int rc = crc_from(fd, KAO_H5_SEAL_BYTES, &bytes, &crc);
+    int rc = kao_file_crc32(fd, KAO_H5_SEAL_BYTES, &bytes, &crc);
     int err = errno;
     close(fd);
     if (rc != 0) return kao_fail("%s: %s", path, strerror(err));

@@ -173,14 +173,18 @@ int kao_commit_file(const char *temp_path, const char *path) {
         return kao_fail("%s: cannot replace file: %s", path, strerror(err));
     }
     /* The rename itself is durable only once the folder's entry is on disk. */
+    kao_fsync_folder_of(path);
+    return KAO_OK;
+}
+
+int kao_fsync_folder_of(const char *path) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir) dir[1] = '\0';
     else if (slash) *slash = '\0';
     else snprintf(dir, sizeof dir, ".");
-    fsync_path(dir, O_RDONLY | O_DIRECTORY);
-    return KAO_OK;
+    return fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 void kao_discard_file(const char *temp_path) { unlink(temp_path); }

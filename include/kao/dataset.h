@@ -13,7 +13,8 @@
  *    (and the summary says so).
  *  - Names beginning with '.' (hidden files and folders) are skipped silently.
  *  - Any other entry (a file at ROOT level, another kind of file or a sub-folder inside an identity
- *    folder) is ignored, counted and reported in the summary; it is not an error.
+ *    folder) is ignored, counted and reported in the summary; it is not an error. The quarantine
+ *    folders of kao curate (not_me/, same_face/, no_face/: curate.h) are counted on their own.
  *  - An identity folder without a single image is an error when options.strict is set (the default in
  *    kao's config, data.strict = true: an empty folder is usually a failed copy). Without strict it
  *    is dropped and reported.
@@ -67,6 +68,8 @@ typedef struct {
     kao_dropped_identity *dropped; /* (num_dropped) in name order */
     int num_dropped;
     int num_capped;                /* identities cut down to options.max_images */
+    int quarantine_folders;        /* not_me/, same_face/, no_face/ inside identities (kao curate --apply):
+                                      left out, counted apart from ignored_files */
     int ignored_files;             /* entries that are neither identity folders nor images */
     char *ignored_example;         /* the first of them (relative to root), NULL when none */
     int outside_links;             /* symbolic links out of root: skipped, or followed (follow_symlinks) */

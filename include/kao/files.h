@@ -23,6 +23,7 @@
 #define KAO_FILES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -43,6 +44,10 @@ bool kao_same_file_identity(const kao_file_identity *a, const kao_file_identity 
 /* Opens path read-only if it is a regular file: the descriptor, or -1 after kao_fail with
  * "<path>: cannot open <what>: <reason>" or "<path>: not a regular file (a FIFO)". */
 int kao_open_regular(const char *path, const char *what);
+
+/* zlib's CRC-32 of fd's bytes from offset to the end, and their count; -1 (errno set) on a read
+ * error. For the seals of HDF5 files (h5seal.c) and the key of kao curate's cache. */
+int kao_file_crc32(int fd, off_t offset, uint64_t *bytes, uint32_t *crc);
 /* The same as a stdio stream ("rb"); NULL after kao_fail. */
 FILE *kao_fopen_regular(const char *path, const char *what);
 /* Fails with kao_open_regular's messages unless path names a regular file (stat, no open). */

@@ -64,6 +64,9 @@ int kao_temp_create(char *temp, size_t temp_size, const char *path);
 bool kao_is_temp_name(const char *name, const char *final_name);
 int kao_commit_file(const char *temp_path, const char *path);
 void kao_discard_file(const char *temp_path);
+/* fsyncs the folder that holds path, so that a new or renamed entry of it survives a crash: 0, or -1
+ * with errno (no kao_fail). */
+int kao_fsync_folder_of(const char *path);
 /* Fails (with a message naming the folder) when the folder that would hold path does not exist. */
 int kao_check_parent_dir(const char *path);
 /* The same through stdio: kao_atomic_fopen checks path's folder and opens its temp file (name in

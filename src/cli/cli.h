@@ -17,6 +17,7 @@ int kao_cmd_export(int argc, char **argv);
 int kao_cmd_verify(int argc, char **argv);
 int kao_cmd_train(int argc, char **argv);
 int kao_cmd_convert(int argc, char **argv);
+int kao_cmd_curate(int argc, char **argv);
 
 /* Prints "kao: error: <kao_last_error()>" and returns 1. */
 int kao_cli_report_error(void);

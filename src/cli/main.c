@@ -18,6 +18,7 @@ static const command commands[] = {
     {"convert", kao_cmd_convert, "rewrite timm safetensors or Keras .h5 weights as a sealed kao weights file"},
     {"bench", kao_cmd_bench, "measure images/s of inference or training steps (see scripts/bench.sh)"},
     {"verify", kao_cmd_verify, "same-person decisions and ROC/EER metrics over pairs of face images"},
+    {"curate", kao_cmd_curate, "flag other people, near-duplicates and non-faces in a data set; move them aside"},
 };
 
 static void usage(FILE *out) {
