@@ -7,7 +7,8 @@
 #include "kao/image.h"
 #include "kao/util.h"
 
-/* One stage of timm's arch_def strings, e.g. "ir_r3_k3_s2_e4_c96_se0.25" (REFERENCE.md §1.2). */
+/* One stage of timm's arch_def strings, e.g. "ir_r3_k3_s2_e4_c96_se0.25"
+ * (docs/architecture.md, 'Variants'). */
 typedef struct {
     kao_block_type type;
     int repeats, kernel, stride, expansion, out_ch;

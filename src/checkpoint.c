@@ -76,7 +76,7 @@ int kao_checkpoint_read_arcface(const kao_h5_file *f, float **W, int *E, char **
     if (!kao_h5_exists(f, "arcface/W") || !kao_h5_exists(f, "arcface/classes"))
         return kao_fail("%s: holds no ArcFace class centres (arcface/W and arcface/classes)", f->path);
     kao_h5_info info;
-    if (kao_h5_dataset_info(f, "arcface/W", &info)) return KAO_ERR;
+    if (kao_h5_dataset_info_backed(f, "arcface/W", &info)) return KAO_ERR;
     if (info.ndim != 2 || info.cls != KAO_H5_FLOAT)
         return kao_fail("%s: arcface/W should be a 2-D float array, found %s with %d dimensions", f->path,
                         kao_h5_type_name(&info), info.ndim);
@@ -101,10 +101,12 @@ int kao_checkpoint_read_arcface(const kao_h5_file *f, float **W, int *E, char **
 }
 
 /* The test hook of checkpoint.h. */
-static void maybe_die_for_test(void) {
+static void maybe_signal_for_test(void) {
     static int saves;
-    const char *n = getenv("KAO_TEST_KILL_DURING_CHECKPOINT");
-    if (n && atoi(n) == ++saves) raise(SIGKILL);
+    saves++;
+    const char *die = getenv("KAO_TEST_KILL_DURING_CHECKPOINT"), *ctrl_c = getenv("KAO_TEST_SIGINT_DURING_CHECKPOINT");
+    if (die && atoi(die) == saves) raise(SIGKILL);
+    if (ctrl_c && atoi(ctrl_c) == saves) raise(SIGINT);
 }
 
 static int write_all(kao_h5_file *f, const kao_trainer *t, const kao_checkpoint_info *info) {
@@ -117,7 +119,7 @@ static int write_all(kao_h5_file *f, const kao_trainer *t, const kao_checkpoint_
     const char *config[1] = {info->config_text};
     int E = t->model->arch.embedding_dim;
     if (kao_weights_write(f, "model", t->model)) return KAO_ERR;
-    maybe_die_for_test();
+    maybe_signal_for_test();
     if (kao_h5_write_strings(f, "config", config, 1) ||
         kao_checkpoint_write_arcface(f, t->arcface_W, E, info->classes, info->num_classes) ||
         write_optim(f, "optimizer/model", &t->optim) || write_optim(f, "optimizer/arcface", &t->arcface_optim) ||

@@ -86,11 +86,11 @@ static const key_def keys[] = {
     FLT("train.lr", train.lr, "0.0001", 0, 10, F_MIN_OPEN, "peak learning rate of the backbone"),
     FLT("train.head_lr", train.head_lr, "0.001", 0, 10, F_MIN_OPEN,
         "peak learning rate of the embedding head (classifier)"),
-    FLT("train.arcface_lr", train.arcface_lr, "0.001", 0, 10, F_MIN_OPEN,
-        "peak learning rate of the ArcFace class centres"),
     FLT("train.weight_decay", train.weight_decay, "0.01", 0, 1, 0, "weight decay (decoupled for adamw, L2 for sgd)"),
-    ENUM("train.optimizer", train.optimizer, "adamw", "adamw|sgd", 0, "optimizer"),
-    FLT("train.momentum", train.momentum, "0.9", 0, 0.999, 0, "sgd momentum"),
+    ENUM("train.optimizer", train.optimizer, "adamw", "adamw|sgd", 0, "optimizer of the network"),
+    FLT("train.eps", train.eps, "1e-08", 0, 1, 0,
+        "adamw's epsilon (torch's default; also W's with arcface.optimizer = adamw)"),
+    FLT("train.momentum", train.momentum, "0.9", 0, 0.999, 0, "sgd momentum of the network"),
     BOOL("train.nesterov", train.nesterov, "false", 0, "sgd: Nesterov momentum"),
     ENUM("train.schedule", train.schedule, "cosine", "constant|step|cosine", 0, "learning-rate schedule after warm-up"),
     INT("train.step_epochs", train.step_epochs, "10", 1, 1e6, 0,
@@ -119,6 +119,17 @@ static const key_def keys[] = {
 
     FLT("arcface.margin", arcface.margin, "28.6", 0, 90, 0, "additive angular margin in degrees"),
     FLT("arcface.scale", arcface.scale, "64", 0, 1024, F_MIN_OPEN, "logit scale"),
+    /* Default: pytorch-metric-learning's own recipe for a loss with weights, which the original
+     * pipeline followed: torch.optim.SGD(loss.parameters(), lr=0.01), no momentum, no decay. */
+    ENUM("arcface.optimizer", arcface.optimizer, "sgd", "adamw|sgd", 0,
+         "optimizer of the ArcFace class centres W, their own as in pytorch-metric-learning (adamw: "
+         "torch's betas and train.eps)"),
+    FLT("arcface.lr", arcface.lr, "0.01", 0, 10, F_MIN_OPEN,
+        "peak learning rate of W (the schedule and warm-up of train.* apply)"),
+    FLT("arcface.weight_decay", arcface.weight_decay, "0", 0, 1, 0,
+        "weight decay of W (decoupled for adamw, L2 for sgd; W is normalised in the loss, so decay only "
+        "shrinks it and enlarges its steps)"),
+    FLT("arcface.momentum", arcface.momentum, "0", 0, 0.999, 0, "sgd momentum of W"),
 
     ENUM("early_stop.metric", early_stop.metric, "val_loss", "val_loss|eer|auc", 0,
          "validation metric watched for early stopping and the best checkpoint"),
@@ -130,19 +141,40 @@ static const key_def keys[] = {
         "also checkpoint every this many steps (0: only at epoch ends)"),
     INT("checkpoint.keep", checkpoint.keep, "3", 1, 1e6, F_NO_HASH, "newest checkpoints kept"),
 
-    BOOL("augment.hflip", augment.hflip, "true", 0, "random horizontal flip"),
-    FLT("augment.scale_min", augment.scale_min, "0.85", 0, 1, F_MIN_OPEN,
-        "random crop: smallest crop side as a fraction of the image side"),
-    FLT("augment.scale_max", augment.scale_max, "1", 0, 1, F_MIN_OPEN, "random crop: largest crop side fraction"),
-    FLT("augment.brightness", augment.brightness, "0.2", 0, 1, 0, "random brightness change, up to +- this fraction"),
-    FLT("augment.contrast", augment.contrast, "0.2", 0, 1, 0, "random contrast change, up to +- this fraction"),
+    FLT("augment.crop_scale_min", augment.crop_scale_min, "0.7", 0, 1, F_MIN_OPEN,
+        "RandomResizedCrop scale: smallest crop area as a fraction of the image's (0.7, a side of 0.84: "
+        "a face crop keeps eyes, nose and mouth; min = max = 1: no crop)"),
+    FLT("augment.crop_scale_max", augment.crop_scale_max, "1", 0, 1, F_MIN_OPEN,
+        "RandomResizedCrop scale: largest crop area fraction"),
+    FLT("augment.crop_ratio_min", augment.crop_ratio_min, "0.8", 0, 10, F_MIN_OPEN,
+        "RandomResizedCrop ratio: smallest crop width/height, drawn log-uniformly (0.8..1.25: square and "
+        "the usual face-crop formats, 92x112 = 0.82, 96x112 = 0.86, at most 25% stretch)"),
+    FLT("augment.crop_ratio_max", augment.crop_ratio_max, "1.25", 0, 10, F_MIN_OPEN,
+        "RandomResizedCrop ratio: largest crop width/height"),
+    FLT("augment.hflip", augment.hflip, "0.5", 0, 1, 0,
+        "RandomHorizontalFlip: probability of the mirror image (faces are left-right symmetric)"),
+    FLT("augment.brightness", augment.brightness, "0.2", 0, 1, 0,
+        "ColorJitter brightness: factor drawn from [1 - this, 1 + this] (0: off)"),
+    FLT("augment.contrast", augment.contrast, "0.2", 0, 1, 0,
+        "ColorJitter contrast: factor drawn from [1 - this, 1 + this] (0: off)"),
+    FLT("augment.saturation", augment.saturation, "0.2", 0, 1, 0,
+        "ColorJitter saturation: factor drawn from [1 - this, 1 + this] (0: off; cameras differ in colour)"),
+    FLT("augment.hue", augment.hue, "0", 0, 0.5, 0,
+        "ColorJitter hue: shift drawn from [-this, this] of the hue circle (0: off; skin keeps its hue)"),
+    FLT("augment.grayscale", augment.grayscale, "0.1", 0, 1, 0,
+        "RandomGrayscale: probability of a grey (PIL L) image (face sets mix grey and colour photos)"),
 
     FLT("verify.threshold", verify.threshold, "0.4", -1, 1, 0,
         "cosine similarity at or above which two faces are the same person"),
-    INT("verify.neg_pairs", verify.neg_pairs, "10000", 1, 1e8, 0,
-        "impostor pairs sampled from validation for EER/AUC (all when fewer)"),
+    INT("verify.same_pairs_per_identity", verify.same_pairs_per_identity, "10", 0, 1e8, 0,
+        "validation: most same-identity pairs of one identity, a seeded uniform sample of its pairs "
+        "(0: all; 10: every pair of an identity with up to 5 images)"),
+    FLT("verify.diff_pairs_per_same", verify.diff_pairs_per_same, "10", 0, 1e6, 0,
+        "validation: different-identity pairs per same-identity pair, a seeded uniform sample of all "
+        "different-identity pairs (0: all)"),
 };
 #define NUM_KEYS ((int)(sizeof keys / sizeof keys[0]))
+_Static_assert(NUM_KEYS <= KAO_CONFIG_MAX_KEYS, "raise KAO_CONFIG_MAX_KEYS");
 
 /* An INI line is at most this many bytes: inih reads lines into a 200-byte buffer with the
  * line break and the terminator. */
@@ -163,6 +195,12 @@ static const key_def *find_key(const char *name) {
 }
 
 bool kao_config_has_key(const char *key) { return find_key(key) != NULL; }
+
+bool kao_config_given(const kao_config *c, const char *key) {
+    const key_def *k = find_key(key);
+    KAO_ASSERT(k, "unknown key %s", key);
+    return c->given[k - keys];
+}
 
 static const char *short_name(const key_def *k) { return strchr(k->name, '.') + 1; }
 
@@ -205,7 +243,25 @@ static const char *suggest(const char *name) {
     return guess;
 }
 
+/* Keys of earlier versions, with what replaced them: an old config gets told what to write. */
+static const struct {
+    const char *old, *now;
+} renamed[] = {
+    {"train.arcface_lr", "arcface.lr (W now has its own optimizer: arcface.optimizer = sgd by default, "
+                         "arcface.lr, arcface.weight_decay, arcface.momentum; set arcface.optimizer = adamw "
+                         "and arcface.lr to the old value to train as before)"},
+    {"augment.scale_min", "augment.crop_scale_min (the crop is torchvision's RandomResizedCrop: an area "
+                          "fraction, side s is area s*s; with augment.crop_ratio_min/crop_ratio_max; "
+                          "docs/augmentation.md)"},
+    {"augment.scale_max", "augment.crop_scale_max (the crop is torchvision's RandomResizedCrop: an area "
+                          "fraction, side s is area s*s; with augment.crop_ratio_min/crop_ratio_max; "
+                          "docs/augmentation.md)"},
+};
+
 static int fail_unknown(const char *origin, const char *name) {
+    for (size_t i = 0; i < sizeof renamed / sizeof renamed[0]; i++)
+        if (strcmp(name, renamed[i].old) == 0)
+            return kao_fail("%s: key '%s' was replaced by %s", origin, name, renamed[i].now);
     const char *guess = suggest(name);
     if (guess) return kao_fail("%s: unknown key '%s' (did you mean '%s'?)", origin, name, guess);
     return kao_fail("%s: unknown key '%s' (kao train --help-config lists the keys)", origin, name);
@@ -372,9 +428,11 @@ static void format_value(char *out, size_t size, const kao_config *c, const key_
 }
 
 kao_augment_cfg kao_config_augment(const kao_config *c) {
-    return (kao_augment_cfg){.hflip = c->augment.hflip, .scale_min = c->augment.scale_min,
-                             .scale_max = c->augment.scale_max, .brightness = c->augment.brightness,
-                             .contrast = c->augment.contrast};
+    return (kao_augment_cfg){.crop_scale_min = c->augment.crop_scale_min, .crop_scale_max = c->augment.crop_scale_max,
+                             .crop_ratio_min = c->augment.crop_ratio_min, .crop_ratio_max = c->augment.crop_ratio_max,
+                             .hflip = c->augment.hflip, .brightness = c->augment.brightness,
+                             .contrast = c->augment.contrast, .saturation = c->augment.saturation,
+                             .hue = c->augment.hue, .grayscale = c->augment.grayscale};
 }
 
 void kao_config_defaults(kao_config *c) {
@@ -388,7 +446,9 @@ void kao_config_defaults(kao_config *c) {
 int kao_config_set(kao_config *c, const char *key, const char *value, const char *origin) {
     const key_def *k = find_key(key);
     if (!k) return fail_unknown(origin, key);
-    return set_value(c, k, value, origin);
+    if (set_value(c, k, value, origin)) return KAO_ERR;
+    c->given[k - keys] = true;
+    return KAO_OK;
 }
 
 int kao_config_set_assignment(kao_config *c, const char *assignment, const char *origin) {
@@ -461,7 +521,10 @@ static int handle_pair(void *user, const char *section, const char *name, const 
         if (!k) rc = fail_unknown(where, full);
         else if (p->set_on[k - keys])
             rc = kao_fail("%s: %s is already set on line %d", where, full, p->set_on[k - keys]);
-        else if ((rc = set_value(p->c, k, value, where)) == KAO_OK) p->set_on[k - keys] = p->lineno;
+        else if ((rc = set_value(p->c, k, value, where)) == KAO_OK) {
+            p->set_on[k - keys] = p->lineno;
+            p->c->given[k - keys] = true;
+        }
     }
     snprintf(p->prev_section, sizeof p->prev_section, "%s", section);
     snprintf(p->prev_name, sizeof p->prev_name, "%s", name);
@@ -525,9 +588,12 @@ int kao_config_validate(const kao_config *c) {
     float std[3];
     if (parse_rgb(c->model.input_std, std) && !(std[0] > 0 && std[1] > 0 && std[2] > 0))
         return kao_fail("config: model.input_std = %s: every std must be positive", c->model.input_std);
-    if (c->augment.scale_min > c->augment.scale_max)
-        return kao_fail("config: augment.scale_min (%g) is larger than augment.scale_max (%g)", c->augment.scale_min,
-                        c->augment.scale_max);
+    if (c->augment.crop_scale_min > c->augment.crop_scale_max)
+        return kao_fail("config: augment.crop_scale_min (%g) is larger than augment.crop_scale_max (%g)",
+                        c->augment.crop_scale_min, c->augment.crop_scale_max);
+    if (c->augment.crop_ratio_min > c->augment.crop_ratio_max)
+        return kao_fail("config: augment.crop_ratio_min (%g) is larger than augment.crop_ratio_max (%g)",
+                        c->augment.crop_ratio_min, c->augment.crop_ratio_max);
     if (c->data.max_images > 0 && c->data.max_images < c->data.min_images)
         return kao_fail("config: data.max_images (%d) is smaller than data.min_images (%d)", c->data.max_images,
                         c->data.min_images);

@@ -5,6 +5,7 @@
 #include "kao/metrics.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "kao/util.h"
@@ -69,13 +70,15 @@ static int roc_build(roc *r, const float *scores, const bool *same, int n) {
     return KAO_OK;
 }
 
-/* The largest TPR over the points with FPR <= far: FPR and TPR both grow along the walk, so it
- * is the last such point. */
-static double tar_at_far(const roc *r, double far) {
-    double tar = 0;
-    for (int k = 0; k < r->points && (double)r->fp[k] / r->N <= far; k++) tar = (double)r->tp[k] / r->P;
-    return tar;
+/* The last point with FPR <= far (0 when only the reject-all point). FPR and TPR both grow along
+ * the walk, so it has the largest TPR and the lowest threshold of those points. */
+static int last_point_within(const roc *r, double far) {
+    int last = 0;
+    for (int k = 1; k < r->points && (double)r->fp[k] / r->N <= far; k++) last = k;
+    return last;
 }
+
+static double tar_at_far(const roc *r, double far) { return (double)r->tp[last_point_within(r, far)] / r->P; }
 
 int kao_pair_metrics_compute(kao_pair_metrics *out, const float *scores, const bool *same, int n,
                              double threshold) {
@@ -89,14 +92,16 @@ int kao_pair_metrics_compute(kao_pair_metrics *out, const float *scores, const b
     }
     m.accuracy = (double)(m.tp + m.tn) / n;
 
-    /* Best accuracy: point 0 rejects everything; ties keep the highest threshold. */
-    int best = 0, best_correct = r.N;
+    /* Best balanced accuracy, compared exactly as tp·N + tn·P (= 2·P·N·balanced accuracy); point 0
+     * (reject all, +inf) is no candidate (metrics.h); ties keep the highest threshold. */
+    int best = 1;
+    int64_t best_twice = -1;
     for (int k = 1; k < r.points; k++) {
-        int correct = r.tp[k] + (r.N - r.fp[k]);
-        if (correct > best_correct) best_correct = correct, best = k;
+        int64_t twice = (int64_t)r.tp[k] * r.N + (int64_t)(r.N - r.fp[k]) * r.P;
+        if (twice > best_twice) best_twice = twice, best = k;
     }
     m.best_threshold = r.thr[best];
-    m.best_accuracy = (double)best_correct / n;
+    m.best_balanced_accuracy = (double)best_twice / (2.0 * r.P * r.N);
 
     /* AUC: trapezoids between points, ties inside a group counted half. 2·area·P·N is an integer. */
     double twice_area = 0;
@@ -122,6 +127,8 @@ int kao_pair_metrics_compute(kao_pair_metrics *out, const float *scores, const b
     }
     m.tar_at_far_1e2 = tar_at_far(&r, 1e-2);
     m.tar_at_far_1e3 = tar_at_far(&r, 1e-3);
+    int far_point = last_point_within(&r, 1e-3);
+    m.far_1e3_threshold = far_point > 0 ? r.thr[far_point] : nextafterf(r.thr[1], INFINITY);
     roc_free(&r);
     *out = m;
     return KAO_OK;
@@ -129,13 +136,10 @@ int kao_pair_metrics_compute(kao_pair_metrics *out, const float *scores, const b
 
 double kao_percentage_score(double cosine) { return -23.71 * cosine * cosine + 49.98 * cosine + 73.69; }
 
-int kao_roc_curve(float *fpr, float *tpr, const float *scores, const bool *same, int n) {
+int kao_roc_curve(kao_roc_point *out, const float *scores, const bool *same, int n) {
     roc r;
     if (roc_build(&r, scores, same, n)) return KAO_ERR;
-    for (int k = 0; k < r.points; k++) {
-        fpr[k] = (float)((double)r.fp[k] / r.N);
-        tpr[k] = (float)((double)r.tp[k] / r.P);
-    }
+    for (int k = 0; k < r.points; k++) out[k] = (kao_roc_point){(double)r.fp[k] / r.N, (double)r.tp[k] / r.P, r.thr[k]};
     int points = r.points;
     roc_free(&r);
     return points;

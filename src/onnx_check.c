@@ -2,6 +2,7 @@
  * encoding, header, values, every node against the schema of the ops kao emits (onnx_schema.c)
  * with the shapes they compute, and its metadata — and prints its signature and metadata. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,21 @@ static int check_described_shapes(const Onnx__ModelProto *m, const name_map *key
     return check_described(m, keys, "kao.embedding_dim", dim, path);
 }
 
+/* kao.threshold_eer and kao.threshold_far1e-3: a cosine (a float step above 1 allowed) or "unknown". */
+static int check_thresholds(const Onnx__ModelProto *m, const name_map *keys, const char *path) {
+    const char *names[2] = {"kao.threshold_eer", "kao.threshold_far1e-3"};
+    for (int i = 0; i < 2; i++) {
+        const char *value = m->metadata_props[map_get(keys, names[i])]->value;
+        value = value ? value : "";
+        char *end, text[NAME_TEXT];
+        double t = strtod(value, &end);
+        if (strcmp(value, "unknown") != 0 && (end == value || *end || !(fabs(t) <= 1.001)))
+            return not_kao(path, "metadata %s is '%s', not a cosine threshold or 'unknown'", names[i],
+                           onnx_escape(text, sizeof text, value));
+    }
+    return KAO_OK;
+}
+
 /* Keys are unique (onnx.checker's rule) and a kao export has all of kao's; metadata is written
  * last, so a file cut between two entries still parses and is caught only here. */
 static int check_metadata(const Onnx__ModelProto *m, const char *path) {
@@ -343,6 +359,7 @@ static int check_metadata(const Onnx__ModelProto *m, const char *path) {
             rc = kao_fail("%s: not a valid kao ONNX model: metadata '%s' is missing (truncated file?)", path,
                           kao_onnx_metadata_keys[k]);
     if (rc == KAO_OK) rc = check_described_shapes(m, &keys, path);
+    if (rc == KAO_OK) rc = check_thresholds(m, &keys, path);
     map_free(&keys);
     return rc;
 }

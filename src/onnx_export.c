@@ -19,8 +19,8 @@
 const char *const kao_onnx_metadata_keys[] = {
     "kao.architecture", "kao.width_mult", "kao.depth_mult", "kao.input_size", "kao.mean",
     "kao.std", "kao.color_order", "kao.layout", "kao.embedding_dim", "kao.normalized",
-    "kao.threshold", "kao.score_formula", "kao.num_identities", "kao.split_hash", "kao.version",
-    "kao.export_time", NULL,
+    "kao.threshold", "kao.threshold_eer", "kao.threshold_far1e-3", "kao.score_formula", "kao.num_identities",
+    "kao.split_hash", "kao.version", "kao.export_time", NULL,
 };
 
 void kao_onnx_options_init(kao_onnx_options *opt) {
@@ -65,7 +65,7 @@ static const char *silu(walk *g, const char *x, const char *name) {
     return node2(g, "Mul", name, x, node1(g, "Sigmoid", sig, x));
 }
 
-/* TF "same" padding on one axis (REFERENCE.md §1.5): out = ceil(in/s), the odd pixel after. */
+/* TF "same" padding on one axis (docs/architecture.md, 'Padding'): out = ceil(in/s), the odd pixel after. */
 static void same_pad(int *out, int64_t *begin, int64_t *end, int in, int kernel, int stride) {
     *out = (in + stride - 1) / stride;
     int total = (*out - 1) * stride + kernel - in;
@@ -246,6 +246,11 @@ static void add_metadata(onnx_builder *b, const kao_model *m, const kao_onnx_opt
     onnx_add_metadata(b, "kao.embedding_dim", v);
     onnx_add_metadata(b, "kao.normalized", opt->l2_normalize ? "true" : "false");
     onnx_add_metadata(b, "kao.threshold", EXPORT_THRESHOLD);
+    /* %.17g: the exact double kao train recorded, so the file's users decide as kao verify does. */
+    if (opt->has_thresholds) snprintf(v, sizeof v, "%.17g", opt->threshold_eer);
+    onnx_add_metadata(b, "kao.threshold_eer", opt->has_thresholds ? v : "unknown");
+    if (opt->has_thresholds) snprintf(v, sizeof v, "%.17g", opt->threshold_far1e3);
+    onnx_add_metadata(b, "kao.threshold_far1e-3", opt->has_thresholds ? v : "unknown");
     onnx_add_metadata(b, "kao.score_formula", EXPORT_SCORE_FORMULA);
     if (opt->num_identities > 0) snprintf(v, sizeof v, "%d", opt->num_identities);
     else snprintf(v, sizeof v, "unknown");
@@ -279,7 +284,7 @@ int kao_onnx_export(const kao_model *m, const char *path, const kao_onnx_options
     onnx_builder_init(&b, m->arch.variant);
     Onnx__ModelProto *model = b.model;
     model->has_ir_version = 1;
-    model->ir_version = opt->opset == 13 ? 7 : 8; /* REFERENCE.md §4: opset 13 ↔ IR 7, 17 ↔ IR 8 */
+    model->ir_version = opt->opset == 13 ? 7 : 8; /* opset 13 ↔ IR 7, 17 ↔ IR 8: docs/formats.md, 'ONNX export' */
     model->producer_name = onnx_strdup(&b, "kao");
     model->producer_version = onnx_strdup(&b, KAO_VERSION);
     model->doc_string = onnx_strdup(&b, "Face embedding network (timm EfficientNetV2 + linear head), "

@@ -1,5 +1,5 @@
 /* ops_batchnorm.c — BatchNorm over M = B·H·W rows of C channels (NHWC), PyTorch semantics
- * (REFERENCE.md §1.6), with an optional fused SiLU after the affine.
+ * (docs/numerics.md, 'Batch norm'), with an optional fused SiLU after the affine.
  *
  * Statistics: one pass of per-channel sums of d = x - (first row) and d², per thread, in float
  * over blocks of up to 32 rows and in double across blocks; the shift keeps E[d²] - E[d]²

@@ -1,4 +1,4 @@
-/* ops_se.c — squeeze-excite (timm SqueezeExcite, REFERENCE.md §1.4): per image b,
+/* ops_se.c — squeeze-excite (timm SqueezeExcite; docs/architecture.md, 'Blocks'): per image b,
  *   pooled = mean_hw(inp); hidden = W_r·pooled + b_r; a = silu(hidden);
  *   gate = sigmoid(W_e·a + b_e); out = inp·gate (per channel).
  * The two 1×1 convs act on (B, C) vectors: one small GEMM each (OpenBLAS, single-threaded, see

@@ -46,10 +46,15 @@ static void advice(const kao_run *r, bool arcface, char *out, size_t size) {
     const kao_config *c = &r->cfg;
     char items[4][600];
     int n = 0;
-    if (arcface) snprintf(items[n++], sizeof items[0], "lower train.arcface_lr (now %g)", c->train.arcface_lr);
-    else snprintf(items[n++], sizeof items[0], "lower train.lr (now %g) and train.head_lr (now %g)", c->train.lr,
-                  c->train.head_lr);
-    if (c->train.optimizer == KAO_OPTIMIZER_SGD) {
+    if (arcface) {
+        snprintf(items[n++], sizeof items[0], "lower arcface.lr (now %g)", c->arcface.lr);
+        if (c->arcface.optimizer == KAO_OPTIMIZER_SGD && c->arcface.momentum > 0)
+            snprintf(items[n++], sizeof items[0], "lower arcface.momentum (now %g)", c->arcface.momentum);
+    } else {
+        snprintf(items[n++], sizeof items[0], "lower train.lr (now %g) and train.head_lr (now %g)", c->train.lr,
+                 c->train.head_lr);
+    }
+    if (!arcface && c->train.optimizer == KAO_OPTIMIZER_SGD) {
         snprintf(items[n++], sizeof items[0], "lower train.momentum (now %g)", c->train.momentum);
         if (c->train.grad_clip == 0) snprintf(items[n++], sizeof items[0], "set train.grad_clip");
     }
@@ -174,7 +179,7 @@ static int scan_group(const kao_h5_file *f, const char *group) {
         char name[KAO_H5_PATH_MAX];
         snprintf(name, sizeof name, "%s%s%s", group ? group : "", group ? "/" : "", names[i]);
         kao_h5_info info;
-        if ((rc = kao_h5_dataset_info(f, name, &info)) != KAO_OK || info.cls != KAO_H5_FLOAT) continue;
+        if ((rc = kao_h5_dataset_info_backed(f, name, &info)) != KAO_OK || info.cls != KAO_H5_FLOAT) continue;
         float *x = kao_malloc((size_t)info.numel * sizeof *x, "start weights");
         float bad;
         rc = kao_h5_read_f32(f, name, x, info.ndim, info.shape);

@@ -61,6 +61,10 @@ typedef struct {
     kao_input_norm norm;        /* model.input_mean / input_std, resolved */
     kao_early_stop early_stop;
     bool can_verify;            /* validation holds a same-identity pair and two identities */
+    bool has_thresholds;        /* the latest validation's verification thresholds (metrics.h), for
+                                   best.h5 and last.h5 (trained_info.h); false until one ran */
+    double threshold_eer, threshold_far1e3;
+    int threshold_diff_pairs;
     int epoch;                  /* epochs completed */
     int batch_in_epoch;         /* batches of the next epoch done */
     double epoch_loss_sum;      /* over the current epoch: sum of loss × rows */

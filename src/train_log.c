@@ -13,7 +13,8 @@
 
 static const char *csv_header =
     "kind,epoch,step,batch,images,loss,accuracy,lr,grad_norm,seconds,wait_seconds,images_per_second,"
-    "val_loss,val_accuracy,verify_accuracy,best_threshold,best_accuracy,auc,eer,tar_far_1e3,improved\n";
+    "val_loss,val_accuracy,verify_accuracy,best_threshold,best_balanced_accuracy,auc,eer,eer_threshold,tar_far_1e3,"
+    "threshold_far_1e3,improved\n";
 
 /* Whether a metrics.csv row belongs before the checkpoint being resumed. */
 static bool keep_row(const char *line, int64_t keep_step, int keep_epochs) {
@@ -170,10 +171,11 @@ void kao_report_epoch(kao_run *r, const kao_epoch_report *e) {
     const kao_pair_metrics *p = &v->pairs;
     if (o->csv) {
         fprintf(o->csv,
-                "epoch,%d,%" PRId64 ",,%" PRId64 ",%.6g,%.6g,,,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d\n",
+                "epoch,%d,%" PRId64 ",,%" PRId64 ",%.6g,%.6g,,,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,"
+                "%.6g,%d\n",
                 e->epoch, r->trainer.step, r->epoch_images, e->train_loss, e->train_accuracy, e->seconds, e->wait_seconds,
-                e->images_per_second, v->loss, v->accuracy, p->accuracy, p->best_threshold, p->best_accuracy, p->auc,
-                p->eer, p->tar_at_far_1e3, e->improved ? 1 : 0);
+                e->images_per_second, v->loss, v->accuracy, p->accuracy, p->best_threshold, p->best_balanced_accuracy,
+                p->auc, p->eer, p->eer_threshold, p->tar_at_far_1e3, p->far_1e3_threshold, e->improved ? 1 : 0);
         fflush(o->csv);
     }
     int64_t step = r->trainer.step;
@@ -185,7 +187,7 @@ void kao_report_epoch(kao_run *r, const kao_epoch_report *e) {
     kao_tb_scalar(&o->tb, "val/accuracy", step, (float)v->accuracy);
     if (r->can_verify) {
         kao_tb_scalar(&o->tb, "val/verify_accuracy", step, (float)p->accuracy);
-        kao_tb_scalar(&o->tb, "val/best_accuracy", step, (float)p->best_accuracy);
+        kao_tb_scalar(&o->tb, "val/best_balanced_accuracy", step, (float)p->best_balanced_accuracy);
         kao_tb_scalar(&o->tb, "val/auc", step, (float)p->auc);
         kao_tb_scalar(&o->tb, "val/eer", step, (float)p->eer);
         kao_tb_scalar(&o->tb, "val/tar_far_1e-3", step, (float)p->tar_at_far_1e3);
@@ -194,9 +196,10 @@ void kao_report_epoch(kao_run *r, const kao_epoch_report *e) {
     double wait = e->seconds > 0 ? e->wait_seconds / e->seconds : 0;
     char verify[256] = "verify: n/a";
     if (r->can_verify)
-        snprintf(verify, sizeof verify, "verify acc@%.2f %.3f best %.3f@%.3f AUC %.4f EER %.4f TAR@FAR1e-3 %.3f (%d+%d pairs)",
-                 p->threshold, p->accuracy, p->best_accuracy, p->best_threshold, p->auc, p->eer, p->tar_at_far_1e3,
-                 p->same_pairs, p->diff_pairs);
+        snprintf(verify, sizeof verify,
+                 "verify acc@%.2f %.3f balanced best %.3f@%.3f AUC %.4f EER %.4f@%.3f TAR@FAR1e-3 %.3f@%.3f (%d+%d pairs)",
+                 p->threshold, p->accuracy, p->best_balanced_accuracy, p->best_threshold, p->auc, p->eer,
+                 p->eer_threshold, p->tar_at_far_1e3, p->far_1e3_threshold, p->same_pairs, p->diff_pairs);
     kao_say(r, "epoch %d/%d: train loss %.4f acc %.3f | %.1f img/s, waited for data %.1f%% | val loss %.4f acc %.3f | %s%s",
             e->epoch, r->cfg.train.epochs, e->train_loss, e->train_accuracy, e->images_per_second, 100 * wait, v->loss,
             v->accuracy, verify, e->improved ? " *best" : "");

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kao/trained_info.h"
+
 static volatile sig_atomic_t stop_signal;
 
 static void on_signal(int sig) { stop_signal = sig; }
@@ -134,11 +136,33 @@ static int finish_epoch(kao_run *r, const throughput *tp, bool *stop) {
     r->epoch_correct = r->epoch_images = 0;
     if (save_checkpoint(r)) return KAO_ERR;
     *stop = kao_early_stop_should_stop(&r->early_stop);
-    if (*stop)
+    if (*stop && epoch < r->cfg.train.epochs) /* after the last epoch the run ends anyway */
         kao_say(r, "early stopping: %s has not improved by more than %g for %d epochs (best %.6g at epoch %d)",
                 kao_watch_name(r->early_stop.metric), r->early_stop.min_delta, r->early_stop.bad_epochs,
                 r->early_stop.best, r->early_stop.best_epoch);
     return KAO_OK;
+}
+
+/* The end of a run: the verification thresholds best.h5 records (from its epoch's validation,
+ * perhaps of an earlier process of a resumed run), as kao verify --threshold eer|far1e-3 uses them. */
+static void say_thresholds(kao_run *r) {
+    char *path = kao_run_path(r, "best.h5");
+    kao_trained_info info;
+    if (!kao_file_exists(path)) info.has_thresholds = false;
+    else if (kao_trained_info_read(path, &info)) {
+        kao_say(r, "warning: cannot read the thresholds of %s: %s", path, kao_last_error());
+        info.has_thresholds = false;
+    }
+    if (info.has_thresholds) {
+        kao_say(r, "best.h5 thresholds (validation pairs of epoch %d): EER threshold %.6f, FAR 1e-3 threshold %.6f "
+                   "(%" PRId64 " different pairs)",
+                r->early_stop.best_epoch, info.threshold_eer, info.threshold_far1e3, info.threshold_diff_pairs);
+        if (info.threshold_diff_pairs < KAO_FAR_1E3_MIN_PAIRS)
+            kao_say(r, "warning: %" PRId64 " different-identity validation pairs cannot measure a FAR of 1e-3 "
+                       "(that takes %d): the FAR 1e-3 threshold is the threshold of no false accept on them",
+                    info.threshold_diff_pairs, KAO_FAR_1E3_MIN_PAIRS);
+    }
+    free(path);
 }
 
 int kao_train_run(const kao_train_args *args) {
@@ -155,9 +179,13 @@ int kao_train_run(const kao_train_args *args) {
     catch_signals(&old_int, &old_term);
     throughput total = {0};
     bool stop = kao_early_stop_should_stop(&r->early_stop);
-    if (stop) kao_say(r, "this run already stopped early at epoch %d", r->epoch);
-    kao_say(r, "training: %d epochs of %d batches of %d (%s sampler), %d training and %d validation images, "
-               "%d identities, %d loader worker%s",
+    if (stop && r->epoch < r->cfg.train.epochs)
+        kao_say(r, "this run already stopped early at epoch %d", r->epoch);
+    else if (stop || r->epoch >= r->cfg.train.epochs)
+        kao_say(r, "this run is already complete: %d epochs", r->epoch);
+    else
+        kao_say(r, "training: %d epochs of %d batches of %d (%s sampler), %d training and %d validation images, "
+                   "%d identities, %d loader worker%s",
             r->cfg.train.epochs, r->sampler.num_batches, r->cfg.train.batch_size,
             r->sampler.type == KAO_SAMPLE_M_PER_CLASS ? "m_per_class" : "shuffle", r->split.num_train,
             r->split.num_val, r->ds.num_classes, r->workers, r->workers == 1 ? "" : "s");
@@ -168,24 +196,28 @@ int kao_train_run(const kao_train_args *args) {
         throughput epoch_tp = {0};
         rc = train_epoch(r, &total, &epoch_tp);
         if (rc == KAO_OK) rc = finish_epoch(r, &epoch_tp, &stop);
-        if (rc == KAO_OK && stop_signal) {
-            rc = KAO_TRAIN_INTERRUPTED; /* arrived during validation: the epoch's checkpoint is saved */
-        }
+        /* Arrived during validation: the epoch's checkpoint is saved. After the last epoch there is
+         * nothing left to resume: the run is done. */
+        if (rc == KAO_OK && stop_signal && !stop && r->epoch < r->cfg.train.epochs) rc = KAO_TRAIN_INTERRUPTED;
     }
-    release_signals(&old_int, &old_term);
     double wait = total.seconds > 0 ? total.wait / total.seconds : 0;
     if (rc == KAO_TRAIN_INTERRUPTED) {
         kao_say(r, "interrupted by signal %d at epoch %d, step %" PRId64 "; checkpoint saved. Resume with:\n  %s --resume %s",
                 (int)stop_signal, r->epoch + 1, r->trainer.step, args->command ? args->command : "kao train", r->dir);
     } else if (rc == KAO_OK) {
-        kao_say(r, "done: %d epochs, %" PRId64 " steps, %.1f images/s, waited for data %.1f%% of step time; best %s "
-                   "%.6g at epoch %d: %s/best.h5",
-                r->epoch, r->trainer.step, total.seconds > 0 ? total.rows / total.seconds : 0, 100 * wait,
-                kao_watch_name(r->early_stop.metric), r->early_stop.best, r->early_stop.best_epoch, r->dir);
+        char speed[96] = ""; /* none when this process trained no step (a resumed run that was done) */
+        if (total.seconds > 0)
+            snprintf(speed, sizeof speed, ", %.1f images/s, waited for data %.1f%% of step time",
+                     total.rows / total.seconds, 100 * wait);
+        kao_say(r, "done: %d epochs, %" PRId64 " steps%s; best %s %.6g at epoch %d: %s/best.h5", r->epoch,
+                r->trainer.step, speed, kao_watch_name(r->early_stop.metric), r->early_stop.best,
+                r->early_stop.best_epoch, r->dir);
+        say_thresholds(r);
         if (r->ds.skipped_images)
             kao_say(r, "skipped %d %s that failed to decode (listed above)", r->ds.skipped_images,
                     r->ds.skipped_images == 1 ? "image" : "images");
     }
+    release_signals(&old_int, &old_term); /* caught until here: a signal during the last messages changes nothing */
     kao_run_free(r);
     free(r);
     return rc;

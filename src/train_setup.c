@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +95,10 @@ static void trained_info_of(const kao_run *r, kao_trained_info *info) {
     memcpy(info->mean, r->norm.mean, sizeof info->mean);
     memcpy(info->std, r->norm.std, sizeof info->std);
     snprintf(info->split_hash, sizeof info->split_hash, "%016" PRIx64, r->split.hash);
+    info->has_thresholds = r->has_thresholds;
+    info->threshold_eer = r->threshold_eer;
+    info->threshold_far1e3 = r->threshold_far1e3;
+    info->threshold_diff_pairs = r->threshold_diff_pairs;
 }
 
 int kao_run_save_checkpoint(kao_run *r) {
@@ -186,6 +191,14 @@ static void print_data_summary(kao_run *r) {
     if (r->out.log) kao_dataset_print_summary(r->out.log, &r->ds);
     kao_split_print_summary(stderr, &r->split, &r->ds);
     if (r->out.log) kao_split_print_summary(r->out.log, &r->split, &r->ds);
+    /* A filter that drops most people was made for another data set (min_images = 80, the original's
+     * for thousands of identities, on a few dozen). */
+    int small = 0;
+    for (int i = 0; i < r->ds.num_dropped; i++) small += r->ds.dropped[i].num_images > 0;
+    if (2 * small > r->ds.num_classes + small)
+        kao_say(r, "warning: data.min_images = %d dropped %d of %d identities (those with fewer images); lower "
+                   "data.min_images to train on more of them", r->cfg.data.min_images, small,
+                r->ds.num_classes + small);
 }
 
 static int load_data(kao_run *r, const kao_checkpoint_info *resume_from) {
@@ -253,28 +266,31 @@ done:
 
 /* ---- model and trainer ------------------------------------------------------------------------- */
 
-static kao_optim_cfg optim_cfg(const kao_config *c, double lr) {
-    kao_optim_type type = c->train.optimizer == KAO_OPTIMIZER_SGD ? KAO_OPTIM_SGD : KAO_OPTIM_ADAMW;
+/* One group of rate lr; torch's betas, eps as train.eps; Nesterov only for the network. */
+static kao_optim_cfg optim_cfg(const kao_config *c, int optimizer, double lr, double weight_decay,
+                               double momentum, bool nesterov) {
+    kao_optim_type type = optimizer == KAO_OPTIMIZER_SGD ? KAO_OPTIM_SGD : KAO_OPTIM_ADAMW;
     kao_optim_cfg o = kao_optim_default_cfg(type, lr);
+    o.eps = c->train.eps;
     if (type == KAO_OPTIM_SGD) {
-        o.momentum = c->train.momentum;
-        o.nesterov = c->train.nesterov;
+        o.momentum = momentum;
+        o.nesterov = nesterov;
     }
-    o.groups[0].weight_decay = c->train.weight_decay;
-    o.groups[0].exclude_no_decay = true; /* timm's create_optimizer: no decay on biases and BN */
+    o.groups[0].weight_decay = weight_decay;
     return o;
 }
 
 static void trainer_cfg(kao_trainer_cfg *t, const kao_config *c, int batches_per_epoch) {
     memset(t, 0, sizeof *t);
-    t->model_optim = optim_cfg(c, c->train.lr);
+    t->model_optim = optim_cfg(c, c->train.optimizer, c->train.lr, c->train.weight_decay, c->train.momentum,
+                               c->train.nesterov);
+    t->model_optim.groups[0].exclude_no_decay = true; /* timm's create_optimizer: no decay on biases and BN */
     t->model_optim.num_groups = 2;
     t->model_optim.groups[KAO_GROUP_HEAD] = t->model_optim.groups[KAO_GROUP_BACKBONE];
     t->model_optim.groups[KAO_GROUP_HEAD].lr = c->train.head_lr;
-    /* The class centres are normalised in the loss: decay would only shrink them and so enlarge
-     * their steps. */
-    t->arcface_optim = optim_cfg(c, c->train.arcface_lr);
-    t->arcface_optim.groups[0].weight_decay = 0;
+    /* W has its own optimizer, as pytorch-metric-learning's losses with weights are trained. */
+    t->arcface_optim = optim_cfg(c, c->arcface.optimizer, c->arcface.lr, c->arcface.weight_decay,
+                                 c->arcface.momentum, false);
     t->arcface = (kao_arcface_cfg){.margin_deg = c->arcface.margin, .scale = c->arcface.scale};
     int64_t per_epoch = batches_per_epoch;
     kao_schedule *s = &t->schedule;
@@ -293,16 +309,13 @@ static void trainer_cfg(kao_trainer_cfg *t, const kao_config *c, int batches_per
     t->seed = (uint64_t)c->train.seed;
 }
 
-/* Keeps the ArcFace columns of identities that init's run also had, by name, bit for bit. */
-static void carry_identities(kao_run *r, const kao_h5_file *f) {
+/* Keeps the ArcFace columns of identities that init's run also had, by name, bit for bit. f has
+ * arcface/W: one that does not read is damaged, an error. */
+static int carry_identities(kao_run *r, const kao_h5_file *f) {
     float *W;
     char **names;
     int E, C;
-    if (kao_checkpoint_read_arcface(f, &W, &E, &names, &C)) {
-        kao_clear_error();
-        kao_say(r, "identities: %s has no ArcFace centres; all %d initialised afresh", f->path, r->ds.num_classes);
-        return;
-    }
+    if (kao_checkpoint_read_arcface(f, &W, &E, &names, &C)) return KAO_ERR;
     int E_now = r->model.arch.embedding_dim, C_now = r->ds.num_classes;
     if (E != E_now) {
         kao_say(r, "identities: %s has %d-d ArcFace centres, this run %d-d; all %d initialised afresh", f->path, E,
@@ -337,6 +350,60 @@ static void carry_identities(kao_run *r, const kao_h5_file *f) {
     }
     free(W);
     kao_h5_free_names(names, C);
+    return KAO_OK;
+}
+
+/* Whether the start weights file f is a checkpoint (its weights in the group "model"). */
+static int is_checkpoint(const kao_h5_file *f, bool *checkpoint) {
+    char format[64] = "";
+    if (kao_h5_has_attr(f, NULL, "format") && kao_h5_read_attr_str(f, NULL, "format", format, sizeof format))
+        return KAO_ERR;
+    *checkpoint = !strcmp(format, KAO_CHECKPOINT_FORMAT);
+    return KAO_OK;
+}
+
+/* model.name, width_mult and depth_mult that the config leaves at their defaults come from the
+ * start weights, as embed, verify and export take them; so does embedding_dim when the file's
+ * classifier is an embedding head (a kao run's, or any but ImageNet's 1000 classes). Keys the
+ * config gives must agree with the file; embedding_dim may differ (a fresh head is initialised). */
+static int resolve_architecture(kao_run *r) {
+    kao_config *c = &r->cfg;
+    kao_h5_file f;
+    if (kao_weights_open(&f, c->model.weights, NULL)) return KAO_ERR;
+    kao_arch file, want;
+    bool checkpoint = false, has_head = false;
+    int rc = is_checkpoint(&f, &checkpoint);
+    if (rc == KAO_OK) rc = kao_weights_probe_backbone_file(&f, checkpoint ? "model" : NULL, &file, &has_head);
+    bool embedding_head = rc == KAO_OK && has_head && (file.embedding_dim != 1000 || kao_h5_exists(&f, "arcface/W"));
+    kao_h5_close(&f);
+    bool named = kao_config_given(c, "model.name") && kao_config_given(c, "model.width_mult") &&
+                 kao_config_given(c, "model.depth_mult");
+    if (rc && named) { /* a file that does not tell (no attributes, odd multipliers): loading checks it */
+        kao_clear_error();
+        return KAO_OK;
+    }
+    if (rc) return KAO_ERR;
+    if (!kao_config_given(c, "model.name")) snprintf(c->model.name, sizeof c->model.name, "%s", file.variant);
+    if (!kao_config_given(c, "model.width_mult")) c->model.width_mult = file.width_mult;
+    if (!kao_config_given(c, "model.depth_mult")) c->model.depth_mult = file.depth_mult;
+    if (!kao_config_given(c, "model.embedding_dim") && embedding_head) c->model.embedding_dim = file.embedding_dim;
+    if (kao_arch_build(&want, c->model.name, c->model.width_mult, c->model.depth_mult, 1, 0)) return KAO_ERR;
+    char diff[600] = "";
+    size_t n = 0;
+    if (strcmp(want.variant, file.variant) != 0)
+        n += (size_t)snprintf(diff + n, sizeof diff - n, "model.name: expected %s (config), found %s (file)",
+                              want.variant, file.variant);
+    if (fabs(want.width_mult - file.width_mult) > 1e-9 && n < sizeof diff)
+        n += (size_t)snprintf(diff + n, sizeof diff - n, "%smodel.width_mult: expected %g (config), found %g (file)",
+                              n ? "; " : "", want.width_mult, file.width_mult);
+    if (fabs(want.depth_mult - file.depth_mult) > 1e-9 && n < sizeof diff)
+        snprintf(diff + n, sizeof diff - n, "%smodel.depth_mult: expected %g (config), found %g (file)", n ? "; " : "",
+                 want.depth_mult, file.depth_mult);
+    if (diff[0])
+        return kao_fail("%s: the start weights do not fit the config's architecture: %s; remove these keys from "
+                        "the config to take the file's, or start from weights of this architecture",
+                        c->model.weights, diff);
+    return KAO_OK;
 }
 
 /* model.weights: ImageNet weights, or a previous run's best.h5 / last.h5 / checkpoint. */
@@ -344,25 +411,24 @@ static int load_start_weights(kao_run *r, const char *path) {
     kao_h5_file f;
     kao_weights_format source; /* a kao file, or timm's safetensors or Keras's .h5 converted */
     if (kao_weights_open(&f, path, &source)) return KAO_ERR;
-    char format[64] = "";
-    if (kao_h5_has_attr(&f, NULL, "format") && kao_h5_read_attr_str(&f, NULL, "format", format, sizeof format)) {
+    bool checkpoint;
+    if (is_checkpoint(&f, &checkpoint)) {
         kao_h5_close(&f);
         return KAO_ERR;
     }
-    bool checkpoint = !strcmp(format, KAO_CHECKPOINT_FORMAT);
     kao_weights_options o = {.allow_head_mismatch = true, .head_seed = (uint64_t)r->cfg.train.seed};
     kao_weights_report report;
-    int rc = kao_weights_read(&r->model, &f, checkpoint ? "model" : NULL, &o, &report);
-    if (rc) {
-        kao_fail_context("%s: ", path);
+    if (kao_weights_read(&r->model, &f, checkpoint ? "model" : NULL, &o, &report)) { /* its messages name f */
         kao_h5_close(&f);
         return KAO_ERR;
     }
-    kao_say(r, "weights: %d tensors from %s (%s)", report.tensors_loaded, path, checkpoint ? "checkpoint" : source.name);
+    const kao_arch *a = &r->model.arch;
+    kao_say(r, "weights: %d tensors from %s (%s): %s, width %g, depth %g, %d-d embedding", report.tensors_loaded, path,
+            checkpoint ? "checkpoint" : source.name, a->variant, a->width_mult, a->depth_mult, a->embedding_dim);
     if (report.head_skipped) kao_say(r, "weights: %s", report.note);
-    if (kao_h5_exists(&f, "arcface/W")) carry_identities(r, &f);
+    int rc = kao_h5_exists(&f, "arcface/W") ? carry_identities(r, &f) : KAO_OK;
     kao_h5_close(&f);
-    return KAO_OK;
+    return rc;
 }
 
 /* Verification needs a same-identity pair and two identities among the validation images. */
@@ -463,7 +529,7 @@ static int setup_new(kao_run *r) {
     free(stale);
     make_absolute(r->cfg.data.root, sizeof r->cfg.data.root);
     make_absolute(r->cfg.model.weights, sizeof r->cfg.model.weights);
-    if (resolve_normalisation(r)) return KAO_ERR;
+    if ((r->cfg.model.weights[0] && resolve_architecture(r)) || resolve_normalisation(r)) return KAO_ERR;
     r->config_text = kao_config_dump(&r->cfg);
     r->config_hash = kao_config_hash(&r->cfg);
     if (kao_output_open(r, false, 0, 0)) return KAO_ERR;

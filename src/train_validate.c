@@ -52,12 +52,20 @@ int kao_run_validate(kao_run *r, kao_val_result *out) {
         kao_arcface_acts_free(&aa);
         out->images = rows;
         kao_pair_metrics *p = &out->pairs;
-        p->accuracy = p->best_threshold = p->best_accuracy = p->auc = p->eer = p->tar_at_far_1e3 = NAN;
+        p->accuracy = p->best_threshold = p->best_balanced_accuracy = p->auc = p->eer = p->eer_threshold = NAN;
+        p->tar_at_far_1e3 = p->far_1e3_threshold = NAN;
         p->threshold = c->verify.threshold;
         if (r->can_verify) {
-            rc = kao_verify_labeled(p, emb, labels, rows, E, c->verify.neg_pairs, (uint64_t)c->train.seed,
-                                    c->verify.threshold);
+            /* Seeded by the run's seed alone: the same pairs every epoch. */
+            kao_pair_sampling sampling = {.same_per_identity = c->verify.same_pairs_per_identity,
+                                          .diff_per_same = c->verify.diff_pairs_per_same,
+                                          .seed = (uint64_t)c->train.seed};
+            rc = kao_verify_labeled(p, emb, labels, rows, E, &sampling, c->verify.threshold);
             if (rc) kao_fail_context("validation: ");
+            r->has_thresholds = rc == KAO_OK;
+            r->threshold_eer = p->eer_threshold;
+            r->threshold_far1e3 = p->far_1e3_threshold;
+            r->threshold_diff_pairs = p->diff_pairs;
         }
     }
     free(emb);

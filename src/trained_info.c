@@ -22,7 +22,28 @@ int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info) {
             kao_h5_write_attr_f64_array(f, NULL, "input_std", std, 3))
             return KAO_ERR;
     }
+    if (info->has_thresholds &&
+        (kao_h5_write_attr_f64(f, NULL, "threshold_eer", info->threshold_eer) ||
+         kao_h5_write_attr_f64(f, NULL, "threshold_far1e-3", info->threshold_far1e3) ||
+         kao_h5_write_attr_i64(f, NULL, "threshold_diff_pairs", info->threshold_diff_pairs)))
+        return KAO_ERR;
     return info->split_hash[0] ? kao_h5_write_attr_str(f, NULL, "split_hash", info->split_hash) : KAO_OK;
+}
+
+/* threshold_eer, threshold_far1e-3, threshold_diff_pairs: all or none; cosines (the FAR threshold
+ * may lie a float step above 1: accepting nothing), at least one pair. */
+static int read_thresholds(const kao_h5_file *f, kao_trained_info *info) {
+    if (kao_h5_read_attr_f64(f, NULL, "threshold_eer", &info->threshold_eer) ||
+        kao_h5_read_attr_f64(f, NULL, "threshold_far1e-3", &info->threshold_far1e3) ||
+        kao_h5_read_attr_i64(f, NULL, "threshold_diff_pairs", &info->threshold_diff_pairs))
+        return KAO_ERR;
+    double eer = info->threshold_eer, far = info->threshold_far1e3;
+    if (!(fabs(eer) <= 1) || !(fabs(far) <= 1.001) || info->threshold_diff_pairs < 1)
+        return kao_fail("%s: attributes threshold_eer = %g, threshold_far1e-3 = %g, threshold_diff_pairs = %" PRId64
+                        " are not thresholds (cosines, from at least one pair)", f->path, eer, far,
+                        info->threshold_diff_pairs);
+    info->has_thresholds = true;
+    return KAO_OK;
 }
 
 /* input_mean and input_std: both or neither; finite, std > 0. */
@@ -69,6 +90,9 @@ int kao_trained_info_read(const char *path, kao_trained_info *info) {
                  : KAO_OK;
     if (rc == KAO_OK && (kao_h5_has_attr(&f, NULL, "input_mean") || kao_h5_has_attr(&f, NULL, "input_std")))
         rc = read_normalisation(&f, info);
+    if (rc == KAO_OK && (kao_h5_has_attr(&f, NULL, "threshold_eer") || kao_h5_has_attr(&f, NULL, "threshold_far1e-3") ||
+                         kao_h5_has_attr(&f, NULL, "threshold_diff_pairs")))
+        rc = read_thresholds(&f, info);
     if (rc == KAO_OK && kao_h5_has_attr(&f, NULL, "split_hash"))
         rc = kao_h5_read_attr_str(&f, NULL, "split_hash", info->split_hash, sizeof info->split_hash);
     if (rc == KAO_OK && kao_h5_exists(&f, "arcface/classes")) {

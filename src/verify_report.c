@@ -1,7 +1,6 @@
 /* verify_report.c — the per-pair lines and the summary of `kao verify` (formats in verify.h). */
 #include "kao/verify.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +66,8 @@ void kao_print_summary(FILE *out, const kao_pair_metrics *m) {
     fprintf(out, "TP: %d\nFP: %d\nTN: %d\nFN: %d\n", m->tp, m->fp, m->tn, m->fn);
     fprintf(out, "AUC: %.6f\nEER: %.6f\nEER threshold: %.6f\n", m->auc, m->eer, m->eer_threshold);
     fprintf(out, "TAR@FAR=1e-2: %.6f\nTAR@FAR=1e-3: %.6f\n", m->tar_at_far_1e2, m->tar_at_far_1e3);
-    if (isinf(m->best_threshold)) fputs("best threshold: inf\n", out);
-    else fprintf(out, "best threshold: %.6f\n", m->best_threshold);
-    fprintf(out, "best accuracy: %.6f\n", m->best_accuracy);
+    fprintf(out, "threshold at FAR=1e-3: %.6f%s\n", m->far_1e3_threshold,
+            m->diff_pairs < KAO_FAR_1E3_MIN_PAIRS ? " (no false accept: fewer than 1000 different pairs)" : "");
+    fprintf(out, "best threshold (balanced accuracy): %.6f\n", m->best_threshold);
+    fprintf(out, "best balanced accuracy: %.6f\n", m->best_balanced_accuracy);
 }

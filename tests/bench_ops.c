@@ -1,5 +1,5 @@
 /* bench_ops.c — times the fast ops against their _ref twins on tf_efficientnetv2_b0's layer shapes
- * at 224×224, batch 32 (REFERENCE.md §1.10), and every op of one whole b0 pass (inference and
+ * at 224×224, batch 32 (docs/architecture.md, 'Blocks'), and every op of one whole b0 pass (inference and
  * training) in the model's order. Built with the tests but not run by ctest:
  *     OMP_NUM_THREADS=2 build/tests/bench_ops [batch [model | model-layers]]
  * Convolutions report GFLOP/s (2 FLOPs per multiply-add; backward = dweight + dinp, twice the

@@ -1,6 +1,6 @@
 /* The architecture table against timm: parameter counts of all seven variants (timm's published
- * counts, REFERENCE.md §1.3, with the 1000-class classifier), the resolved b0 block table
- * (REFERENCE.md §1.10) and timm's rounding helper. */
+ * counts, docs/architecture.md, 'Variants', with the 1000-class classifier), the resolved b0 block table
+ * (docs/architecture.md, 'Blocks') and timm's rounding helper. */
 #include <string.h>
 
 #include "check.h"
@@ -33,7 +33,7 @@ int main(void) {
     kao_arch a;
     CHECK(kao_arch_build(&a, "tf_efficientnetv2_b0", 0, 0, 512, 0.2f) == 0, "b0 builds");
     CHECK(a.num_blocks == 21 && a.stem_ch == 32 && a.num_features == 1280, "b0: %d blocks", a.num_blocks);
-    /* REFERENCE.md §1.10: in, out, mid, rd, stride, skip */
+    /* docs/architecture.md, 'Blocks': in, out, mid, rd, stride, skip */
     static const int b0[][6] = {
         {32, 16, 16, 0, 1, 0},   {16, 32, 64, 0, 2, 0},   {32, 32, 128, 0, 1, 1},
         {32, 48, 128, 0, 2, 0},  {48, 48, 192, 0, 1, 1},  {48, 96, 192, 12, 2, 0},

@@ -37,7 +37,7 @@ static void test_defaults(void) {
     CHECK(c.data.val_fraction == 0.1 && c.data.strict && c.data.min_images == 1, "data");
     CHECK(c.train.optimizer == KAO_OPTIMIZER_ADAMW && c.train.schedule == KAO_SCHEDULE_COSINE, "train enums");
     CHECK(c.early_stop.metric == KAO_METRIC_VAL_LOSS, "metric");
-    CHECK(c.data.root[0] == '\0' && c.augment.hflip, "root / hflip");
+    CHECK(c.data.root[0] == '\0' && c.augment.hflip == 0.5, "root / hflip");
     CHECK(c.train.workers == KAO_CONFIG_AUTO, "workers %d", c.train.workers);
     CHECK(c.data.max_image_pixels == KAO_IMAGE_DEFAULT_MAX_PIXELS && !c.data.exif_transpose, "image decoding");
     CHECK(kao_config_set(&c, "data.max_image_pixels", "0", "t") == KAO_ERR &&
@@ -45,6 +45,28 @@ static void test_defaults(void) {
           "pixel limit 0");
     CHECK(kao_config_validate(&c) == KAO_OK, "defaults invalid: %s", kao_last_error());
     CHECK(kao_config_has_key("train.lr") && !kao_config_has_key("train") && !kao_config_has_key("lr"), "has_key");
+    /* W's own optimizer: pytorch-metric-learning's SGD at 0.01; AdamW's eps is torch's */
+    CHECK(c.arcface.optimizer == KAO_OPTIMIZER_SGD && c.arcface.lr == 0.01 && c.arcface.momentum == 0 &&
+              c.arcface.weight_decay == 0 && c.train.eps == 1e-8,
+          "W optimizer %d %g %g %g, eps %g", c.arcface.optimizer, c.arcface.lr, c.arcface.momentum,
+          c.arcface.weight_decay, c.train.eps);
+    CHECK(!kao_config_given(&c, "model.name") && !kao_config_given(&c, "data.max_image_pixels"),
+          "a default or a failed set counts as given");
+}
+
+/* kao_config_given: which keys a file or an override set (kao train takes the others' architecture
+ * from its start weights). */
+static void test_given(void) {
+    kao_config c;
+    CHECK(parse(&c, "[model]\nname = tf_efficientnetv2_s\nwidth_mult = 0\n") == KAO_OK, "%s", kao_last_error());
+    CHECK(kao_config_given(&c, "model.name") && kao_config_given(&c, "model.width_mult") &&
+              !kao_config_given(&c, "model.depth_mult") && !kao_config_given(&c, "model.embedding_dim"),
+          "given after a file");
+    CHECK(kao_config_set(&c, "model.depth_mult", "0.5", "--set") == KAO_OK && kao_config_given(&c, "model.depth_mult"),
+          "given after --set");
+    char *text = kao_config_dump(&c);
+    CHECK(parse(&c, text) == KAO_OK && kao_config_given(&c, "model.embedding_dim"), "a dump gives every key");
+    free(text);
 }
 
 static void test_parse(void) {
@@ -96,6 +118,15 @@ static void test_parse_errors(void) {
     CHECK(error_is("test.ini:2: unknown key 'train.zzzzzzzz' (kao train --help-config lists the keys)"), "no guess");
     CHECK(parse(&c, "lr = 0.1\n") == KAO_ERR, "key outside a section accepted");
     CHECK(error_is("test.ini:1: key 'lr' is outside any [section] (did you mean 'train.lr'?)"), "no section");
+    /* A key of earlier versions names what replaced it. */
+    CHECK(parse(&c, "[train]\narcface_lr = 0.05\n") == KAO_ERR &&
+              error_has("test.ini:2: key 'train.arcface_lr' was replaced by arcface.lr (W now has its own optimizer: "
+                        "arcface.optimizer = sgd by default"),
+          "old train.arcface_lr: %s", kao_last_error());
+    kao_config_defaults(&c);
+    CHECK(kao_config_set_assignment(&c, "train.arcface_lr=0.05", "--set") == KAO_ERR &&
+              error_has("--set: key 'train.arcface_lr' was replaced by arcface.lr"),
+          "--set train.arcface_lr: %s", kao_last_error());
 
     /* Bad values name the key and what is accepted. */
     CHECK(parse(&c, "[train]\noptimizer = adam\n") == KAO_ERR, "bad enum accepted");
@@ -180,10 +211,18 @@ static void test_overrides(void) {
 static void test_validate(void) {
     kao_config c;
     kao_config_defaults(&c);
-    c.augment.scale_min = 0.9;
-    c.augment.scale_max = 0.8;
-    CHECK(kao_config_validate(&c) == KAO_ERR && error_has("augment.scale_min (0.9) is larger than augment.scale_max"),
-          "scale");
+    c.augment.crop_scale_min = 0.9;
+    c.augment.crop_scale_max = 0.8;
+    CHECK(kao_config_validate(&c) == KAO_ERR &&
+              error_has("augment.crop_scale_min (0.9) is larger than augment.crop_scale_max"), "scale");
+    kao_config_defaults(&c);
+    c.augment.crop_ratio_min = 1.5;
+    CHECK(kao_config_validate(&c) == KAO_ERR &&
+              error_has("augment.crop_ratio_min (1.5) is larger than augment.crop_ratio_max (1.25)"), "ratio");
+    kao_config_defaults(&c);
+    CHECK(kao_config_parse_string(&c, "[augment]\nscale_min = 0.85\n", "old.ini") == KAO_ERR &&
+              error_has("old.ini:2: key 'augment.scale_min' was replaced by augment.crop_scale_min (") &&
+              error_has("area fraction"), "old crop key: %s", kao_last_error());
     kao_config_defaults(&c);
     CHECK(kao_config_set(&c, "train.sampler", "m_per_class", "t") == KAO_OK, "sampler");
     c.train.batch_size = 30;
@@ -203,7 +242,7 @@ static void test_dump(void) {
     kao_config_defaults(&c);
     const char *sets[] = {"model.name=tf_efficientnetv2_m", "model.width_mult=0.3", "train.lr=0.30000000000000004",
                           "train.weight_decay=1e-07", "train.optimizer=sgd", "train.sampler=m_per_class",
-                          "data.root=./データ/顔", "data.strict=no", "augment.hflip=false", "verify.threshold=-0.25",
+                          "data.root=./データ/顔", "data.strict=no", "augment.hflip=0", "verify.threshold=-0.25",
                           "early_stop.metric=auc", "data.seed=2147483647", "arcface.margin=0.1"};
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++)
         CHECK(kao_config_set_assignment(&c, sets[i], "--set") == KAO_OK, "%s: %s", sets[i], kao_last_error());
@@ -218,7 +257,7 @@ static void test_dump(void) {
     char *again = kao_config_dump(&d);
     CHECK(strcmp(text, again) == 0, "dump of the reparsed config differs");
     CHECK(d.train.lr == 0.1 + 0.2 && d.train.weight_decay == 1e-7 && d.arcface.margin == 0.1, "doubles not exact");
-    CHECK(d.train.optimizer == KAO_OPTIMIZER_SGD && !d.data.strict && !d.augment.hflip, "enums/bools");
+    CHECK(d.train.optimizer == KAO_OPTIMIZER_SGD && !d.data.strict && d.augment.hflip == 0, "enums/bools");
     CHECK(strcmp(d.data.root, "./データ/顔") == 0 && d.data.seed == 2147483647, "root/seed");
     CHECK(kao_config_hash(&c) == kao_config_hash(&d), "hash differs after reparse");
     free(again);
@@ -280,7 +319,7 @@ static void test_config_files(void) {
     DIR *d = opendir(dir);
     CHECK(d != NULL, "cannot open %s", dir);
     if (!d) return;
-    int loaded = 0;
+    int loaded = 0, large = 0, small = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!kao_ends_with(e->d_name, ".ini")) continue;
@@ -292,13 +331,21 @@ static void test_config_files(void) {
         CHECK(rc == KAO_OK, "%s", kao_last_error());
         CHECK(rc == KAO_OK && kao_config_validate(&c) == KAO_OK, "%s: %s", path, kao_last_error());
         loaded++;
-        if (strcmp(e->d_name, "tf_efficientnetv2_b0.ini") == 0) {
-            CHECK(strcmp(c.model.name, "tf_efficientnetv2_b0") == 0 && c.model.input_size == 224, "b0 model");
+        if (strcmp(e->d_name, "finetune_large.ini") == 0) { /* the original's settings */
+            CHECK(!kao_config_given(&c, "model.name") && c.model.input_size == 224, "large: architecture from --init");
             CHECK(c.train.batch_size == 32 && c.train.optimizer == KAO_OPTIMIZER_ADAMW &&
-                      c.train.schedule == KAO_SCHEDULE_COSINE, "b0 train");
+                      c.train.schedule == KAO_SCHEDULE_COSINE, "large train");
             CHECK(c.arcface.margin == 28.6 && c.arcface.scale == 64 && c.early_stop.metric == KAO_METRIC_VAL_LOSS,
-                  "b0 arcface / early stop");
-            CHECK(c.data.min_images == 80, "b0 min_images %d", c.data.min_images);
+                  "large arcface / early stop");
+            CHECK(c.arcface.optimizer == KAO_OPTIMIZER_SGD && c.arcface.lr == 0.01, "large W optimizer");
+            CHECK(c.data.min_images == 80, "large min_images %d", c.data.min_images);
+            large++;
+        }
+        if (strcmp(e->d_name, "finetune_small.ini") == 0) { /* keeps every identity with a few images */
+            CHECK(!kao_config_given(&c, "model.name") && c.data.min_images <= 5 && c.arcface.scale == 30 &&
+                      c.arcface.margin < 28.6,
+                  "small: min_images %d, scale %g, margin %g", c.data.min_images, c.arcface.scale, c.arcface.margin);
+            small++;
         }
         if (strcmp(e->d_name, "demo.ini") == 0) {
             CHECK(c.model.width_mult == 0.25 && c.model.depth_mult == 0.5 && c.model.input_size == 64, "demo model");
@@ -306,7 +353,7 @@ static void test_config_files(void) {
         }
     }
     closedir(d);
-    CHECK(loaded >= 2, "%d configs found in %s", loaded, dir);
+    CHECK(loaded >= 3 && large == 1 && small == 1, "%d configs found in %s", loaded, dir);
 }
 
 int main(void) {
@@ -314,6 +361,7 @@ int main(void) {
     test_parse();
     test_parse_errors();
     test_overrides();
+    test_given();
     test_validate();
     test_dump();
     test_help();

@@ -1,7 +1,7 @@
 /* The input pipeline (augment.h, loader.h), on PNG files written here:
  *  - with augmentation off the input equals kao_image_to_input (kao embed's preprocessing) bit for bit;
  *  - a flip is the mirror image; a crop equals the preprocessing of some crop of the drawn size;
- *    brightness/contrast stay within the normalised range of [0, 255];
+ *    colour jitter stays within the normalised range of [0, 255];
  *  - the loader's batches are the same bit for bit with 0, 1 and 3 workers and any depth, also
  *    when a pass starts at a later batch (a resumed epoch) or is abandoned midway;
  *  - undecodable files (zero bytes, a corrupt PNG, a truncated JPEG named .png) are left out of
@@ -90,7 +90,7 @@ static void check_augment(kao_rng *rng) {
 
     /* flip: either untouched or mirrored; both happen */
     kao_augment_cfg flip = none;
-    flip.hflip = true;
+    flip.hflip = 0.5;
     int flipped = 0, kept = 0;
     for (int s = 0; s < 16; s++) {
         kao_augment_rng(&r, 2, 0, s);
@@ -106,9 +106,10 @@ static void check_augment(kao_rng *rng) {
     }
     CHECK(flipped > 0 && kept > 0, "16 flips: %d mirrored, %d kept", flipped, kept);
 
-    /* crop at side fraction 0.5: 10 × 8 pixels somewhere in the 20 × 16 image */
+    /* crop of area fraction 0.25 and ratio 0.8 (the image's): 10 × 8 pixels somewhere in the 20 × 16 image */
     kao_augment_cfg crop = none;
-    crop.scale_min = crop.scale_max = 0.5;
+    crop.crop_scale_min = crop.crop_scale_max = 0.25;
+    crop.crop_ratio_min = crop.crop_ratio_max = 0.8;
     for (int s = 0; s < 4; s++) {
         kao_augment_rng(&r, 3, 1, s);
         kao_augment_input(got, &img, H, W, &crop, &imagenet, &r, scratch);
@@ -194,7 +195,9 @@ static void check_loader(void) {
     kao_rng r;
     kao_rng_seed(&r, 9, 0);
     kao_rng_shuffle(&r, items, 18);
-    kao_augment_cfg aug = {.hflip = true, .scale_min = 0.6, .scale_max = 1.0, .brightness = 0.3, .contrast = 0.3};
+    kao_augment_cfg aug = {.crop_scale_min = 0.36, .crop_scale_max = 1.0, .crop_ratio_min = 0.75, .crop_ratio_max = 1.25,
+                           .hflip = 0.5, .brightness = 0.3, .contrast = 0.3, .saturation = 0.3, .hue = 0.1,
+                           .grayscale = 0.2};
 
     static pass_result ref, got;
     kao_backend *cpu = kao_backend_cpu();

@@ -145,12 +145,21 @@ static void test_forward(const char *case_name) {
 static kao_trainer_cfg reference_cfg(const kao_h5_file *f, const char *opt) {
     kao_trainer_cfg c;
     memset(&c, 0, sizeof c);
-    char kind[16] = "adamw";
-    double lr = 0, head_lr = 0, wd = 0, arcface_lr = 0, clip = 0;
+    char kind[16] = "adamw", arcface_kind[16] = "sgd";
+    double lr = 0, head_lr = 0, wd = 0, arcface_lr = 0, arcface_wd = 0, clip = 0;
     int rc = kao_h5_read_attr_str(f, opt, "kind", kind, sizeof kind) || kao_h5_read_attr_f64(f, opt, "lr", &lr) ||
              kao_h5_read_attr_f64(f, opt, "head_lr", &head_lr) || kao_h5_read_attr_f64(f, opt, "weight_decay", &wd) ||
-             kao_h5_read_attr_f64(f, opt, "arcface_lr", &arcface_lr) || kao_h5_read_attr_f64(f, opt, "clip", &clip);
+             kao_h5_read_attr_str(f, opt, "arcface_kind", arcface_kind, sizeof arcface_kind) ||
+             kao_h5_read_attr_f64(f, opt, "arcface_lr", &arcface_lr) ||
+             kao_h5_read_attr_f64(f, opt, "arcface_weight_decay", &arcface_wd) ||
+             kao_h5_read_attr_f64(f, opt, "clip", &clip);
     kao_optim_type type = strcmp(kind, "sgd") ? KAO_OPTIM_ADAMW : KAO_OPTIM_SGD;
+    /* W's own optimizer (arcface.optimizer): the other kind than the network's in each case. */
+    kao_optim_type arcface_type = strcmp(arcface_kind, "sgd") ? KAO_OPTIM_ADAMW : KAO_OPTIM_SGD;
+    c.arcface_optim = kao_optim_default_cfg(arcface_type, arcface_lr);
+    c.arcface_optim.groups[0].weight_decay = arcface_wd;
+    double *extra = arcface_type == KAO_OPTIM_SGD ? &c.arcface_optim.momentum : &c.arcface_optim.eps;
+    rc = rc || kao_h5_read_attr_f64(f, opt, arcface_type == KAO_OPTIM_SGD ? "arcface_momentum" : "arcface_eps", extra);
     c.model_optim = kao_optim_default_cfg(type, lr);
     if (type == KAO_OPTIM_ADAMW) rc = rc || kao_h5_read_attr_f64(f, opt, "eps", &c.model_optim.eps);
     if (type == KAO_OPTIM_SGD) {
@@ -163,8 +172,6 @@ static kao_trainer_cfg reference_cfg(const kao_h5_file *f, const char *opt) {
     c.model_optim.num_groups = 2;
     c.model_optim.groups[KAO_GROUP_BACKBONE] = (kao_optim_group){lr, wd, true};
     c.model_optim.groups[KAO_GROUP_HEAD] = (kao_optim_group){head_lr, wd, false};
-    c.arcface_optim = kao_optim_default_cfg(KAO_OPTIM_SGD, arcface_lr);
-    c.arcface_optim.groups[0].weight_decay = 0;
     c.arcface = kao_arcface_default_cfg();
     c.schedule.type = KAO_SCHEDULE_CONSTANT;
     c.grad_clip = clip;
@@ -299,7 +306,7 @@ static void test_training(void) {
     kao_h5_close(&f);
 }
 
-/* Drop path (timm's DropPath, REFERENCE.md §1.7): each sample's residual branch is kept with
+/* Drop path (timm's DropPath; docs/architecture.md, 'Drop path'): each sample's residual branch is kept with
  * probability 1 − rate and scaled by 1/keep, else dropped, so a dropped sample's block output
  * equals its input exactly. Its random draws cannot match PyTorch's generator, so the semantics
  * are checked directly: mask values, the dropped fraction, the identity on dropped samples, and

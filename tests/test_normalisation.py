@@ -127,7 +127,7 @@ def config_value(run, key):
 
 
 run = os.path.join(TMP, "run")
-p = train(run, "train.lr=1e-12", "train.head_lr=1e-12", "train.arcface_lr=1e-12", "train.freeze_bn=true")
+p = train(run, "train.lr=1e-12", "train.head_lr=1e-12", "arcface.lr=1e-12", "train.freeze_bn=true")
 if check(p.returncode == 0, f"kao train --init: {p.stderr}"):
     check(config_value(run, "input_mean") == "0.5,0.5,0.5" and config_value(run, "input_std") == "0.5,0.5,0.5",
           "config.ini holds the start weights' normalisation")

@@ -116,6 +116,7 @@ def main():
             "kao.input_size": "65x71", "kao.mean": "0.485,0.456,0.406", "kao.std": "0.229,0.224,0.225",
             "kao.color_order": "RGB", "kao.layout": "NCHW", "kao.embedding_dim": "32",
             "kao.normalized": "false", "kao.threshold": "0.4",
+            "kao.threshold_eer": "unknown", "kao.threshold_far1e-3": "unknown",  # not from kao train
             "kao.score_formula": "-23.71*x^2 + 49.98*x + 73.69", "kao.num_identities": "40",
             "kao.split_hash": "abc123",
         }

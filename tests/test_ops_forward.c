@@ -14,7 +14,7 @@
  *     The fused convolutions (epilogue: folded BN scale/shift + SiLU, BN statistics) against the
  *     _ref convolution followed by the same arithmetic in double; kao_batchnorm_forward_train_sums
  *     against kao_batchnorm_forward_train_ref. Sums within 1e-5 of Σ|y| (resp. Σy²).
- *  3. kao_conv_shape_init against REFERENCE.md §1.5's worked values.
+ *  3. kao_conv_shape_init against the worked values of docs/architecture.md, 'Padding'.
  *  4. BatchNorm statistics at M = 409600 rows (b0's stem at batch 32 has 401408) with a mean
  *     five times the spread: fast mean/rstd/running_var within 1e-6 relative of double.
  *  5. The vector sigmoid: SiLU and its gradient within 1e-6 relative of double over [-87, 87]. */
@@ -354,9 +354,9 @@ static void test_fast_vs_ref(void) {
 
 static void test_shape_init(void) {
     kao_conv_shape s;
-    kao_conv_shape_init(&s, 1, 224, 224, 3, 32, 3, 2, false); /* §1.5: 224 → 112, pad 0 before */
+    kao_conv_shape_init(&s, 1, 224, 224, 3, 32, 3, 2, false); /* 224 → 112, pad 0 before */
     CHECK(s.out_h == 112 && s.out_w == 112 && s.pad_top == 0 && s.pad_left == 0, "224/s2: %d %d", s.out_h, s.pad_top);
-    kao_conv_shape_init(&s, 1, 15, 15, 8, 8, 3, 2, true); /* §1.5: odd 15 pads 1 and 1 */
+    kao_conv_shape_init(&s, 1, 15, 15, 8, 8, 3, 2, true); /* odd 15 pads 1 and 1 */
     CHECK(s.out_h == 8 && s.pad_top == 1 && s.depthwise, "15/s2: %d %d", s.out_h, s.pad_top);
     kao_conv_shape_init(&s, 1, 14, 7, 8, 8, 3, 1, false); /* stride 1, k3: symmetric 1 */
     CHECK(s.out_h == 14 && s.out_w == 7 && s.pad_top == 1 && s.pad_left == 1, "s1: %d", s.pad_top);

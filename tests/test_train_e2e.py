@@ -24,10 +24,10 @@ try:
     cfg = ws.config("e2e.ini", root, threads=2, extra="""
 [checkpoint]
 keep = 2
-""".replace("neg_pairs = 30", ""))
+""".replace("diff_pairs_per_same = 2", ""))
     run = ws.path("run")
     code, out = t.kao("train", "--config", cfg, "--out", run, "--set", "train.epochs=24", "--set",
-                      "train.drop_path_rate=0", "--set", "verify.neg_pairs=10000", "--log-every", "5", check_exit=0)
+                      "train.drop_path_rate=0", "--set", "verify.diff_pairs_per_same=0", "--log-every", "5", check_exit=0)
     print(out.splitlines()[-1])
 
     # the run folder
@@ -46,9 +46,9 @@ keep = 2
     first, last = epochs[0], epochs[-1]
     loss0, loss1 = float(first["loss"]), float(last["loss"])
     t.check(loss1 < 0.5 * loss0, f"training loss fell only from {loss0} to {loss1}")
-    auc, eer, best_acc = float(last["auc"]), float(last["eer"]), float(last["best_accuracy"])
+    auc, eer, best_acc = float(last["auc"]), float(last["eer"]), float(last["best_balanced_accuracy"])
     print(f"epoch 1: loss {loss0:.3f} AUC {float(first['auc']):.3f}; epoch 24: loss {loss1:.3f} AUC {auc:.3f} "
-          f"EER {eer:.3f} best accuracy {best_acc:.3f}, val accuracy {float(last['val_accuracy']):.3f}")
+          f"EER {eer:.3f} best balanced accuracy {best_acc:.3f}, val accuracy {float(last['val_accuracy']):.3f}")
     t.check(auc >= 0.8, f"validation AUC {auc} (chance 0.5)")
     t.check(eer <= 0.25, f"validation EER {eer} (chance 0.5)")
     t.check(float(last["val_accuracy"]) >= 0.6, f"validation class accuracy {last['val_accuracy']} (chance 0.1)")

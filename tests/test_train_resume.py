@@ -6,7 +6,8 @@ for bit, as an uninterrupted one, and writes the same metrics, whether it was st
  - SIGKILL at an arbitrary moment (and, once, the newest checkpoint then damaged on disk: resume
    skips it, naming it, and continues from the one before);
 for both samplers (m-per-class with drop path, shuffled with a short last batch), with augmentation
-and two loader workers. Resuming with a changed config or data set is refused with an explanation,
+and two loader workers, and for both optimizers of the ArcFace W (AdamW; SGD with momentum, whose buffer
+is checkpointed). Resuming with a changed config or data set is refused with an explanation,
 and goes ahead with --allow-changed.
 The runs use two compute threads, as the resumed run does: bit-identical results are promised for
 the same thread count."""
@@ -58,8 +59,12 @@ try:
     extra = f"\n[checkpoint]\nevery_steps = {EVERY}\nkeep = 3\n"
     configs = {"m_per_class": ws.config("m.ini", root, threads=THREADS, extra=extra),
                "shuffle": ws.config("s.ini", root, threads=THREADS, extra=extra)}
+    # The ArcFace W's own optimizer: AdamW in the m-per-class runs (TINY's), SGD with momentum and decay in
+    # the shuffled ones, whose momentum buffer the checkpoints must carry.
     overrides = {"m_per_class": ["--set", "train.sampler=m_per_class", "--set", "train.m_per_class=4"],
-                 "shuffle": ["--set", "train.drop_path_rate=0"]}
+                 "shuffle": ["--set", "train.drop_path_rate=0", "--set", "arcface.optimizer=sgd", "--set",
+                             "arcface.lr=0.5", "--set", "arcface.momentum=0.9", "--set", "arcface.weight_decay=1e-4"]}
+    W_STATE = {"m_per_class": ("adamw", "W.exp_avg_sq"), "shuffle": ("sgd", "W.momentum_buffer")}
     for sampler, cfg in configs.items():
         opts = ["--config", cfg, *overrides[sampler]]
         ref = ws.path(f"ref_{sampler}")
@@ -109,6 +114,9 @@ try:
             with h5py.File(os.path.join(run, "checkpoints", n), "r") as f:
                 t.check(f.attrs["format"] == "kao-checkpoint" and "optimizer/arcface/steps" in f,
                         f"{sampler}: {n} damaged by the interrupted save")
+                kind, state = W_STATE[sampler]
+                t.check(f["optimizer/arcface"].attrs["type"] == kind and f"optimizer/arcface/{state}" in f,
+                        f"{sampler}: {n} lacks W's {kind} state {state}: {list(f['optimizer/arcface'])}")
         out = resume(run, "kill during save")
         t.check("left by an interrupted save" in out, f"{sampler}: the temporary file was not reported")
         t.check(not [n for n in os.listdir(os.path.join(run, "checkpoints")) if ".tmp." in n],

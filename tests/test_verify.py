@@ -1,13 +1,15 @@
 """`kao verify` end to end, on hand-made embeddings (HDF5 in `kao embed`'s layout: embeddings (N, E)
 float32, paths (N) strings), so nothing depends on a trained model:
   - the summary (pairs, accuracy at the threshold, TP/FP/TN/FN, AUC, EER and its threshold, TAR at
-    FAR 1e-2 / 1e-3, best threshold and accuracy) against scikit-learn and the independent NumPy
+    FAR 1e-2 / 1e-3, the threshold at FAR 1e-3, the threshold of best balanced accuracy) against scikit-learn and the independent NumPy
     definitions of tools/gen_metrics_reference.py, to the printed 6 decimals;
   - the per-pair lines (every pair once, the original's fields: names, True/False at the threshold,
     the percentage formula; then cosine and truth), --sort score|name, --pairs-out TSV;
   - the three inputs: <identity>_<n>.png names, one folder per identity, an LFW-style pairs file;
-  - --max-pairs sampling (all same pairs kept, seeded, no repeats);
-  - --roc / --hist are valid 640x480 PNGs with something drawn;
+  - --max-pairs sampling (all same pairs kept, seeded, no repeats), --same-per-identity and
+    --diff-per-same (the balanced sample of kao train's validation);
+  - --roc / --hist are valid 640x480 PNGs with something drawn (the plots and --roc-csv in detail:
+    test_verify_plots.py);
   - the forward pass path (--weights + a folder of PNGs, a tiny random timm model) gives the same
     scores as `kao embed` + `kao verify --embeddings`, and works with a pairs file and ROOT;
   - every bad input: exit status and a one-line message; nothing written to a missing folder.
@@ -76,11 +78,13 @@ def check_summary(summary, scores, same, threshold, what):
         check(int(summary[key]) == r[ref], f"{what}: {key} {summary[key]} vs {r[ref]}")
     for key, ref in (("accuracy", "accuracy"), ("AUC", "auc"), ("EER", "eer"), ("EER threshold", "eer_threshold"),
                      ("TAR@FAR=1e-2", "tar_at_far_1e2"), ("TAR@FAR=1e-3", "tar_at_far_1e3"),
-                     ("best accuracy", "best_accuracy")):
+                     ("best threshold (balanced accuracy)", "best_threshold"),
+                     ("best balanced accuracy", "best_balanced_accuracy")):
         check(abs(float(summary[key]) - r[ref]) <= 1e-6, f"{what}: {key} {summary[key]} vs {r[ref]:.9f}")
-    best = summary["best threshold"]
-    check((best == "inf" and np.isinf(r["best_threshold"])) or abs(float(best) - r["best_threshold"]) <= 1e-6,
-          f"{what}: best threshold {best} vs {r['best_threshold']}")
+    far, _, note = summary["threshold at FAR=1e-3"].partition(" ")
+    check(abs(float(far) - r["far_1e3_threshold"]) <= 1e-6, f"{what}: threshold at FAR=1e-3 {far} vs {r['far_1e3_threshold']}")
+    check((note == "(no false accept: fewer than 1000 different pairs)") == (r["diff_pairs"] < 1000) and
+          (note == "" or r["diff_pairs"] < 1000), f"{what}: FAR note '{note}' with {r['diff_pairs']} different pairs")
     check(abs(float(summary["threshold"]) - threshold) < 1e-9, f"{what}: threshold")
 
 
@@ -247,6 +251,15 @@ def test_max_pairs(tmp, rng):
     check(p.returncode == 1 and "60 same-identity pairs leave no room" in p.stderr, f"--max-pairs too small: {p.stderr}")
     p = verify("--embeddings", e5, "--max-pairs", "0", "--no-pairs")
     check(p.returncode == 0 and "pairs: 435" in p.stdout, "--max-pairs 0: all 30*29/2 pairs")
+    # Balanced: at most 4 of each identity's 10 same pairs, 2.5 different pairs per same pair.
+    p = verify("--embeddings", e5, "--same-per-identity", "4", "--diff-per-same", "2.5", "--seed", "3")
+    lines, summary = split_output(p.stdout)
+    per = {}
+    for l in lines:
+        if l[5] == "same":
+            per[l[0].split("/")[1].rsplit("_", 1)[0]] = per.get(l[0].split("/")[1].rsplit("_", 1)[0], 0) + 1
+    check(p.returncode == 0 and per == {i: 4 for i in identities} and int(summary["different pairs"]) == 60,
+          f"--same-per-identity 4 --diff-per-same 2.5: {per}, {summary.get('different pairs')} different pairs")
 
 
 def test_forward_pass(tmp, rng):
@@ -291,6 +304,10 @@ def test_forward_pass(tmp, rng):
     p = verify("--weights", weights, "--quiet", "--pairs", pairs_txt, lfw)
     check(p.returncode == 1 and f"root_pairs.txt:2: {lfw}/Bob/Bob_0003.png: No such file" in p.stderr,
           f"missing pairs entry (root): {p.stderr}")
+    # Weights that kao train did not write record no thresholds: --threshold eer names the file.
+    p = verify("--weights", weights, "--quiet", "--threshold", "far1e-3", faces)
+    check(p.returncode == 1 and f"{weights} records no verification thresholds" in p.stderr and
+          len(p.stderr.strip().splitlines()) == 1, f"--threshold far1e-3 without recorded thresholds: {p.stderr}")
 
 
 def test_bad_input(tmp):
@@ -315,7 +332,7 @@ def test_bad_input(tmp):
 
     e5 = os.path.join(tmp, "small.h5")
     write_embeddings(e5, ["p/a_1.png", "p/a_2.png", "p/b_1.png"], [[1, 0], [1, 1], [0, 1]])
-    for opt in ("--pairs-out", "--roc", "--hist"):
+    for opt in ("--pairs-out", "--roc", "--roc-csv", "--hist"):
         target = os.path.join(tmp, "missing_folder", "out.x")
         p = verify("--embeddings", e5, opt, target)
         check(p.returncode == 1 and "does not exist" in p.stderr and p.stdout == ""
@@ -330,14 +347,16 @@ def test_bad_input(tmp):
     check(p.returncode == 1 and "needs at least two images" in p.stderr, f"one embedding: {p.stderr}")
     p = verify("--embeddings", os.path.join(tmp, "nothing.h5"))
     check(p.returncode == 1 and "No such file" in p.stderr, f"missing embeddings file: {p.stderr}")
-    for args in ([], ["--threshold", "2", "--embeddings", e5], ["--sort", "size", "--embeddings", e5],
+    for args in ([], ["--threshold", "2", "--embeddings", e5], ["--threshold", "eer", "--embeddings", e5],
+                 ["--diff-per-same", "-1", "--embeddings", e5], ["--sort", "size", "--embeddings", e5],
                  ["--embeddings", e5, "--weights", w], ["--bogus", "1"]):
         p = verify(*args)
         check(p.returncode == 2 and "see kao verify --help" in p.stderr, f"usage error {args}: {p.returncode} {p.stderr}")
     p = verify("--help")
     options = ["--weights", "--model", "--width-mult", "--depth-mult", "--size", "--batch", "--threads",
-               "--embeddings", "--layout", "--max-pairs", "--seed", "--threshold", "--sort", "--pairs-out",
-               "--no-pairs", "--roc", "--hist", "--quiet", "--pairs"]
+               "--embeddings", "--layout", "--max-pairs", "--same-per-identity", "--diff-per-same", "--seed",
+               "--threshold", "--sort", "--pairs-out",
+               "--no-pairs", "--roc", "--roc-csv", "--hist", "--quiet", "--pairs"]
     check(p.returncode == 0 and all(o in p.stdout for o in options), "--help lists every option")
 
 

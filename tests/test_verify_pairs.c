@@ -1,6 +1,8 @@
 /* Pair construction for verification (verify.h): identities from names and folders, all pairs
  * against a brute-force list, the sample of different-identity pairs (exact count, distinct,
- * seeded, uniform: a chi-square-style bound on 20000 draws), the pairs file parser, and errors. */
+ * seeded, uniform: a chi-square-style bound on 20000 draws), the balanced sample (same pairs capped
+ * per identity, uniformly; different pairs in proportion; the same list for the same seed), the
+ * pairs file parser, and errors. */
 #include "check.h"
 #include "kao/util.h"
 #include "kao/verify.h"
@@ -68,19 +70,21 @@ static void check_pairs(void) {
     int diff = N * (N - 1) / 2 - (int)same;
     kao_pair *p;
     int count;
-    CHECK(kao_pairs_build(&p, &count, labels, N, 0, 1) == KAO_OK && count == N * (N - 1) / 2, "all pairs");
+    kao_pair_sampling all = {0};
+    CHECK(kao_pairs_build(&p, &count, labels, N, &all) == KAO_OK && count == N * (N - 1) / 2, "all pairs");
     check_pair_list(p, count, labels, N, diff, "all");
     free(p);
     /* Sampled (50 of ~1000) and enumerated (all but 5): the two paths of kao_pairs_build. */
     int takes[2] = {50, diff - 5};
     for (int t = 0; t < 2; t++) {
+        kao_pair_sampling s3 = {.max_pairs = same + takes[t], .seed = 3}, s4 = {.max_pairs = same + takes[t], .seed = 4};
         kao_pair *q, *r;
         int nq, nr;
-        CHECK(kao_pairs_build(&p, &count, labels, N, takes[t], 3) == KAO_OK, "%s", kao_last_error());
+        CHECK(kao_pairs_build(&p, &count, labels, N, &s3) == KAO_OK, "%s", kao_last_error());
         check_pair_list(p, count, labels, N, takes[t], t ? "enumerated" : "sampled");
-        CHECK(kao_pairs_build(&q, &nq, labels, N, takes[t], 3) == KAO_OK && nq == count &&
+        CHECK(kao_pairs_build(&q, &nq, labels, N, &s3) == KAO_OK && nq == count &&
                   same_pairs(p, q, count), "same seed, same pairs");
-        CHECK(kao_pairs_build(&r, &nr, labels, N, takes[t], 4) == KAO_OK && nr == count &&
+        CHECK(kao_pairs_build(&r, &nr, labels, N, &s4) == KAO_OK && nr == count &&
                   !same_pairs(p, r, count), "another seed, other pairs");
         free(p);
         free(q);
@@ -90,7 +94,7 @@ static void check_pairs(void) {
      * path) over 20000 seeds should hit each 20000·3/11 ≈ 5455 times (sd ≈ 63); allow 5 sd. */
     int small[6] = {0, 0, 1, 2, 2, 2}, hits[6][6] = {{0}};
     for (uint64_t seed = 0; seed < 20000; seed++) {
-        kao_pairs_build(&p, &count, small, 6, 3, seed);
+        kao_pairs_build(&p, &count, small, 6, &(kao_pair_sampling){.max_pairs = 4 + 3, .seed = seed});
         for (int k = 0; k < count; k++)
             if (!p[k].same) hits[p[k].a][p[k].b]++;
         free(p);
@@ -106,11 +110,66 @@ static void check_pairs(void) {
     CHECK(seen == 11 && worst < 5 * 63, "uniform sample: worst deviation %.0f of %.0f", worst, expect);
 
     int one[3] = {4, 4, 4}, singles[3] = {0, 1, 2};
-    CHECK(kao_pairs_build(&p, &count, one, 1, 0, 0) == KAO_ERR && error_has("needs at least two images"), "one image");
-    CHECK(kao_pairs_build(&p, &count, one, 3, 0, 0) == KAO_ERR && error_has("only one identity"), "one identity");
-    CHECK(kao_pairs_build(&p, &count, singles, 3, 0, 0) == KAO_ERR && error_has("no same-identity pairs"), "singletons");
+    CHECK(kao_pairs_build(&p, &count, one, 1, &all) == KAO_ERR && error_has("needs at least two images"), "one image");
+    CHECK(kao_pairs_build(&p, &count, one, 3, &all) == KAO_ERR && error_has("only one identity"), "one identity");
+    CHECK(kao_pairs_build(&p, &count, singles, 3, &all) == KAO_ERR && error_has("no same-identity pairs"), "singletons");
     int negative[2] = {0, -1};
-    CHECK(kao_pairs_build(&p, &count, negative, 2, 0, 0) == KAO_ERR && error_has("negative"), "negative label");
+    CHECK(kao_pairs_build(&p, &count, negative, 2, &all) == KAO_ERR && error_has("negative"), "negative label");
+}
+
+/* The balanced sample (verify.h): one identity of 50 images and 30 of 3. Without a cap the big
+ * one's 1225 same pairs outnumber the others' 90 by 13 to 1; capped at 10 it gives 10 of 100. The
+ * different pairs are diff_per_same times the same pairs, the list is the same for the same seed
+ * (each validation of a run), and an identity's pairs are sampled uniformly. */
+static void check_balanced(void) {
+    enum { BIG = 50, SMALL = 30, N = BIG + 3 * SMALL };
+    int labels[N];
+    for (int i = 0; i < N; i++) labels[i] = i < BIG ? 0 : 1 + (i - BIG) / 3;
+    kao_pair_sampling s = {.same_per_identity = 10, .diff_per_same = 1.5, .seed = 9};
+    kao_pair *p, *q, *r;
+    int count, nq, nr;
+    CHECK(kao_pairs_build(&p, &count, labels, N, &s) == KAO_OK, "%s", kao_last_error());
+    int per[1 + SMALL] = {0}, diff = 0;
+    bool ok = true;
+    for (int k = 0; k < count; k++) {
+        ok &= p[k].a < p[k].b && p[k].same == (labels[p[k].a] == labels[p[k].b]);
+        if (k) ok &= key(p[k - 1].a, p[k - 1].b) < key(p[k].a, p[k].b);
+        if (p[k].same) per[labels[p[k].a]]++;
+        else diff++;
+    }
+    bool each_small = true;
+    for (int l = 1; l <= SMALL; l++) each_small &= per[l] == 3;
+    CHECK(ok, "balanced: pairs sorted, distinct, a < b, flags right");
+    CHECK(per[0] == 10 && each_small, "balanced: the big identity gives %d same pairs (want 10), each small 3", per[0]);
+    CHECK(diff == 150, "balanced: %d different pairs, want 1.5 x 100", diff);
+    s.seed = 9;
+    CHECK(kao_pairs_build(&q, &nq, labels, N, &s) == KAO_OK && nq == count && same_pairs(p, q, count),
+          "balanced: the same seed gives the same list");
+    s.seed = 10;
+    CHECK(kao_pairs_build(&r, &nr, labels, N, &s) == KAO_OK && nr == count && !same_pairs(p, r, count),
+          "balanced: another seed, other pairs");
+    free(p);
+    free(q);
+    free(r);
+
+    /* No room for a different pair under max_pairs: an error, not a list of one kind. */
+    s = (kao_pair_sampling){.same_per_identity = 10, .max_pairs = 100};
+    CHECK(kao_pairs_build(&p, &count, labels, N, &s) == KAO_ERR && error_has("100 same-identity pairs leave no room"),
+          "max_pairs filled by same pairs");
+
+    /* Uniform among an identity's pairs: 5 images (10 pairs) capped at 3, over 20000 seeds, hit each
+     * pair 20000·3/10 = 6000 times (sd ≈ 65); allow 5 sd. */
+    int small[7] = {0, 0, 0, 0, 0, 1, 1}, hits[7][7] = {{0}};
+    for (uint64_t seed = 0; seed < 20000; seed++) {
+        kao_pairs_build(&p, &count, small, 7, &(kao_pair_sampling){.same_per_identity = 3, .diff_per_same = 1, .seed = seed});
+        for (int k = 0; k < count; k++)
+            if (p[k].same && small[p[k].a] == 0) hits[p[k].a][p[k].b]++;
+        free(p);
+    }
+    double worst = 0;
+    for (int a = 0; a < 5; a++)
+        for (int b = a + 1; b < 5; b++) worst = fmax(worst, fabs(hits[a][b] - 6000.0));
+    CHECK(worst < 5 * 65, "uniform same-pair sample: worst deviation %.0f of 6000", worst);
 }
 
 static void check_scores(void) {
@@ -191,6 +250,7 @@ static void check_pairs_file(void) {
 int main(void) {
     check_identities();
     check_pairs();
+    check_balanced();
     check_scores();
     check_pairs_file();
     return check_summary("test_verify_pairs");

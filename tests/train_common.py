@@ -40,7 +40,6 @@ epochs = 4
 batch_size = 16
 lr = 0.005
 head_lr = 0.005
-arcface_lr = 0.05
 warmup_epochs = 1
 drop_path_rate = 0.1
 threads = {threads}
@@ -49,12 +48,14 @@ workers = 2
 [arcface]
 scale = 30
 margin = 10
+optimizer = adamw
+lr = 0.05
 
 [early_stop]
 patience = 0
 
 [verify]
-neg_pairs = 30
+diff_pairs_per_same = 2
 """
 
 failures = 0
@@ -173,8 +174,8 @@ def same_arrays(a, b):
 
 # Columns of metrics.csv that must repeat exactly in a resumed run (the others are timings).
 DETERMINISTIC = ["kind", "epoch", "step", "batch", "images", "loss", "accuracy", "lr", "grad_norm", "val_loss",
-                 "val_accuracy", "verify_accuracy", "best_threshold", "best_accuracy", "auc", "eer", "tar_far_1e3",
-                 "improved"]
+                 "val_accuracy", "verify_accuracy", "best_threshold", "best_balanced_accuracy", "auc", "eer",
+                 "eer_threshold", "tar_far_1e3", "threshold_far_1e3", "improved"]
 
 
 def metric_rows(run):

@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch's side of `kao bench --mode load`: a torch.utils.data.DataLoader over the same identity
-folders of PNG and JPEG images, with the torchvision transforms that do what kao train's default augmentation does
-(augment.h): a random crop of 85–100% of each side keeping the aspect ratio, resized bilinearly to
-HxW (RandomResizedCrop with scale (0.85², 1) and the image's own ratio), a horizontal flip, brightness
-and contrast jitter of ±0.2, ToTensor and ImageNet normalisation. Batches are pinned when a GPU is
-there, as kao's are.
+folders of PNG and JPEG images, with the torchvision transforms kao train's default augmentation
+stands for (augment.h, docs/augmentation.md): RandomResizedCrop(HxW, scale=(0.7, 1), ratio=(0.8,
+1.25)), RandomHorizontalFlip(0.5), ColorJitter(0.2, 0.2, 0.2, 0), RandomGrayscale(0.1), ToTensor
+and ImageNet normalisation. Batches are pinned when a GPU is there, as kao's are.
 
 Prints one JSON line like kao's: images/s from the end of the warm-up batches to the last batch.
 
@@ -53,19 +52,6 @@ class Cycled(torch.utils.data.Dataset):
         return self.base[i % len(self.base)]
 
 
-class KeepAspectCrop:
-    """RandomResizedCrop with the image's own aspect ratio, as kao's crop keeps it."""
-
-    def __init__(self, size, side_min):
-        self.size, self.side_min = size, side_min
-
-    def __call__(self, img):
-        ratio = img.width / img.height
-        crop = transforms.RandomResizedCrop(self.size, scale=(self.side_min ** 2, 1.0), ratio=(ratio, ratio),
-                                            interpolation=transforms.InterpolationMode.BILINEAR)
-        return crop(img)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -77,9 +63,11 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)  # the work is in the workers, as kao's
     transform = transforms.Compose([
-        KeepAspectCrop((args.size, args.size), 0.85),
-        transforms.RandomHorizontalFlip(),
-        transforms.ColorJitter(brightness=0.2, contrast=0.2),
+        transforms.RandomResizedCrop((args.size, args.size), scale=(0.7, 1.0), ratio=(0.8, 1.25),
+                                     interpolation=transforms.InterpolationMode.BILINEAR),
+        transforms.RandomHorizontalFlip(0.5),
+        transforms.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0),
+        transforms.RandomGrayscale(0.1),
         transforms.ToTensor(),
         transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
     ])

@@ -126,7 +126,7 @@ def build_timm(variant, cm, dm, num_classes, pretrained_file=None):
     if pretrained_file:
         raise Fail(f"pretrained weights exist only for {variant}'s own multipliers "
                    f"({cm0:g}, {dm0:g}), not ({cm:g}, {dm:g})")
-    # What the registered tf_ functions add (bn_eps 1e-3, 'same' padding; REFERENCE.md §1.1).
+    # What the registered tf_ functions add (bn_eps 1e-3, 'same' padding; docs/architecture.md, 'Variants').
     return getattr(efficientnet, gen_name)(variant, channel_multiplier=cm, depth_multiplier=dm,
                                            bn_eps=1e-3, pad_type="same", num_classes=num_classes)
 

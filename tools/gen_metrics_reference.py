@@ -9,18 +9,20 @@ Definitions (include/kao/metrics.h), each computed here without kao's ROC walk:
   fpr, tpr       sklearn.metrics.roc_curve(same, scores, drop_intermediate=False)
   auc            sklearn.metrics.roc_auc_score(same, scores)
   counts         numpy: accept = scores >= threshold
-  best_*         brute force over every candidate threshold (each distinct score, and +inf for
-                 "reject all"); the highest accuracy, ties to the highest threshold
+  best_*         brute force over every distinct score as threshold: the highest balanced accuracy
+                 (TPR + TNR) / 2, ties to the highest threshold (reject-all, +inf, is no candidate)
   eer            the crossing of the ROC polyline with FPR = 1 - TPR, found by scipy's brentq on
                  the polyline parametrised by segment index (f(t) = FPR(t) + TPR(t) - 1 grows
                  strictly); eer_threshold: the thresholds interpolated at the same t, roc_curve's
                  first threshold (+inf) replaced by the highest score
   tar_at_far     max(tpr[fpr <= far]) for far 1e-2 and 1e-3
+  far_1e3_threshold  brute force: the lowest distinct score t with mean(diff scores >= t) <= 1e-3,
+                 else numpy.nextafter(max score, inf) in float32
 
 Layout: root attr num_cases; group /case<k> (k = 0..num_cases-1) with attr name (string) and
   threshold (f64); datasets scores (n) f32, same (n) i32 0/1, fpr (m) f64, tpr (m) f64, and
-  attrs auc, eer, eer_threshold, tar_at_far_1e2, tar_at_far_1e3, best_threshold, best_accuracy,
-  accuracy (f64), tp, fp, tn, fn, same_pairs, diff_pairs (int).
+  attrs auc, eer, eer_threshold, tar_at_far_1e2, tar_at_far_1e3, far_1e3_threshold, best_threshold,
+  best_balanced_accuracy, accuracy (f64), tp, fp, tn, fn, same_pairs, diff_pairs (int).
 """
 import os
 
@@ -47,11 +49,15 @@ def reference(scores, same, threshold):
     r["accuracy"] = float(np.mean(accept == y))
 
     best_acc, best_t = -1.0, None
-    for t in sorted(set(s.tolist()) | {np.inf}, reverse=True):
-        acc = float(np.mean((s >= t) == y))
-        if acc > best_acc:
+    for t in sorted(set(s.tolist()), reverse=True):
+        acc = 0.5 * (float(np.mean(s[y] >= t)) + float(np.mean(s[~y] < t)))
+        if acc > best_acc + 1e-15:
             best_acc, best_t = acc, t
-    r["best_accuracy"], r["best_threshold"] = best_acc, best_t
+    r["best_balanced_accuracy"], r["best_threshold"] = best_acc, best_t
+
+    within = [t for t in set(s.tolist()) if np.mean(s[~y] >= t) <= 1e-3]
+    r["far_1e3_threshold"] = (float(min(within)) if within
+                              else float(np.nextafter(np.float32(s.max()), np.float32(np.inf))))
 
     thr_interp = thr.astype(np.float64).copy()
     thr_interp[0] = s.max()
@@ -97,6 +103,15 @@ def cases():
         yield name, s, y, 0.3
     # Crossing in the first ROC segment: the top score group holds both kinds.
     yield "first_segment", [0.9, 0.9, 0.9, 0.1, 0.0], [1, 1, 0, 0, 0], 0.5
+    # Few same pairs among many different ones, overlapping: rejecting every pair has the best
+    # plain accuracy (0.975), the best balanced accuracy needs a real threshold.
+    s = np.concatenate([rng.normal(0.3, 0.1, 5), rng.normal(0.1, 0.1, 200)])
+    y = np.concatenate([np.ones(5), np.zeros(200)])
+    yield "imbalanced", s, y, 0.4
+    # 3000 different pairs: FAR 1e-3 allows 3 false accepts.
+    s = np.concatenate([rng.normal(0.5, 0.2, 300), rng.normal(0.0, 0.2, 3000)])
+    y = np.concatenate([np.ones(300), np.zeros(3000)])
+    yield "far_3000", s, y, 0.4
 
 
 def main():
@@ -116,7 +131,8 @@ def main():
             for key, value in r.items():
                 g.attrs[key] = value
             print(f"case{k} {name}: n={len(scores)} auc={r['auc']:.6f} eer={r['eer']:.6f} "
-                  f"@{r['eer_threshold']:.4f} best={r['best_accuracy']:.4f}@{r['best_threshold']}")
+                  f"@{r['eer_threshold']:.4f} best={r['best_balanced_accuracy']:.4f}@{r['best_threshold']} "
+                  f"far1e-3@{r['far_1e3_threshold']:.6f}")
             k += 1
         f.attrs["num_cases"] = k
     print(f"wrote {OUT}")

@@ -16,8 +16,9 @@ Root attributes: architecture, width_mult, depth_mult, embedding_dim, num_classe
 
 The pipeline is the one kao replaces: timm's tf_efficientnetv2 with a Linear embedding head,
 pytorch-metric-learning's ArcFaceLoss (margin 28.6 degrees, scale 64), torch.optim.AdamW / SGD
-for the network and SGD for the ArcFace weight (pytorch-metric-learning's documented setup), and
-torch.nn.utils.clip_grad_norm_ on the network's gradients.
+for the network and an optimizer of its own for the ArcFace weight (pytorch-metric-learning's
+documented setup; SGD with momentum and decay beside the AdamW network, AdamW beside the SGD one),
+and torch.nn.utils.clip_grad_norm_ on the network's gradients.
 
 Usage: python tools/gen_model_reference.py [--out tests/data]
 """
@@ -43,11 +44,14 @@ CASES = {
 # rounding noise; Adam's m/sqrt(v) turns noise into steps of ±lr by its sign, which no two
 # implementations reproduce. With eps 1e-4 such steps are negligible while real gradients still
 # get Adam's normalised step. (tests/test_optim.c covers the default eps on its own.)
+# The ArcFace W has its own optimizer (kao's arcface.optimizer, .lr, .weight_decay, .momentum; AdamW's
+# eps is the network's train.eps): each case trains W with the other kind, so both are covered.
 OPTIMIZERS = {
     "adamw": dict(kind="adamw", lr=2e-3, head_lr=1e-2, weight_decay=0.05, betas=(0.9, 0.999), eps=1e-4,
-                  arcface_lr=0.01, clip=5.0),
+                  arcface_kind="sgd", arcface_lr=0.05, arcface_weight_decay=1e-3, arcface_momentum=0.9,
+                  clip=5.0),
     "sgd": dict(kind="sgd", lr=0.05, head_lr=0.1, weight_decay=1e-3, momentum=0.9, nesterov=True,
-                arcface_lr=0.01, clip=1.0),
+                arcface_kind="adamw", arcface_lr=0.01, arcface_weight_decay=1e-2, arcface_eps=1e-8, clip=1.0),
 }
 
 
@@ -98,6 +102,14 @@ def make_optimizer(model, cfg):
     if cfg["kind"] == "adamw":
         return torch.optim.AdamW(groups, betas=cfg["betas"], eps=cfg["eps"], foreach=False)
     return torch.optim.SGD(groups, momentum=cfg["momentum"], nesterov=cfg["nesterov"], foreach=False)
+
+
+def make_arcface_optimizer(loss_fn, cfg):
+    if cfg["arcface_kind"] == "adamw":
+        return torch.optim.AdamW(loss_fn.parameters(), lr=cfg["arcface_lr"], weight_decay=cfg["arcface_weight_decay"],
+                                 eps=cfg["arcface_eps"], foreach=False)
+    return torch.optim.SGD(loss_fn.parameters(), lr=cfg["arcface_lr"], weight_decay=cfg["arcface_weight_decay"],
+                           momentum=cfg["arcface_momentum"], foreach=False)
 
 
 def train_case(f, model, n, h, w, classes, emb, seed):
@@ -155,7 +167,7 @@ def train_case(f, model, n, h, w, classes, emb, seed):
         model.zero_grad(set_to_none=True)
         loss_fn.zero_grad(set_to_none=True)
         opt = make_optimizer(model, cfg)
-        loss_opt = torch.optim.SGD(loss_fn.parameters(), lr=cfg["arcface_lr"], foreach=False)
+        loss_opt = make_arcface_optimizer(loss_fn, cfg)
         og = grp.create_group(opt_name)
         for key, value in cfg.items():
             # bools as int64: HDF5 has no boolean type (h5py would write an enum)

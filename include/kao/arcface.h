@@ -1,7 +1,7 @@
 /* arcface.h — pytorch-metric-learning's ArcFaceLoss (2.8.1), forward and backward, on the CPU.
  *
- * REFERENCE.md §2. With x the embeddings (B, E), W the class weights (E, C) (transposed relative
- * to nn.Linear, as pytorch-metric-learning keeps it) and y the labels:
+ * docs/numerics.md, 'ArcFace loss'. With x the embeddings (B, E), W the class weights (E, C)
+ * (transposed relative to nn.Linear, as pytorch-metric-learning keeps it) and y the labels:
  *   ê = x / max(‖x‖, 1e-12) per row, Ŵ = W / max(‖W‖, 1e-12) per column (F.normalize),
  *   cos = ê·Ŵ (B, C),
  *   target: θ = acos(clamp(cos_y, -1, 1)); t = cos(θ + m) if θ <= π − m, else cos_y − m·sin m,

@@ -48,7 +48,8 @@
  * Test hook: with the environment variable KAO_TEST_KILL_DURING_CHECKPOINT=N the process sends
  * itself SIGKILL in the middle of its N-th checkpoint save (after the model is written, before the
  * file is committed), so a test can check that an interrupted save leaves the earlier checkpoints
- * intact.
+ * intact. KAO_TEST_SIGINT_DURING_CHECKPOINT=N sends SIGINT there instead (kao train's Ctrl-C at a
+ * known moment).
  */
 #ifndef KAO_CHECKPOINT_H
 #define KAO_CHECKPOINT_H

@@ -11,7 +11,9 @@
  *  - An unknown key, a key outside any [section], a key given twice in one file, an indented
  *    continuation line, a line over 198 bytes (inih's line buffer), or a value the key does not accept
  *    is an error naming the file, line and key, and what is accepted (with a "did you mean" guess for
- *    unknown keys).
+ *    unknown keys, and the replacement for keys of earlier versions, e.g. train.arcface_lr).
+ *  - kao_config_given tells which keys a file or an override set: kao train takes the architecture
+ *    keys a config leaves unset from its start weights.
  *  - Values are taken literally (no quotes; inih strips surrounding whitespace and "  ; comments").
  *    So a string value may not start or end with whitespace or quotes, nor contain ';' or a line break.
  *  - bool accepts true|false, yes|no, on|off, 1|0 (any case); written back as true|false.
@@ -19,7 +21,7 @@
  *  - Command-line overrides go through kao_config_set with the same checks, after the file. The CLI
  *    takes `--set section.key=value` (kao_config_set_assignment); kao_config_has_key lets it also
  *    accept `--section.key value`.
- *  - kao_config_validate checks what spans keys (scale_min <= scale_max, ...) once all are set.
+ *  - kao_config_validate checks what spans keys (crop_scale_min <= crop_scale_max, ...) once all are set.
  *  - model.input_mean / model.input_std are "auto" until kao train resolves them from the start
  *    weights (kao_config_resolve_normalisation), so a run folder's config.ini holds the numbers used.
  *  - kao_config_dump writes every key, so a run folder's config.ini is the exact effective config;
@@ -41,6 +43,8 @@
 
 /* String keys hold at most this many bytes with their terminator (a config line is at most 198). */
 #define KAO_CONFIG_STRING 200
+/* The table's size is checked against this (src/config.c). */
+#define KAO_CONFIG_MAX_KEYS 96
 /* An integer key set to "auto" (train.workers): the program decides (train_setup.c). */
 #define KAO_CONFIG_AUTO (-1)
 
@@ -73,8 +77,9 @@ typedef struct {
     } data;
     struct {
         int epochs, batch_size;
-        double lr, head_lr, arcface_lr, weight_decay;
+        double lr, head_lr, weight_decay;
         int optimizer;                   /* enum kao_optimizer */
+        double eps;                      /* AdamW's epsilon (the network's, and W's with arcface.optimizer = adamw) */
         double momentum;
         bool nesterov;
         int schedule;                    /* kao_schedule_type */
@@ -93,6 +98,8 @@ typedef struct {
     struct {
         double margin; /* degrees */
         double scale;
+        int optimizer; /* enum kao_optimizer: W's own optimizer */
+        double lr, weight_decay, momentum;
     } arcface;
     struct {
         int metric;    /* enum kao_metric */
@@ -104,13 +111,16 @@ typedef struct {
         int keep;
     } checkpoint;
     struct {
-        bool hflip;
-        double scale_min, scale_max, brightness, contrast;
+        double crop_scale_min, crop_scale_max, crop_ratio_min, crop_ratio_max; /* kao_augment_cfg */
+        double hflip, brightness, contrast, saturation, hue, grayscale;
     } augment;
     struct {
         double threshold;
-        int neg_pairs;
+        int same_pairs_per_identity; /* 0: all */
+        double diff_pairs_per_same;  /* 0: all */
     } verify;
+    /* Which keys a file or an override set, by table index (kao_config_given); not a key itself. */
+    bool given[KAO_CONFIG_MAX_KEYS];
 } kao_config;
 
 /* The [augment] section as the loader takes it. */
@@ -129,6 +139,9 @@ int kao_config_set(kao_config *c, const char *key, const char *value, const char
 /* "section.key=value" (the argument of --set). */
 int kao_config_set_assignment(kao_config *c, const char *assignment, const char *origin);
 bool kao_config_has_key(const char *key);
+/* Whether a file or kao_config_set gave key a value (false: its default), so that kao train can
+ * take what the config leaves open from the start weights (model.name, ...). */
+bool kao_config_given(const kao_config *c, const char *key);
 
 /* The normalisation model.input_mean / model.input_std name; fails while either is "auto". */
 int kao_config_normalisation(const kao_config *c, float mean[3], float std[3]);

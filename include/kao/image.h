@@ -99,7 +99,8 @@ typedef struct {
     uint8_t *pixels; /* (height, width, 3) RGB, rows top to bottom; owned */
 } kao_image;
 
-/* ImageNet mean and std (torchvision's IMAGENET_DEFAULT, REFERENCE.md §3), RGB order. */
+/* ImageNet mean and std (torchvision's IMAGENET_DEFAULT; docs/numerics.md, 'Input normalisation'),
+ * RGB order. */
 extern const float kao_imagenet_mean[3];
 extern const float kao_imagenet_std[3];
 

@@ -62,8 +62,8 @@ typedef struct {
 /* Builds the table for arch and allocates parameters and buffers (zeroed). */
 void kao_model_create(kao_model *m, const kao_arch *arch);
 void kao_model_free(kao_model *m);
-/* timm's _init_weight_goog (REFERENCE.md §1.9) with kao's seeded generator; BN running stats
- * to mean 0 / var 1. */
+/* timm's _init_weight_goog (docs/architecture.md, 'Initialisation') with kao's seeded generator;
+ * BN running stats to mean 0 / var 1. */
 void kao_model_init(kao_model *m, uint64_t seed);
 /* Re-initialises only the embedding head (classifier), as when ImageNet weights are loaded. */
 void kao_model_init_head(kao_model *m, uint64_t seed);

@@ -14,8 +14,10 @@
  *    is GlobalAveragePool → Flatten → Gemm(transB=1) [→ LpNormalization(axis=1, p=2)].
  *  - opset 13 with IR version 7 (onnxruntime ≥ 1.6), or opset 17 with IR version 8.
  *  - metadata_props: `signature` and kao.* keys (architecture, width_mult, depth_mult,
- *    input_size "HxW", mean, std, color_order, layout, embedding_dim, normalized, threshold,
- *    score_formula, num_identities, split_hash, version, export_time in UTC ISO-8601).
+ *    input_size "HxW", mean, std, color_order, layout, embedding_dim, normalized, threshold (the
+ *    original's fixed 0.4), threshold_eer and threshold_far1e-3 (what kao train measured on its
+ *    validation pairs, trained_info.h; "unknown" when the weights record none), score_formula,
+ *    num_identities, split_hash, version, export_time in UTC ISO-8601).
  */
 #ifndef KAO_ONNX_EXPORT_H
 #define KAO_ONNX_EXPORT_H
@@ -33,6 +35,8 @@ typedef struct {
     int num_identities;      /* identities the model was trained on; <= 0 = "unknown" */
     const char *split_hash;  /* identifies the train/validation split; NULL or "" = "unknown" */
     float mean[3], std[3];   /* the input normalisation the weights expect (kao.mean, kao.std) */
+    bool has_thresholds;     /* false: kao.threshold_eer and kao.threshold_far1e-3 are "unknown" */
+    double threshold_eer, threshold_far1e3;
 } kao_onnx_options;
 
 /* The metadata keys kao writes, in file order after `signature`; NULL-terminated. */

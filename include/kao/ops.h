@@ -23,8 +23,9 @@
 
 typedef enum { KAO_ACT_NONE = 0, KAO_ACT_SILU = 1 } kao_act;
 
-/* Geometry of one convolution with TF "same" padding (REFERENCE.md §1.5): out = ceil(in / stride),
- * total pad = max((out-1)·stride + kernel - in, 0), the odd extra pixel after (bottom/right). */
+/* Geometry of one convolution with TF "same" padding (docs/architecture.md, 'Padding'):
+ * out = ceil(in / stride), total pad = max((out-1)·stride + kernel - in, 0), the odd extra pixel
+ * after (bottom/right). */
 typedef struct {
     int batch;
     int in_h, in_w, in_c;

@@ -1,9 +1,13 @@
-/* plot.h — the verification plots as PNG files: a ROC curve and a histogram of pair scores.
+/* plot.h — the verification plots: a ROC curve and a histogram of pair scores, as PNG or SVG, and
+ * the ROC's points as CSV.
  *
- * Drawn by kao's own small rasteriser into an 8-bit RGB image of KAO_PLOT_WIDTH × KAO_PLOT_HEIGHT
- * pixels (axes, ticks with labels, lines, bars; text in a built-in 5×7 bitmap font of digits,
- * capital letters and a few signs, drawn at twice its size), saved atomically with
- * kao_image_save_png. */
+ * One drawing, described once (rectangles, lines, dots, a polyline, text), goes either to kao's
+ * own small rasteriser, an 8-bit RGB image of KAO_PLOT_WIDTH × KAO_PLOT_HEIGHT pixels saved with
+ * kao_image_save_png (text in a built-in 5×7 bitmap font of digits, upper- and lower-case
+ * letters and a few signs, drawn at twice its size), or, when the path ends in ".svg", to an SVG
+ * of the same size and coordinates (text in a monospace font stretched to the bitmap text's box,
+ * the ROC curve one <polyline id="roc"> with a vertex per ROC point). The margins follow from the
+ * widest tick label, so no text overlaps another. Every file is written atomically. */
 #ifndef KAO_PLOT_H
 #define KAO_PLOT_H
 
@@ -14,10 +18,17 @@
 #define KAO_PLOT_WIDTH 640
 #define KAO_PLOT_HEIGHT 480
 
-/* The ROC curve (true-accept rate over false-accept rate, both 0..1) through the points
- * fpr, tpr (points), as kao_roc_curve gives them, with the chance diagonal, the EER point and
- * a title giving m's AUC and EER. */
-int kao_plot_roc(const char *path, const float *fpr, const float *tpr, int points, const kao_pair_metrics *m);
+/* The ROC curve through points (as kao_roc_curve gives them), true-accept rate (0..1, linear)
+ * over false-accept rate on a log axis: decades from min(1e-4, the decade of the smallest non-zero
+ * FAR) to 1 (points at FAR 0 sit on the axis's left edge). Marked on the curve: the EER point
+ * (red square) and TAR at FAR 1e-3 and 1e-2 (orange dots); the header gives m's AUC, EER, its
+ * threshold and those TARs. */
+int kao_plot_roc(const char *path, const kao_roc_point *points, int count, const kao_pair_metrics *m);
+
+/* The ROC points as CSV: a header "far,tar,threshold", then one line per point in increasing FAR,
+ * each number to 17 significant digits, so a double reads back exactly (the first point's
+ * threshold is "inf"). */
+int kao_plot_roc_csv(const char *path, const kao_roc_point *points, int count);
 
 /* Histograms of the scores (n) of same-identity (green) and different-identity (red) pairs,
  * each normalised to its own count (bar height = share of that kind's pairs), over the scores'

@@ -5,9 +5,11 @@
  *           kao_trainer_step each (train_step.h); the first train.freeze_backbone_epochs epochs
  *           train only the embedding head and the ArcFace centres;
  *   validate the validation images without augmentation (the preprocessing of kao embed): ArcFace
- *           loss and class accuracy, then verification over all same-identity pairs and a seeded
- *           sample of verify.neg_pairs different-identity pairs (verify.h): accuracy at
- *           verify.threshold, best-threshold accuracy, ROC AUC, EER, TAR at FAR 1e-3;
+ *           loss and class accuracy, then verification over a balanced pair list, the same every
+ *           epoch (verify.h, seeded by train.seed): at most verify.same_pairs_per_identity
+ *           same-identity pairs per identity and verify.diff_pairs_per_same different-identity
+ *           pairs per same pair; accuracy at verify.threshold, the threshold of best balanced
+ *           accuracy, ROC AUC, EER and its threshold, TAR and the threshold at FAR 1e-3;
  *   keep    best.h5 when the watched metric improved (early_stop.h), last.h5, a checkpoint;
  *   stop    when early stopping says so, or after train.epochs; or, with an error and nothing saved
  *           from the diverged state, when the training diverges (src/train_guard.c: the loss, the
@@ -32,7 +34,8 @@
  *   classes.txt             one identity per line, line i = class i = column i of ArcFace W
  *   metrics.csv             one row per step (kind=step) and per epoch (kind=epoch), columns:
  *       kind,epoch,step,batch,images,loss,accuracy,lr,grad_norm,seconds,wait_seconds,images_per_second,
- *       val_loss,val_accuracy,verify_accuracy,best_threshold,best_accuracy,auc,eer,tar_far_1e3,improved
+ *       val_loss,val_accuracy,verify_accuracy,best_threshold,best_balanced_accuracy,auc,eer,eer_threshold,
+ *       tar_far_1e3,threshold_far_1e3,improved
  *       step rows: the batch's loss and class accuracy, the backbone's learning rate, the gradient
  *       norm (0 without clipping), the step's wall time and the part of it spent waiting for data;
  *       epoch rows: the epoch's mean training loss and accuracy, its training time and data wait,
@@ -45,7 +48,9 @@
  *                           zero-padded to 9 digits
  *   best.h5, last.h5        weights (weights.h layout, for kao embed, verify and export) of the best
  *                           epoch and of the latest epoch end, plus /arcface/W and /arcface/classes
- *                           so that a later run can carry its identities over (--init)
+ *                           so that a later run can carry its identities over (--init), and that
+ *                           epoch's validation EER threshold and threshold at FAR 1e-3
+ *                           (trained_info.h); the end of the run prints best.h5's
  *
  * Resuming (resume = true, run_dir an existing run): the newest checkpoint that reads back is
  * used (an unreadable one is reported and the previous one tried). The config (its hashed keys),

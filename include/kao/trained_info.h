@@ -11,8 +11,15 @@
  * network fed the wrong one gives poor embeddings without a word. kao train uses what its --init
  * file records and records what it used; kao embed, verify and export use what the weights record.
  *
+ * kao train also records two thresholds measured on the validation pairs of the epoch whose
+ * weights the file holds (metrics.h): the EER threshold and the threshold at FAR 1e-3, with the
+ * number of different-identity pairs they come from (under 1000, the FAR 1e-3 threshold is the
+ * threshold of no false accept: it does not measure 1e-3). kao verify --threshold eer|far1e-3 uses
+ * them, kao export writes them into the ONNX metadata, kao info shows them.
+ *
  * Stored as root attributes input_height, input_width (int64), input_mean, input_std (float64[3],
- * RGB, on the 0..1 scale) and split_hash (16 hex digits); the identities are the names in
+ * RGB, on the 0..1 scale), split_hash (16 hex digits), threshold_eer, threshold_far1e-3 (float64)
+ * and threshold_diff_pairs (int64; the three together or none); the identities are the names in
  * arcface/classes (checkpoint.h). Files without them (files of older kao) read as zero / "" /
  * has_normalisation false: the caller's defaults apply, and for the normalisation that default is
  * the ImageNet mean/std, which kao used before it recorded anything. */
@@ -20,6 +27,7 @@
 #define KAO_TRAINED_INFO_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "kao/h5io.h"
 
@@ -29,10 +37,13 @@ typedef struct {
     char split_hash[24];           /* "": not recorded */
     bool has_normalisation;        /* mean and std recorded */
     float mean[3], std[3];         /* RGB, 0..1 scale */
+    bool has_thresholds;           /* the three below recorded */
+    double threshold_eer, threshold_far1e3;
+    int64_t threshold_diff_pairs;  /* validation different-identity pairs they were measured on */
 } kao_trained_info;
 
-/* Writes the input size (when not 0), the normalisation (when has_normalisation) and the split hash
- * (when not ""); the identities are written with arcface/classes. Reading goes through
+/* Writes the input size (when not 0), the normalisation (when has_normalisation), the split hash
+ * (when not "") and the thresholds (when has_thresholds); the identities are written with arcface/classes. Reading goes through
  * kao_weights_open (weights_source.h): a safetensors or Keras file reads as what its importer
  * records. */
 int kao_trained_info_write(kao_h5_file *f, const kao_trained_info *info);

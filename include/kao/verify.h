@@ -9,9 +9,20 @@
  *  - KAO_LAYOUT_AUTO: NAMES when every image is in the same folder, else FOLDERS.
  * Labels are the identities' ranks in byte order of their names.
  *
- * Pairs (kao_pairs_build): every same-identity pair, and every different-identity pair or a
- * uniform random sample of max_diff of them without repetition (kao's RNG, seeded with
- * kao_rng_seed(seed, 0)), each pair (a, b) with a < b, the list sorted by (a, b).
+ * Pairs (kao_pairs_build, options kao_pair_sampling), each pair (a, b) with a < b, the list sorted
+ * by (a, b), a function of the labels and the seed alone (the training loop gets the same list every
+ * validation):
+ *  - same-identity pairs: an identity's every pair, or, when it has more than same_per_identity,
+ *    a uniform sample of that many of them without repetition (kao_rng_seed(seed, 1)). Without
+ *    the cap an identity's pairs grow with the square of its images: one with 50 images gives
+ *    1225, outweighing 30 identities of 3 images (3 each) in every rate.
+ *  - different-identity pairs: round(diff_per_same × the same pairs), at most all of them, drawn
+ *    uniformly among all different-identity pairs without repetition (kao_rng_seed(seed, 0)).
+ *    Uniform over pairs, not over identity pairs: an identity's share grows only linearly with
+ *    its images, and FAR is then the false-accept rate of a random impostor comparison.
+ *  - max_pairs: a limit on the whole list; the different pairs are cut to max_pairs minus the
+ *    same pairs (an error when the same pairs alone reach it and different pairs are left out).
+ * A cap, ratio or limit <= 0 takes everything.
  *
  * Pairs files (kao_pairs_from_file), LFW's pairs.txt format: one pair per line, fields separated
  * by blanks or tabs,
@@ -48,11 +59,18 @@ int kao_identity_labels(int *labels, int *num_identities, char *const *paths, in
 /* How many same-identity pairs labels (n) give. */
 int64_t kao_count_same_pairs(const int *labels, int n);
 
-/* The pairs of n labelled images (rule above); max_diff <= 0: every different-identity pair.
- * Free *pairs with free(). Errors: fewer than two images ("needs at least two images"), only
- * one identity (no different-identity pairs), no identity with two images (no same-identity
- * pairs), more than INT_MAX pairs. */
-int kao_pairs_build(kao_pair **pairs, int *count, const int *labels, int n, int64_t max_diff, uint64_t seed);
+typedef struct {
+    int same_per_identity; /* most same-identity pairs of one identity (<= 0: all) */
+    double diff_per_same;  /* different-identity pairs per same-identity pair (<= 0: all) */
+    int64_t max_pairs;     /* most pairs in all (<= 0: no limit) */
+    uint64_t seed;
+} kao_pair_sampling;
+
+/* The pairs of n labelled images (rules above). Free *pairs with free(). Errors: fewer than two
+ * images ("needs at least two images"), only one identity (no different-identity pairs), no
+ * identity with two images (no same-identity pairs), same pairs that fill max_pairs, more than
+ * INT_MAX pairs. */
+int kao_pairs_build(kao_pair **pairs, int *count, const int *labels, int n, const kao_pair_sampling *sampling);
 
 /* The pairs of a pairs file (format above), in file order. Exactly one of root and known:
  *  - root: the images are "<root>/<name>/<name>_NNNN" + the first of .png, .jpg, .jpeg whose file
@@ -74,11 +92,11 @@ int kao_pairs_from_file(kao_pair **pairs, int *count, char ***images, int *num_i
 int kao_pair_scores(float *scores, const kao_pair *pairs, int count, const float *emb, int num_images,
                     int dim, char *const *paths);
 
-/* The training loop's validation: all same-identity pairs of emb (n, dim) with labels (n) and
- * max_diff_pairs different-identity pairs sampled with seed (<= 0: all), scored by cosine
- * similarity, measured at threshold. Errors as kao_pairs_build. */
+/* The training loop's validation: the pairs of emb (n, dim) with labels (n) that kao_pairs_build
+ * makes with sampling, scored by cosine similarity, measured at threshold. Errors as
+ * kao_pairs_build. */
 int kao_verify_labeled(kao_pair_metrics *out, const float *emb, const int *labels, int n, int dim,
-                       int max_diff_pairs, uint64_t seed, double threshold);
+                       const kao_pair_sampling *sampling, double threshold);
 
 /* ---- the report ------------------------------------------------------------------------------ */
 
@@ -102,7 +120,9 @@ int kao_save_pairs_tsv(const char *path, const kao_pair *pairs, const float *sco
 
 /* The summary, one "key: value" per line (numbers with 6 decimals; rates as fractions):
  *     pairs, same pairs, different pairs, threshold, accuracy, TP, FP, TN, FN, AUC, EER,
- *     EER threshold, TAR@FAR=1e-2, TAR@FAR=1e-3, best threshold ("inf": reject all), best accuracy */
+ *     EER threshold, TAR@FAR=1e-2, TAR@FAR=1e-3, threshold at FAR=1e-3 (followed by "(no false
+ *     accept: fewer than 1000 different pairs)" when it cannot measure 1e-3), best threshold
+ *     (balanced accuracy), best balanced accuracy */
 void kao_print_summary(FILE *out, const kao_pair_metrics *m);
 
 #endif

@@ -110,6 +110,9 @@ static int apply_trained_defaults(export_args *a) {
     }
     if (a->onnx.num_identities <= 0) a->onnx.num_identities = a->trained.num_identities;
     if (!a->onnx.split_hash || !a->onnx.split_hash[0]) a->onnx.split_hash = a->trained.split_hash;
+    a->onnx.has_thresholds = t->has_thresholds;
+    a->onnx.threshold_eer = t->threshold_eer;
+    a->onnx.threshold_far1e3 = t->threshold_far1e3;
     return KAO_OK;
 }
 

@@ -4,6 +4,8 @@
 
 #include "cli.h"
 #include "kao/h5io.h"
+#include "kao/metrics.h"
+#include "kao/trained_info.h"
 #include "kao/util.h"
 #include "kao/weights.h"
 #include "kao/weights_source.h"
@@ -16,7 +18,8 @@ static const char *help =
     "or Keras's efficientnetv2-*.h5; the architecture from its attributes or its tensor shapes),\n"
     "counts its parameters and checks every tensor against that architecture (or the one --model\n"
     "names): each missing, unexpected or mis-shaped tensor is listed. Exits 1 when the file does\n"
-    "not match. A backbone without a classifier (Keras's _notop files) is described as one.\n"
+    "not match. A backbone without a classifier (Keras's _notop files) is described as one. Shows the\n"
+    "verification thresholds kao train recorded (validation EER and FAR 1e-3; kao verify --threshold).\n"
     "\n"
     "Every HDF5 file kao writes carries a seal (its length and CRC-32, in the HDF5 user block), and\n"
     "kao refuses a file whose contents no longer match it. --reseal renews the seal of a kao file\n"
@@ -50,6 +53,17 @@ static void print_summary(const kao_model *m, const char *path, const kao_weight
                                                              : "none (not written by kao): read by libhdf5 in a child process");
 }
 
+/* The verification thresholds kao train recorded (trained_info.h), for kao verify --threshold. */
+static void print_thresholds(const kao_trained_info *t) {
+    if (!t->has_thresholds) {
+        printf("thresholds:    none recorded\n");
+        return;
+    }
+    printf("thresholds:    EER %.6f, FAR 1e-3 %.6f (validation, %lld different pairs%s)\n", t->threshold_eer,
+           t->threshold_far1e3, (long long)t->threshold_diff_pairs,
+           t->threshold_diff_pairs < KAO_FAR_1E3_MIN_PAIRS ? "; under 1000: the FAR 1e-3 one is the threshold of no false accept" : "");
+}
+
 /* The exit status: 0 when the file matches its architecture, 1 when it does not or cannot be read. */
 static int describe(const kao_cli_model_options *mo) {
     kao_arch arch;
@@ -68,11 +82,16 @@ static int describe(const kao_cli_model_options *mo) {
     }
     kao_weights_format format;
     kao_h5_file f;
+    kao_trained_info trained;
     int rc = kao_weights_load(&m, mo->weights, &backbone, NULL);
     if (rc == KAO_OK) rc = kao_weights_open(&f, mo->weights, &format);
     if (rc == KAO_OK) {
         kao_h5_close(&f);
+        rc = kao_trained_info_read(mo->weights, &trained);
+    }
+    if (rc == KAO_OK) {
         print_summary(&m, mo->weights, &format, has_head);
+        print_thresholds(&trained);
     }
     kao_model_free(&m);
     return rc == KAO_OK ? 0 : kao_cli_report_error();

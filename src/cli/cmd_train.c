@@ -31,7 +31,9 @@ static const char *help =
     "                      as downloaded (timm's model.safetensors, Keras's efficientnetv2-*.h5) or\n"
     "                      converted (kao convert, tools/convert_timm.py), or a previous run's\n"
     "                      best.h5 / last.h5 / checkpoint, whose identities' ArcFace centres are kept\n"
-    "                      by name; the input normalisation they record is used (model.input_mean)\n"
+    "                      by name; the input normalisation they record is used (model.input_mean),\n"
+    "                      and their architecture (model.name, width_mult, depth_mult; embedding_dim\n"
+    "                      of an embedding head) where the config does not set it\n"
     "  --out RUN_DIR       run folder to create (default runs/<date>-<time>): a new or empty folder (a\n"
     "                      folder with other files is refused); a failed start removes what it made\n"
     "  --resume RUN_DIR    continue the run in RUN_DIR from its newest checkpoint (temporary files a\n"
@@ -45,7 +47,9 @@ static const char *help =
     "  --help-config       describe every config key\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM finishes the current step, saves a checkpoint and exits; run the command\n"
-    "it prints to continue. Exit status: 0 done, 1 error, 2 usage error, 3 interrupted (resumable).\n";
+    "it prints to continue. After the last epoch's last step the run finishes instead (it is complete),\n"
+    "and --resume of a finished run only says so. Exit status: 0 done (or already complete), 1 error,\n"
+    "2 usage error, 3 interrupted (resumable).\n";
 
 static int usage(const char *fmt, const char *arg) { return kao_cli_usage_error("train", fmt, arg); }
 

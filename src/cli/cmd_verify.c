@@ -9,6 +9,7 @@
 #include "kao/h5io.h"
 #include "kao/metrics.h"
 #include "kao/plot.h"
+#include "kao/trained_info.h"
 #include "kao/util.h"
 #include "kao/verify.h"
 
@@ -22,8 +23,10 @@ static const char *help =
     "    image1, image2, True|False, <percentage>%, <cosine>, same|different\n"
     "(the original's four fields, then the cosine and whether the identities really match; the\n"
     "percentage is the original's -23.71x^2 + 49.98x + 73.69), then a summary: pairs, accuracy at the\n"
-    "threshold, TP/FP/TN/FN, ROC AUC, EER and its threshold, TAR at FAR 1e-2 and 1e-3, and the best\n"
-    "threshold with its accuracy.\n"
+    "threshold, TP/FP/TN/FN, ROC AUC, EER and its threshold, TAR at FAR 1e-2 and 1e-3, the threshold at\n"
+    "FAR 1e-3 (the lowest with at most 1 false accept in 1000 different pairs; with fewer than 1000 the\n"
+    "threshold of no false accept, and said so), and the threshold of best balanced accuracy (the mean\n"
+    "of the true-accept and true-reject rates) with that accuracy.\n"
     "\n"
     "Pairs:\n"
     "  DIR                PNG or JPEG images (*.png, *.jpg, *.jpeg) named <identity>_<n>.png (or .jpg)\n"
@@ -43,36 +46,49 @@ static const char *help =
     "  --layout L         auto|names|folders: identity from the file name or from the folder holding\n"
     "                     the image (default auto: names when all images are in one folder; a pairs\n"
     "                     file names the identities itself)\n"
-    "  --max-pairs N      at most N pairs: all same-identity pairs, and different-identity pairs\n"
-    "                     sampled at random (default 1000000; 0: no limit)\n"
-    "  --seed S           seed of that sampling (default 0)\n"
-    "  --threshold T      cosine threshold of \"same person\" (default 0.4)\n"
+    "  --same-per-identity N\n"
+    "                     at most N same-identity pairs per identity, sampled uniformly among its pairs\n"
+    "                     (default 0: all; kao train's validation: verify.same_pairs_per_identity)\n"
+    "  --diff-per-same R  R different-identity pairs per same-identity pair, sampled uniformly among all\n"
+    "                     different-identity pairs (default 0: all; kao train: verify.diff_pairs_per_same)\n"
+    "  --max-pairs N      at most N pairs: the same-identity pairs, and different-identity pairs sampled\n"
+    "                     at random up to N (default 1000000; 0: no limit)\n"
+    "  --seed S           seed of that sampling (default 0; kao train uses train.seed)\n"
+    "  --threshold T      cosine threshold of \"same person\" (default 0.4), or eer or far1e-3: the\n"
+    "                     threshold kao train measured on its validation pairs and recorded in the\n"
+    "                     weights file (needs --weights; kao info shows them)\n"
     "  --sort KEY         name|score: order of the pair lines; score: ascending (default: as built:\n"
     "                     by image, a folder's images by name and an embeddings file's in its order,\n"
     "                     or the pairs file's order)\n"
     "  --follow-symlinks  follow symbolic links that lead out of DIR or ROOT (default: refused)\n"
     "  --pairs-out F.tsv  write the pair lines to F.tsv (tab-separated, with a header) instead of stdout\n"
     "  --no-pairs         print only the summary\n"
-    "  --roc F.png        plot the ROC curve (640x480 PNG)\n"
-    "  --hist F.png       plot histograms of same- and different-identity scores (640x480 PNG)\n"
+    "  --roc F.png        plot the ROC curve: true-accept rate over false-accept rate on a log axis\n"
+    "                     (decades from 1e-4, or lower to the smallest FAR, to 1), the EER point and TAR\n"
+    "                     at FAR 1e-3 and 1e-2 marked; 640x480, SVG when F ends in .svg, else PNG\n"
+    "  --roc-csv F.csv    the ROC's points for re-plotting: a header far,tar,threshold, then one line per\n"
+    "                     distinct score in increasing FAR (scikit-learn's roc_curve(drop_intermediate=\n"
+    "                     False), to 17 digits: exact as doubles; the first point's threshold is inf)\n"
+    "  --hist F.png       plot histograms of same- and different-identity scores (640x480; SVG when F\n"
+    "                     ends in .svg, else PNG)\n"
     "  --quiet            no progress line\n"
     "No output may be one of the inputs (the weights, the embeddings, the pairs file, an image).\n";
 
 typedef struct {
     kao_cli_model_options model;
     kao_cli_forward_options forward;
-    const char *embeddings, *pairs_file, *input, *pairs_out, *roc, *hist;
+    const char *embeddings, *pairs_file, *input, *pairs_out, *roc, *roc_csv, *hist;
     kao_layout layout;
     kao_pair_sort sort;
-    int64_t max_pairs;
-    uint64_t seed;
+    kao_pair_sampling sampling;
+    const char *threshold_name; /* "eer", "far1e-3": from the weights file; NULL: threshold */
     double threshold;
     bool no_pairs, quiet, follow_symlinks;
 } options;
 
 /* Returns 0 to go on, else the exit status (help printed: 0; usage error: 2). */
 static int parse(options *o, int argc, char **argv) {
-    *o = (options){.forward = KAO_CLI_FORWARD_DEFAULTS, .max_pairs = 1000000, .threshold = 0.4};
+    *o = (options){.forward = KAO_CLI_FORWARD_DEFAULTS, .sampling = {.max_pairs = 1000000}, .threshold = 0.4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = kao_cli_model_option(&o->model, "verify", argc, argv, &i);
@@ -94,20 +110,29 @@ static int parse(options *o, int argc, char **argv) {
         else if (!strcmp(a, "--pairs")) o->pairs_file = argv[++i];
         else if (!strcmp(a, "--pairs-out")) o->pairs_out = argv[++i];
         else if (!strcmp(a, "--roc")) o->roc = argv[++i];
+        else if (!strcmp(a, "--roc-csv")) o->roc_csv = argv[++i];
         else if (!strcmp(a, "--hist")) o->hist = argv[++i];
         else if (!strcmp(a, "--max-pairs")) {
             int n;
             if (!kao_cli_parse_int(argv[++i], 0, 2000000000, &n))
                 return kao_cli_usage_error("verify", "--max-pairs wants an integer >= 0, got '%s'", v);
-            o->max_pairs = n;
+            o->sampling.max_pairs = n;
+        } else if (!strcmp(a, "--same-per-identity")) {
+            if (!kao_cli_parse_int(argv[++i], 0, 100000000, &o->sampling.same_per_identity))
+                return kao_cli_usage_error("verify", "--same-per-identity wants an integer >= 0, got '%s'", v);
+        } else if (!strcmp(a, "--diff-per-same")) {
+            if (!kao_cli_parse_double(argv[++i], 0, 1e6, &o->sampling.diff_per_same))
+                return kao_cli_usage_error("verify", "--diff-per-same wants a number in [0, 1e6], got '%s'", v);
         } else if (!strcmp(a, "--seed")) {
             int s;
             if (!kao_cli_parse_int(argv[++i], 0, 2147483647, &s))
                 return kao_cli_usage_error("verify", "--seed wants an integer >= 0, got '%s'", v);
-            o->seed = (uint64_t)s;
+            o->sampling.seed = (uint64_t)s;
         } else if (!strcmp(a, "--threshold")) {
-            if (!kao_cli_parse_double(argv[++i], -1, 1, &o->threshold))
-                return kao_cli_usage_error("verify", "--threshold wants a cosine in [-1, 1], got '%s'", v);
+            i++;
+            if (!strcmp(v, "eer") || !strcmp(v, "far1e-3")) o->threshold_name = v;
+            else if (!kao_cli_parse_double(v, -1, 1, &o->threshold))
+                return kao_cli_usage_error("verify", "--threshold wants a cosine in [-1, 1], eer or far1e-3, got '%s'", v);
         } else if (!strcmp(a, "--layout")) {
             i++;
             if (!strcmp(v, "auto")) o->layout = KAO_LAYOUT_AUTO;
@@ -132,7 +157,21 @@ static int parse(options *o, int argc, char **argv) {
                                    o->input ? "folder" : "--weights");
     if (!o->embeddings && (!o->model.weights || !o->input))
         return kao_cli_usage_error("verify", "needs --weights and a folder (or --embeddings)");
+    if (o->threshold_name && o->embeddings)
+        return kao_cli_usage_error("verify", "--threshold %s is read from a weights file: give a number with --embeddings",
+                                   o->threshold_name);
     return 0;
+}
+
+/* --threshold eer|far1e-3: the value the weights file records (trained_info.h). */
+static int recorded_threshold(options *o) {
+    kao_trained_info info;
+    if (kao_trained_info_read(o->model.weights, &info)) return KAO_ERR;
+    if (!info.has_thresholds)
+        return kao_fail("%s records no verification thresholds (kao train writes them into best.h5 and last.h5): "
+                        "give --threshold a number", o->model.weights);
+    o->threshold = strcmp(o->threshold_name, "eer") ? info.threshold_far1e3 : info.threshold_eer;
+    return KAO_OK;
 }
 
 /* Embeddings and their image paths as `kao embed` writes them (embeddings.h). */
@@ -140,7 +179,7 @@ static int load_embeddings(const char *path, float **emb, int *count, int *dim, 
     kao_h5_file f;
     if (kao_h5_open(&f, path)) return KAO_ERR;
     kao_h5_info info;
-    int rc = kao_h5_dataset_info(&f, "embeddings", &info);
+    int rc = kao_h5_dataset_info_backed(&f, "embeddings", &info);
     if (rc == KAO_OK && (info.ndim != 2 || info.cls != KAO_H5_FLOAT || info.shape[0] < 1 || info.shape[1] < 1)) {
         char shape[64];
         kao_h5_shape_string(shape, sizeof shape, info.ndim, info.shape);
@@ -190,17 +229,19 @@ static int make_pairs(const options *o, char ***paths, int *count, kao_pair **pa
     if (*count < 2) return kao_fail("%s: needs at least two images to make a pair, found %d", where, *count);
     int *labels = kao_malloc((size_t)*count * sizeof *labels, "labels"), identities;
     int rc = kao_identity_labels(labels, &identities, *paths, *count, o->layout);
-    int64_t max_diff = 0;
-    if (rc == KAO_OK && o->max_pairs > 0) {
-        int64_t same = kao_count_same_pairs(labels, *count), all = (int64_t)*count * (*count - 1) / 2;
-        if (all > o->max_pairs && same >= o->max_pairs)
-            rc = kao_fail("%lld same-identity pairs leave no room for different ones under --max-pairs %lld",
-                          (long long)same, (long long)o->max_pairs);
-        else if (all > o->max_pairs) max_diff = o->max_pairs - same;
-    }
-    if (rc == KAO_OK) rc = kao_pairs_build(pairs, num_pairs, labels, *count, max_diff, o->seed);
+    if (rc == KAO_OK) rc = kao_pairs_build(pairs, num_pairs, labels, *count, &o->sampling);
     free(labels);
     return rc ? kao_fail_context("%s: ", where) : KAO_OK;
+}
+
+enum { OUTPUTS = 4 };
+
+/* The files asked for (NULL: not asked for). */
+static void outputs_of(const options *o, const char *out[OUTPUTS]) {
+    out[0] = o->pairs_out;
+    out[1] = o->roc;
+    out[2] = o->roc_csv;
+    out[3] = o->hist;
 }
 
 /* No output may be an input: the weights, the embeddings, the pairs file or an image. */
@@ -210,9 +251,10 @@ static int check_outputs(const options *o, char *const *paths, int count) {
     inputs[1] = o->embeddings;
     inputs[2] = o->pairs_file;
     for (int i = 0; i < count; i++) inputs[3 + i] = paths[i];
-    const char *outputs[3] = {o->pairs_out, o->roc, o->hist};
+    const char *outputs[OUTPUTS];
+    outputs_of(o, outputs);
     int rc = KAO_OK;
-    for (int k = 0; k < 3 && rc == KAO_OK; k++)
+    for (int k = 0; k < OUTPUTS && rc == KAO_OK; k++)
         if (outputs[k]) rc = kao_check_not_input(outputs[k], inputs, count + 3);
     free(inputs);
     return rc;
@@ -230,12 +272,13 @@ static int write_outputs(const options *o, const kao_pair *pairs, const float *s
         kao_print_pairs(stdout, pairs, scores, order, n, paths, o->threshold);
         fputc('\n', stdout);
     }
-    if (rc == KAO_OK && o->roc) {
-        float *fpr = kao_malloc((size_t)(n + 1) * sizeof *fpr, "roc"), *tpr = kao_malloc((size_t)(n + 1) * sizeof *tpr, "roc");
-        int points = kao_roc_curve(fpr, tpr, scores, same, n);
-        rc = points < 0 ? KAO_ERR : kao_plot_roc(o->roc, fpr, tpr, points, m);
-        free(fpr);
-        free(tpr);
+    if (rc == KAO_OK && (o->roc || o->roc_csv)) {
+        kao_roc_point *roc = kao_malloc((size_t)(n + 1) * sizeof *roc, "roc");
+        int points = kao_roc_curve(roc, scores, same, n);
+        rc = points < 0 ? KAO_ERR : KAO_OK;
+        if (rc == KAO_OK && o->roc) rc = kao_plot_roc(o->roc, roc, points, m);
+        if (rc == KAO_OK && o->roc_csv) rc = kao_plot_roc_csv(o->roc_csv, roc, points);
+        free(roc);
     }
     if (rc == KAO_OK && o->hist) rc = kao_plot_histogram(o->hist, scores, same, n, o->threshold);
     if (rc == KAO_OK) kao_print_summary(stdout, m);
@@ -256,10 +299,12 @@ int kao_cmd_verify(int argc, char **argv) {
     kao_pair *pairs = NULL;
     kao_model m;
     bool have_model = false;
-    const char *outputs[3] = {o.pairs_out, o.roc, o.hist};
+    const char *outputs[OUTPUTS];
+    outputs_of(&o, outputs);
     int rc = KAO_OK;
-    for (int i = 0; i < 3 && rc == KAO_OK; i++)
+    for (int i = 0; i < OUTPUTS && rc == KAO_OK; i++)
         if (outputs[i]) rc = kao_check_parent_dir(outputs[i]);
+    if (rc == KAO_OK && o.threshold_name) rc = recorded_threshold(&o);
     if (rc == KAO_OK && o.embeddings) rc = load_embeddings(o.embeddings, &emb, &count, &dim, &paths);
     if (rc == KAO_OK) rc = make_pairs(&o, &paths, &count, &pairs, &num_pairs);
     if (rc == KAO_OK) rc = check_outputs(&o, paths, count);

@@ -71,7 +71,7 @@ def config_seeds(out):
         save(out, "config", name, read(os.path.join(ROOT, "configs", name)))
     save(out, "config", "small.ini", b"[model]\nname = tf_efficientnetv2_s\nwidth_mult = 0.5\n"
          b"input_mean = 0.5,0.5,0.5\n[train]\nepochs = 2\nlr = 1e-3\nschedule = step\n"
-         b"[data]\nroot = \xe9\xa1\x94/faces\n  ; comment\n[augment]\nhflip = yes\n")
+         b"[data]\nroot = \xe9\xa1\x94/faces\n  ; comment\n[augment]\nhflip = 0.5\n")
 
 
 def pairs_seeds(out):
