@@ -11,9 +11,9 @@
  * hang or a failure while reading the original happens in the child and becomes one error naming
  * the file. (A shared mapping rather than a memory file: no file-size limit applies to it.)
  *
- * The cost is the copy: for tf_efficientnetv2_l's 477 MB, about 1.2–1.5 s on the 2-core
- * development machine (kao info 1.9–2.2 s instead of 0.7 s), and the image's memory while the file
- * is open (the child's own copy is gone by then).
+ * The cost is the copy: for tf_efficientnetv2_l's 477 MB, about 1 s on a 2-core Intel Xeon (kao
+ * info 1.5–1.8 s instead of 0.7 s), and the image's memory while the file is open (the child's own
+ * copy is gone by then).
  *
  * A command opens the same file several times (probe, trained_info, load): the last copy is kept
  * and reused while the file is unchanged (same device, inode, size, modification and change times).
