@@ -256,6 +256,8 @@ static const struct {
     {"augment.scale_max", "augment.crop_scale_max (the crop is torchvision's RandomResizedCrop: an area "
                           "fraction, side s is area s*s; with augment.crop_ratio_min/crop_ratio_max; "
                           "docs/augmentation.md)"},
+    {"verify.neg_pairs", "verify.diff_pairs_per_same (different-identity pairs per same-identity pair, with "
+                         "verify.same_pairs_per_identity capping each identity's same pairs)"},
 };
 
 static int fail_unknown(const char *origin, const char *name) {

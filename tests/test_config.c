@@ -127,6 +127,9 @@ static void test_parse_errors(void) {
     CHECK(kao_config_set_assignment(&c, "train.arcface_lr=0.05", "--set") == KAO_ERR &&
               error_has("--set: key 'train.arcface_lr' was replaced by arcface.lr"),
           "--set train.arcface_lr: %s", kao_last_error());
+    CHECK(parse(&c, "[verify]\nneg_pairs = 1000\n") == KAO_ERR &&
+              error_has("test.ini:2: key 'verify.neg_pairs' was replaced by verify.diff_pairs_per_same"),
+          "old verify.neg_pairs: %s", kao_last_error());
 
     /* Bad values name the key and what is accepted. */
     CHECK(parse(&c, "[train]\noptimizer = adam\n") == KAO_ERR, "bad enum accepted");
