@@ -147,6 +147,7 @@ def exercise(weights, ws, scored):
     before = tree_hash(root)
     code, out = t.kao("curate", "--weights", weights, root, "--report", report, "--quiet", "--same-face", SAME_FACE, check_exit=0)
     print(out)
+    t.check("time: embedding " in out and "judging and search " in out, f"no time split: {out[-300:]}")
     t.check(tree_hash(root) == before, "a dry run changed the tree")
     t.check(sorted(os.listdir(root)) == sorted(set(p.split("/")[0] for p in truth) | {".kao_curate_cache.h5"}),
             "the dry run wrote something into the tree other than the cache")

@@ -216,14 +216,19 @@ static int curate(options *o) {
     }
     int dim = m.arch.embedding_dim;
     float *emb = kao_malloc((size_t)ds.num_images * dim * sizeof *emb, "embeddings");
+    double t0 = kao_now_seconds();
     int rc = embeddings(emb, o, &ds, &m, cache);
     kao_curate_result r = {0};
     if (rc == KAO_OK) {
+        double t1 = kao_now_seconds();
         kao_normalize_rows(emb, ds.num_images, dim);
         kao_curate_judge(&r, &ds, emb, dim, &o->settings.values);
+        double t2 = kao_now_seconds();
         kao_curate_print_summary(stdout, &ds, &r, &o->settings);
         rc = kao_curate_write_report(o->report, &ds, &r, &o->settings) || kao_curate_write_sheets(o->report, &ds, &r);
         if (rc == KAO_OK) printf("report: %s (images.tsv, identities.tsv, identity_pairs.tsv, duplicates.tsv, sheets/)\n", o->report);
+        printf("time: embedding %.1f s (cache included), judging and search %.1f s, report %.1f s\n", t1 - t0, t2 - t1,
+               kao_now_seconds() - t2);
     }
     if (rc == KAO_OK && o->apply) rc = apply(o, &ds, &r);
     else if (rc == KAO_OK) printf("dry run: nothing moved (--apply JOURNAL moves the flagged images)\n");
