@@ -244,18 +244,16 @@ static const char *suggest(const char *name) {
 }
 
 /* Keys of earlier versions, with what replaced them: an old config gets told what to write. */
+#define CROP_NOW_AREA "(the crop is torchvision's RandomResizedCrop: an area fraction, side s is area s*s; " \
+                      "with augment.crop_ratio_min/crop_ratio_max; docs/augmentation.md)"
 static const struct {
     const char *old, *now;
 } renamed[] = {
     {"train.arcface_lr", "arcface.lr (W now has its own optimizer: arcface.optimizer = sgd by default, "
                          "arcface.lr, arcface.weight_decay, arcface.momentum; set arcface.optimizer = adamw "
                          "and arcface.lr to the old value to train as before)"},
-    {"augment.scale_min", "augment.crop_scale_min (the crop is torchvision's RandomResizedCrop: an area "
-                          "fraction, side s is area s*s; with augment.crop_ratio_min/crop_ratio_max; "
-                          "docs/augmentation.md)"},
-    {"augment.scale_max", "augment.crop_scale_max (the crop is torchvision's RandomResizedCrop: an area "
-                          "fraction, side s is area s*s; with augment.crop_ratio_min/crop_ratio_max; "
-                          "docs/augmentation.md)"},
+    {"augment.scale_min", "augment.crop_scale_min " CROP_NOW_AREA},
+    {"augment.scale_max", "augment.crop_scale_max " CROP_NOW_AREA},
     {"verify.neg_pairs", "verify.diff_pairs_per_same (different-identity pairs per same-identity pair, with "
                          "verify.same_pairs_per_identity capping each identity's same pairs)"},
 };
