@@ -212,21 +212,21 @@ static int dataset_info(const kao_h5_file *f, const char *name, hid_t d, kao_h5_
     return rc;
 }
 
-int kao_h5_dataset_info(const kao_h5_file *f, const char *name, kao_h5_info *info) {
+static int info_of(const kao_h5_file *f, const char *name, kao_h5_info *info, bool backed) {
     hid_t d = -1;
     if (open_dataset(f, name, &d)) return KAO_ERR;
     int rc = dataset_info(f, name, d, info);
+    if (rc == KAO_OK && backed) rc = check_stored(f, name, d, info);
     H5Dclose(d);
     return rc;
 }
 
+int kao_h5_dataset_info(const kao_h5_file *f, const char *name, kao_h5_info *info) {
+    return info_of(f, name, info, false);
+}
+
 int kao_h5_dataset_info_backed(const kao_h5_file *f, const char *name, kao_h5_info *info) {
-    hid_t d = -1;
-    if (open_dataset(f, name, &d)) return KAO_ERR;
-    int rc = dataset_info(f, name, d, info);
-    if (rc == KAO_OK) rc = check_stored(f, name, d, info);
-    H5Dclose(d);
-    return rc;
+    return info_of(f, name, info, true);
 }
 
 const char *kao_h5_type_name(const kao_h5_info *info) {
